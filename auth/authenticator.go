@@ -1,0 +1,128 @@
+// Package auth is the only place an idflow.Principal is built: from a
+// verified bearer token, a browser session, a trusted proxy's headers, or a
+// background job's snapshot. Everything else receives the Principal.
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/idflow/idflow"
+)
+
+// SessionCookie is the browser session cookie (DESIGN §2).
+const SessionCookie = "idflow_session"
+
+// CSRFHeader must echo the session's CSRF token on cookie-authenticated writes.
+const CSRFHeader = "X-CSRF-Token"
+
+// Sessions resolves a browser session cookie. Implemented by the browser
+// login (package web); nil when browser login is off.
+type Sessions interface {
+	// Lookup returns the session's Principal and its CSRF token.
+	Lookup(ctx context.Context, sessionID string) (p idflow.Principal, csrf string, err error)
+}
+
+// Causes of refusals that the caller audits as attacks.
+var (
+	ErrSpoofedHeader = errors.New("spoofed identity header")
+	ErrCSRF          = errors.New("csrf token missing or wrong")
+)
+
+// Config wires the credential sources together.
+type Config struct {
+	Bearer   *Verifier // nil when no OpenID issuer is configured
+	Sessions Sessions  // nil when browser login is off
+	Proxy    *ProxyConfig
+}
+
+// Authenticator turns a request's credentials into a Principal.
+type Authenticator struct {
+	bearer   *Verifier
+	sessions Sessions
+	proxy    *proxyAuth
+}
+
+// New returns an Authenticator. With no source configured it refuses every
+// request: there is no fallback identity.
+func New(cfg Config) *Authenticator {
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions}
+	if cfg.Proxy != nil {
+		a.proxy = newProxyAuth(*cfg.Proxy)
+	} else {
+		// Even without trusted proxies, identity headers are recognised so
+		// that a client sending them is refused and audited.
+		a.proxy = newProxyAuth(ProxyConfig{})
+	}
+	return a
+}
+
+// Audiences restricts which token audiences a route accepts; nil accepts
+// the verifier's configured audiences.
+type Audiences []string
+
+// Authenticate returns the Principal of r. Sources, in order: a spoofed
+// identity header is refused outright; then Authorization: Bearer; then the
+// session cookie; then a trusted proxy's headers. A request with none is
+// refused (EUNAUTHORIZED).
+func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.Principal, error) {
+	if a.proxy.claimed(r) && !a.proxy.trustedPeer(r) {
+		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "identity headers are only accepted from a trusted proxy", ErrSpoofedHeader)
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		raw, ok := bearerToken(h)
+		if !ok {
+			return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "the Authorization header must be a Bearer token")
+		}
+		return a.VerifyToken(r.Context(), raw, accept)
+	}
+	if c, err := r.Cookie(SessionCookie); err == nil && a.sessions != nil {
+		p, csrf, err := a.sessions.Lookup(r.Context(), c.Value)
+		if err != nil {
+			return idflow.Principal{}, err
+		}
+		if !safeMethod(r.Method) && (csrf == "" || r.Header.Get(CSRFHeader) != csrf) {
+			return idflow.Principal{}, idflow.WrapError(idflow.EFORBIDDEN, "a valid "+CSRFHeader+" header is required", ErrCSRF)
+		}
+		return p, nil
+	}
+	if a.proxy.claimed(r) && len(a.proxy.trusted) > 0 {
+		return a.proxy.authenticate(r.Context(), r)
+	}
+	return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "authentication required")
+}
+
+// VerifyToken verifies a bearer token obtained some other way (a WebSocket
+// subprotocol, an MCP request).
+func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
+	if a.bearer == nil {
+		return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "bearer tokens are not accepted here")
+	}
+	tok, err := a.bearer.Verify(ctx, raw)
+	if err != nil {
+		return idflow.Principal{}, err
+	}
+	if accept != nil && !slices.ContainsFunc(tok.Audiences, func(s string) bool { return slices.Contains(accept, s) }) {
+		return idflow.Principal{}, unauthorized(errors.New("audience not accepted on this route"))
+	}
+	return tok.Principal, nil
+}
+
+// HasBearer reports whether bearer tokens are configured.
+func (a *Authenticator) HasBearer() bool { return a.bearer != nil }
+
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}

@@ -1,0 +1,278 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/sync/singleflight"
+)
+
+// AllowedAlgorithms are the only signature algorithms idflow verifies.
+// "none" and every HMAC algorithm are absent on purpose: a public key must
+// never double as a shared secret.
+var AllowedAlgorithms = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512,
+	jose.EdDSA,
+}
+
+// KeySet verifies a compact JWS and returns its payload. It is the test seam
+// between token verification and key retrieval (as in go-oidc, whose
+// oidc.KeySet it satisfies).
+type KeySet interface {
+	VerifySignature(ctx context.Context, jwt string) ([]byte, error)
+}
+
+// errUnknownKey is returned when no key in the set matches the token's kid.
+var errUnknownKey = errors.New("no matching key")
+
+// RemoteKeySet is a JWKS fetched over HTTP and cached. An unknown kid
+// triggers at most one fetch per cooldown, shared by all concurrent callers;
+// a failed fetch never evicts the keys already known, so an IdP outage does
+// not break tokens that were verifiable before it.
+type RemoteKeySet struct {
+	url      string
+	client   *http.Client
+	cooldown time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+
+	group singleflight.Group
+
+	mu        sync.RWMutex
+	keys      map[string]jose.JSONWebKey // by kid; kid-less keys under ""-prefixed synthetic names
+	lastFetch time.Time                  // last attempt, successful or not
+	fetches   int64                      // attempts, for tests and metrics
+}
+
+// DefaultJWKSCooldown bounds refetches on unknown kids; rotation is still
+// picked up within a minute.
+const DefaultJWKSCooldown = 15 * time.Second
+
+// maxJWKSBytes bounds a JWKS document.
+const maxJWKSBytes = 1 << 20
+
+// NewRemoteKeySet returns a key set for url. cooldown ≤ 0 means DefaultJWKSCooldown.
+func NewRemoteKeySet(url string, client *http.Client, cooldown time.Duration, log *slog.Logger) *RemoteKeySet {
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cooldown <= 0 {
+		cooldown = DefaultJWKSCooldown
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &RemoteKeySet{url: url, client: client, cooldown: cooldown, now: time.Now, log: log}
+}
+
+// Fetches reports how many times the JWKS was requested.
+func (s *RemoteKeySet) Fetches() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.fetches
+}
+
+// VerifySignature implements KeySet.
+func (s *RemoteKeySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(token, AllowedAlgorithms)
+	if err != nil {
+		return nil, fmt.Errorf("parse jws: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("exactly one signature required")
+	}
+	hdr := jws.Signatures[0].Header
+	// The header's own jwk, jku and x5u are deliberately never consulted:
+	// keys come only from the configured JWKS.
+	keys, err := s.keysFor(ctx, hdr.KeyID, hdr.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if payload, err := jws.Verify(k.Key); err == nil {
+			return payload, nil
+		}
+	}
+	return nil, errors.New("signature invalid")
+}
+
+// keysFor returns the candidate keys for kid, refetching once per cooldown
+// when kid is unknown.
+func (s *RemoteKeySet) keysFor(ctx context.Context, kid, alg string) ([]jose.JSONWebKey, error) {
+	if keys := s.lookup(kid, alg); len(keys) > 0 {
+		return keys, nil
+	}
+	s.mu.RLock()
+	coolingDown := !s.lastFetch.IsZero() && s.now().Sub(s.lastFetch) < s.cooldown
+	s.mu.RUnlock()
+	if coolingDown {
+		// Negative cache: an unknown kid inside the cooldown costs no fetch.
+		return nil, errUnknownKey
+	}
+	// Detach from the caller's cancellation so one impatient request cannot
+	// fail the fetch for everybody waiting on it.
+	fetchCtx := context.WithoutCancel(ctx)
+	ch := s.group.DoChan("fetch", func() (any, error) { return nil, s.refresh(fetchCtx) })
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			s.log.Warn("jwks refresh failed", "url", s.url, "err", res.Err)
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if keys := s.lookup(kid, alg); len(keys) > 0 {
+		return keys, nil
+	}
+	return nil, errUnknownKey
+}
+
+func (s *RemoteKeySet) lookup(kid, alg string) []jose.JSONWebKey {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if kid != "" {
+		if k, ok := s.keys[kid]; ok && keyFitsAlg(k, alg) {
+			return []jose.JSONWebKey{k}
+		}
+		return nil
+	}
+	// A token without kid may be tried against every signing key of its type.
+	var out []jose.JSONWebKey
+	for _, k := range s.keys {
+		if keyFitsAlg(k, alg) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Refresh fetches the JWKS now, ignoring the cooldown.
+func (s *RemoteKeySet) Refresh(ctx context.Context) error { return s.refresh(ctx) }
+
+func (s *RemoteKeySet) refresh(ctx context.Context) error {
+	s.mu.Lock()
+	s.lastFetch = s.now()
+	s.fetches++
+	s.mu.Unlock()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return fmt.Errorf("jwks request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("jwks fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("jwks fetch: status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes))
+	if err != nil {
+		return fmt.Errorf("jwks read: %w", err)
+	}
+	keys, err := parseJWKS(body)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return errors.New("jwks holds no usable signing key")
+	}
+	s.mu.Lock()
+	s.keys = keys
+	s.mu.Unlock()
+	return nil
+}
+
+// parseJWKS keeps only public signing keys of the allowed types.
+func parseJWKS(body []byte) (map[string]jose.JSONWebKey, error) {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("jwks decode: %w", err)
+	}
+	keys := make(map[string]jose.JSONWebKey, len(doc.Keys))
+	for i, raw := range doc.Keys {
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(raw); err != nil {
+			continue // one odd key (an unsupported type) must not hide the others
+		}
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		if !k.IsPublic() {
+			continue // never accept symmetric or private material as a verification key
+		}
+		id := k.KeyID
+		if id == "" {
+			id = fmt.Sprintf("\x00%d", i)
+		}
+		keys[id] = k
+	}
+	return keys, nil
+}
+
+// keyFitsAlg refuses, for example, an RSA key for an ES256 header, and any
+// key whose JWKS entry pins a different algorithm.
+func keyFitsAlg(k jose.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
+	}
+	switch k.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		return strings.HasPrefix(alg, "ES")
+	case ed25519.PublicKey:
+		return alg == string(jose.EdDSA)
+	}
+	return false
+}
+
+// StaticKeySet verifies against fixed public keys; for keys that idflow
+// itself holds (the dev issuer, assertion signing).
+type StaticKeySet struct {
+	keys map[string]jose.JSONWebKey
+}
+
+// NewStaticKeySet returns a key set of the given public keys.
+func NewStaticKeySet(keys ...jose.JSONWebKey) *StaticKeySet {
+	m := make(map[string]jose.JSONWebKey, len(keys))
+	for _, k := range keys {
+		m[k.KeyID] = k
+	}
+	return &StaticKeySet{keys: m}
+}
+
+// VerifySignature implements KeySet.
+func (s *StaticKeySet) VerifySignature(_ context.Context, token string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(token, AllowedAlgorithms)
+	if err != nil {
+		return nil, fmt.Errorf("parse jws: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("exactly one signature required")
+	}
+	hdr := jws.Signatures[0].Header
+	k, ok := s.keys[hdr.KeyID]
+	if !ok || !keyFitsAlg(k, hdr.Algorithm) {
+		return nil, errUnknownKey
+	}
+	return jws.Verify(k.Key)
+}

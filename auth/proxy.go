@@ -1,0 +1,183 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/idflow/idflow"
+)
+
+// DefaultProxyUserHeader is the plain identity header a trusted proxy sets.
+const DefaultProxyUserHeader = "X-Authenticated-User"
+
+// ProxyConfig configures trusted-proxy authentication.
+type ProxyConfig struct {
+	// Trusted are the peers (the TCP peer, never X-Forwarded-For) whose
+	// identity headers count.
+	Trusted []netip.Prefix
+	// UserHeader carries the user id (default X-Authenticated-User). Its
+	// companions share its prefix: X-Authenticated-Email, -Name, -Tenant,
+	// -Roles, -Groups.
+	UserHeader string
+	// AssertionHeader, when set, carries a signed JWT verified by
+	// Assertions; it is preferred over the plain header.
+	AssertionHeader string
+	Assertions      *Verifier
+}
+
+// proxyAuth reads identity from a trusted proxy's headers.
+type proxyAuth struct {
+	trusted   []netip.Prefix
+	user      string
+	prefix    string
+	assertion string
+	verifier  *Verifier
+}
+
+func newProxyAuth(cfg ProxyConfig) *proxyAuth {
+	user := cfg.UserHeader
+	if user == "" {
+		user = DefaultProxyUserHeader
+	}
+	user = http.CanonicalHeaderKey(user)
+	prefix := strings.TrimSuffix(user, "-User")
+	if prefix == user {
+		prefix = ""
+	}
+	var assertion string
+	if cfg.AssertionHeader != "" {
+		assertion = http.CanonicalHeaderKey(cfg.AssertionHeader)
+	}
+	return &proxyAuth{trusted: cfg.Trusted, user: user, prefix: prefix, assertion: assertion, verifier: cfg.Assertions}
+}
+
+// identityHeaders lists the request headers that claim an identity.
+func (a *proxyAuth) identityHeaders() []string {
+	hs := []string{a.user}
+	if a.prefix != "" {
+		for _, s := range []string{"-Email", "-Name", "-Tenant", "-Roles", "-Groups"} {
+			hs = append(hs, a.prefix+s)
+		}
+	}
+	if a.assertion != "" {
+		hs = append(hs, a.assertion)
+	}
+	return hs
+}
+
+// claimed reports whether r carries any identity header.
+func (a *proxyAuth) claimed(r *http.Request) bool {
+	for _, h := range a.identityHeaders() {
+		if _, ok := r.Header[h]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// trustedPeer reports whether the TCP peer of r is a trusted proxy.
+func (a *proxyAuth) trustedPeer(r *http.Request) bool {
+	ip, ok := PeerIP(r)
+	if !ok {
+		return false
+	}
+	for _, p := range a.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate builds a Principal from a trusted peer's headers.
+func (a *proxyAuth) authenticate(ctx context.Context, r *http.Request) (idflow.Principal, error) {
+	if a.assertion != "" {
+		if raw := r.Header.Get(a.assertion); raw != "" {
+			if a.verifier == nil {
+				return idflow.Principal{}, unauthorized(errors.New("assertion header without verifier"))
+			}
+			tok, err := a.verifier.Verify(ctx, raw)
+			if err != nil {
+				return idflow.Principal{}, err
+			}
+			return tok.Principal, nil
+		}
+	}
+	vals := r.Header.Values(a.user)
+	if len(vals) != 1 || strings.TrimSpace(vals[0]) == "" {
+		return idflow.Principal{}, unauthorized(errors.New("identity header missing, empty or repeated"))
+	}
+	get := func(suffix string) string {
+		if a.prefix == "" {
+			return ""
+		}
+		return r.Header.Get(a.prefix + suffix)
+	}
+	return idflow.Principal{
+		UserID:     strings.TrimSpace(vals[0]),
+		TenantID:   get("-Tenant"),
+		Email:      get("-Email"),
+		Name:       get("-Name"),
+		Roles:      splitList(get("-Roles")),
+		Groups:     splitList(get("-Groups")),
+		Scopes:     []string{},
+		Kind:       idflow.KindUser,
+		AuthMethod: idflow.AuthProxyHeader,
+		// A plain header is valid for this one request only.
+		ExpiresAt: time.Now(),
+	}, nil
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// PeerIP is the TCP peer of r. Forwarding headers are never consulted.
+func PeerIP(r *http.Request) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}
+
+// ParsePrefixes parses comma-separated CIDRs or bare addresses.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			ip, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
+			}
+			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}

@@ -1,0 +1,28 @@
+package auth
+
+import (
+	"slices"
+
+	"github.com/idflow/idflow"
+)
+
+// FromSnapshot rebuilds the Principal a background job acts as. It is the
+// only way a worker gets an identity: from the snapshot stored with its job,
+// never from a token and never from a default.
+func FromSnapshot(s idflow.Snapshot) (idflow.Principal, error) {
+	if s.UserID == "" {
+		return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "job snapshot has no user")
+	}
+	return idflow.Principal{
+		UserID:     s.UserID,
+		TenantID:   s.TenantID,
+		Email:      s.Email,
+		Name:       s.Name,
+		Roles:      nonNil(slices.Clone(s.Roles)),
+		Groups:     nonNil(slices.Clone(s.Groups)),
+		Scopes:     []string{},
+		Issuer:     s.Issuer,
+		Kind:       idflow.KindUser,
+		AuthMethod: idflow.AuthJob,
+	}, nil
+}

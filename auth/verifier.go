@@ -1,0 +1,273 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/idflow/idflow"
+)
+
+// TenantPlaceholder marks a multi-tenant issuer (Entra common/organizations).
+const TenantPlaceholder = "{tenantid}"
+
+// MaxTokenBytes bounds a bearer token before any parsing.
+const MaxTokenBytes = 16 << 10
+
+// MaxLeeway is the largest clock skew idflow tolerates on exp, nbf and iat.
+const MaxLeeway = 60 * time.Second
+
+// ErrInsufficientScope marks a valid token without the required scope.
+var ErrInsufficientScope = errors.New("insufficient_scope")
+
+var (
+	errBadDate  = errors.New("bad numeric date")
+	errNotJWS   = errors.New("not a compact JWS")
+	errTooLarge = errors.New("token too large")
+)
+
+// VerifierConfig configures bearer-token verification. The zero value of
+// every field is the strict choice; NewVerifier refuses an unsafe config.
+type VerifierConfig struct {
+	// Issuers are the accepted iss values, exactly. An entry may contain
+	// {tenantid}, matched against the token's tid (Tenants then required).
+	Issuers []string
+	// Audiences: the token's aud must contain one of them.
+	Audiences []string
+	// UserClaims are tried in order for the user id (default oid, sub).
+	UserClaims []string
+	// Tenants, when set, are the only tid values accepted.
+	Tenants []string
+	// RequiredScope, when set, must be among a user token's delegated scopes.
+	RequiredScope string
+	// Leeway for exp, nbf and iat; default 30 s, at most MaxLeeway.
+	Leeway time.Duration
+	// CacheSize bounds the verified-token cache (default 10,000; <0 disables it).
+	CacheSize int
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Verifier checks bearer JWTs and turns them into Principals.
+type Verifier struct {
+	cfg       VerifierConfig
+	keys      KeySet
+	cache     *tokenCache
+	method    idflow.AuthMethod
+	needsRaw  bool
+	multiTen  bool
+	tenantSet map[string]bool
+}
+
+// Token is a verified bearer token.
+type Token struct {
+	Principal idflow.Principal
+	Audiences []string
+}
+
+// NewVerifier returns a Verifier, or an error when cfg would accept too much.
+func NewVerifier(cfg VerifierConfig, keys KeySet) (*Verifier, error) {
+	if keys == nil {
+		return nil, errors.New("auth: a key set is required")
+	}
+	if len(cfg.Issuers) == 0 || slices.Contains(cfg.Issuers, "") {
+		return nil, errors.New("auth: an issuer is required")
+	}
+	if len(cfg.Audiences) == 0 || slices.Contains(cfg.Audiences, "") {
+		return nil, errors.New("auth: at least one audience is required")
+	}
+	if len(cfg.UserClaims) == 0 {
+		cfg.UserClaims = []string{"oid", "sub"}
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		return nil, fmt.Errorf("auth: leeway must be within (0, %s]", MaxLeeway)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	v := &Verifier{cfg: cfg, keys: keys, method: idflow.AuthBearer, tenantSet: map[string]bool{}}
+	for _, iss := range cfg.Issuers {
+		if strings.Contains(iss, TenantPlaceholder) {
+			v.multiTen = true
+		}
+	}
+	if v.multiTen && len(cfg.Tenants) == 0 {
+		return nil, errors.New("auth: a multi-tenant issuer needs an allowlist of tenants (IDFLOW_OIDC_TENANTS)")
+	}
+	for _, t := range cfg.Tenants {
+		v.tenantSet[t] = true
+	}
+	for _, c := range cfg.UserClaims {
+		if !knownStringClaim(c) {
+			v.needsRaw = true
+		}
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = 10000
+	}
+	if size > 0 {
+		v.cache = newTokenCache(size)
+	}
+	return v, nil
+}
+
+// Verify checks raw and returns its Principal. Every failure is an
+// *idflow.Error with code EUNAUTHORIZED, except a missing required scope
+// (EFORBIDDEN); the reason is in the wrapped cause, never the token.
+func (v *Verifier) Verify(ctx context.Context, raw string) (Token, error) {
+	if len(raw) > MaxTokenBytes {
+		return Token{}, unauthorized(errTooLarge)
+	}
+	if strings.Count(raw, ".") != 2 {
+		return Token{}, unauthorized(errNotJWS) // a 5-part JWE, or garbage
+	}
+	now := v.cfg.Now()
+	var digest [32]byte
+	if v.cache != nil {
+		digest = sha256.Sum256([]byte(raw))
+		if tok, ok := v.cache.get(digest, now); ok {
+			return tok, nil
+		}
+	}
+	payload, err := v.keys.VerifySignature(ctx, raw)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Token{}, idflow.WrapError(idflow.EUNAVAILABLE, "key set unavailable", err)
+		}
+		return Token{}, unauthorized(err)
+	}
+	tok, err := v.checkClaims(payload, now)
+	if err != nil {
+		return Token{}, err
+	}
+	if v.cache != nil {
+		v.cache.put(digest, tok, tok.Principal.ExpiresAt.Add(v.cfg.Leeway))
+	}
+	return tok, nil
+}
+
+func unauthorized(cause error) error {
+	return idflow.WrapError(idflow.EUNAUTHORIZED, "invalid token", cause)
+}
+
+func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return Token{}, unauthorized(fmt.Errorf("claims: %w", err))
+	}
+	if v.needsRaw {
+		c.raw = payload
+	}
+	if err := v.checkIssuer(&c); err != nil {
+		return Token{}, unauthorized(err)
+	}
+	aud := v.matchAudiences(c.Aud)
+	if len(aud) == 0 {
+		return Token{}, unauthorized(errors.New("audience not accepted"))
+	}
+	if c.Exp == nil {
+		return Token{}, unauthorized(errors.New("exp missing"))
+	}
+	leeway := v.cfg.Leeway
+	if !now.Before(c.Exp.Add(leeway)) {
+		return Token{}, idflow.WrapError(idflow.EUNAUTHORIZED, "token expired", errors.New("expired"))
+	}
+	if c.Nbf != nil && now.Add(leeway).Before(c.Nbf.Time) {
+		return Token{}, unauthorized(errors.New("not valid yet (nbf)"))
+	}
+	if c.Iat != nil && now.Add(leeway).Before(c.Iat.Time) {
+		return Token{}, unauthorized(errors.New("issued in the future (iat)"))
+	}
+	if v.multiTen || len(v.tenantSet) > 0 {
+		if !v.tenantSet[c.Tid] {
+			return Token{}, unauthorized(errors.New("tenant not allowed"))
+		}
+	}
+	p := idflow.Principal{
+		TenantID:      c.Tid,
+		Email:         firstNonEmpty(c.PreferredUsername, c.Upn, c.Email),
+		Name:          c.Name,
+		Roles:         nonNil(c.Roles),
+		Groups:        nonNil(c.Groups),
+		GroupsOverage: c.groupsOverage(),
+		Scopes:        nonNil(c.scopes()),
+		Issuer:        c.Iss,
+		AuthMethod:    v.method,
+		ClientID:      c.clientID(),
+		ExpiresAt:     c.Exp.Time,
+	}
+	if c.appOnly() {
+		p.Kind = idflow.KindApp
+		p.UserID = firstNonEmpty(c.Oid, c.Sub, p.ClientID)
+		if p.UserID == "" {
+			return Token{}, unauthorized(errors.New("app token without subject"))
+		}
+		return Token{Principal: p, Audiences: aud}, nil
+	}
+	p.Kind = idflow.KindUser
+	for _, name := range v.cfg.UserClaims {
+		if id := c.stringClaim(name); id != "" {
+			p.UserID = id
+			break
+		}
+	}
+	if p.UserID == "" {
+		return Token{}, unauthorized(errors.New("no user claim"))
+	}
+	if v.cfg.RequiredScope != "" && !p.HasScope(v.cfg.RequiredScope) {
+		return Token{}, idflow.WrapError(idflow.EFORBIDDEN, "the token lacks the required scope "+v.cfg.RequiredScope, ErrInsufficientScope)
+	}
+	return Token{Principal: p, Audiences: aud}, nil
+}
+
+func (v *Verifier) checkIssuer(c *claims) error {
+	for _, want := range v.cfg.Issuers {
+		if strings.Contains(want, TenantPlaceholder) {
+			if c.Tid == "" || !v.tenantSet[c.Tid] {
+				continue
+			}
+			want = strings.ReplaceAll(want, TenantPlaceholder, c.Tid)
+		}
+		if c.Iss == want {
+			return nil
+		}
+	}
+	return errors.New("issuer not accepted")
+}
+
+func (v *Verifier) matchAudiences(aud []string) []string {
+	var out []string
+	for _, a := range aud {
+		if a != "" && slices.Contains(v.cfg.Audiences, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// NewAssertionVerifier verifies a trusted proxy's signed identity header:
+// iss must be issuer, aud must be audience, the user id is sub.
+func NewAssertionVerifier(issuer, audience string, keys KeySet) (*Verifier, error) {
+	v, err := NewVerifier(VerifierConfig{Issuers: []string{issuer}, Audiences: []string{audience}, UserClaims: []string{"sub"}}, keys)
+	if err != nil {
+		return nil, err
+	}
+	v.method = idflow.AuthProxyAssertion
+	return v, nil
+}

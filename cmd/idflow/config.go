@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// config is every setting of `idflow serve`. Each field has an environment
+// variable (DESIGN §3) and a flag of the same name; the flag wins.
+type config struct {
+	Dev                    bool
+	Listen                 string
+	PublicURL              string
+	DataDir                string
+	DatabaseURL            string
+	MigrateDatabaseURL     string
+	CacheURL               string
+	OIDCIssuer             string
+	OIDCAudience           string
+	OIDCUserClaim          string
+	OIDCTenants            string
+	OIDCRequiredScope      string
+	OIDCClientID           string
+	OIDCClientSecret       string
+	AdminRole              string
+	InternalClients        string
+	InternalRole           string
+	TrustedProxies         string
+	ProxyUserHeader        string
+	ProxyAssertionHeader   string
+	ProxyAssertionJWKSURL  string
+	ProxyAssertionIssuer   string
+	ProxyAssertionAudience string
+	WSQueryToken           bool
+	VaultKey               string
+	LLMURL                 string
+	LLMAPIKey              string
+	LLMModel               string
+	CORSOrigins            string
+	AssertionKey           string
+	LogLevel               string
+	ProvidersFile          string
+	PolicyFile             string
+}
+
+type setting struct {
+	env, flag, def, help string
+	str                  *string
+	boolean              *bool
+}
+
+func (c *config) settings() []setting {
+	s := func(env, fl, def, help string, p *string) setting {
+		return setting{env: env, flag: fl, def: def, help: help, str: p}
+	}
+	b := func(env, fl, help string, p *bool) setting {
+		return setting{env: env, flag: fl, def: "false", help: help, boolean: p}
+	}
+	return []setting{
+		s("IDFLOW_LISTEN", "listen", "127.0.0.1:8080", "listen address", &c.Listen),
+		s("IDFLOW_PUBLIC_URL", "public-url", "", "external base URL (default http://<listen>)", &c.PublicURL),
+		s("IDFLOW_DATA_DIR", "data-dir", "./data", "embedded data: SQLite, files, keys", &c.DataDir),
+		s("IDFLOW_DATABASE_URL", "database-url", "", "sqlite:///path or postgres://… (default SQLite in the data dir)", &c.DatabaseURL),
+		s("IDFLOW_MIGRATE_DATABASE_URL", "migrate-database-url", "", "PostgreSQL role that owns the schema (default: database-url)", &c.MigrateDatabaseURL),
+		s("IDFLOW_CACHE_URL", "cache-url", "memory://", "memory://, redis://…, memcached://host:port", &c.CacheURL),
+		s("IDFLOW_OIDC_ISSUER", "oidc-issuer", "", "OpenID issuer; more accepted issuers may follow, comma-separated", &c.OIDCIssuer),
+		s("IDFLOW_OIDC_AUDIENCE", "oidc-audience", "", "accepted audiences, comma-separated", &c.OIDCAudience),
+		s("IDFLOW_OIDC_USER_CLAIM", "oidc-user-claim", "oid,sub", "claims tried in order for the user id", &c.OIDCUserClaim),
+		s("IDFLOW_OIDC_TENANTS", "oidc-tenants", "", "allowed tid values, comma-separated", &c.OIDCTenants),
+		s("IDFLOW_OIDC_REQUIRED_SCOPE", "oidc-required-scope", "", "delegated scope user tokens must carry", &c.OIDCRequiredScope),
+		s("IDFLOW_OIDC_CLIENT_ID", "oidc-client-id", "", "client id for the browser login", &c.OIDCClientID),
+		s("IDFLOW_OIDC_CLIENT_SECRET", "oidc-client-secret", "", "client secret for the browser login (prefer the variable)", &c.OIDCClientSecret),
+		s("IDFLOW_ADMIN_ROLE", "admin-role", "admin", "role that opens /api/v1/admin/*", &c.AdminRole),
+		s("IDFLOW_INTERNAL_CLIENTS", "internal-clients", "", "app-only client ids allowed on /internal/v1/*", &c.InternalClients),
+		s("IDFLOW_INTERNAL_ROLE", "internal-role", "", "app role also required on /internal/v1/*", &c.InternalRole),
+		s("IDFLOW_TRUSTED_PROXIES", "trusted-proxies", "", "CIDRs whose identity headers count", &c.TrustedProxies),
+		s("IDFLOW_PROXY_USER_HEADER", "proxy-user-header", "X-Authenticated-User", "plain identity header of a trusted proxy", &c.ProxyUserHeader),
+		s("IDFLOW_PROXY_ASSERTION_HEADER", "proxy-assertion-header", "", "signed identity header of a trusted proxy", &c.ProxyAssertionHeader),
+		s("IDFLOW_PROXY_ASSERTION_JWKS_URL", "proxy-assertion-jwks-url", "", "JWKS that signs the assertion header", &c.ProxyAssertionJWKSURL),
+		s("IDFLOW_PROXY_ASSERTION_ISSUER", "proxy-assertion-issuer", "", "iss of the assertion (default: the JWKS URL's origin)", &c.ProxyAssertionIssuer),
+		s("IDFLOW_PROXY_ASSERTION_AUDIENCE", "proxy-assertion-audience", "", "aud of the assertion (default: the public URL)", &c.ProxyAssertionAudience),
+		b("IDFLOW_WS_QUERY_TOKEN", "ws-query-token", "allow ?access_token= on WebSockets", &c.WSQueryToken),
+		s("IDFLOW_VAULT_KEY", "vault-key", "", "base64 32-byte keys, comma-separated; the first seals (prefer the variable)", &c.VaultKey),
+		s("IDFLOW_LLM_URL", "llm-url", "", "OpenAI-compatible base URL (default: the built-in echo model)", &c.LLMURL),
+		s("IDFLOW_LLM_API_KEY", "llm-api-key", "", "API key of the model (prefer the variable)", &c.LLMAPIKey),
+		s("IDFLOW_LLM_MODEL", "llm-model", "", "model name", &c.LLMModel),
+		s("IDFLOW_CORS_ORIGINS", "cors-origins", "", "origins allowed by CORS, comma-separated", &c.CORSOrigins),
+		s("IDFLOW_ASSERTION_KEY", "assertion-key", "", "PKCS#8 EC key signing X-Idflow-Assertion (default: a key in the data dir)", &c.AssertionKey),
+		s("IDFLOW_PROVIDERS_FILE", "providers-file", "", "downstream OAuth providers (JSON)", &c.ProvidersFile),
+		s("IDFLOW_POLICY_FILE", "policy-file", "", "group/role → feature policy (JSON)", &c.PolicyFile),
+		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
+	}
+}
+
+// loadConfig reads the environment, then flags.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, *flag.FlagSet, error) {
+	c := &config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&c.Dev, "dev", false, "the embedded default: SQLite, memory cache, a built-in dev issuer, loopback only")
+	for _, st := range c.settings() {
+		v := getenv(st.env)
+		if v == "" {
+			v = st.def
+		}
+		help := st.help + " [" + st.env + "]"
+		if st.boolean != nil {
+			bv, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", st.env, err)
+			}
+			fs.BoolVar(st.boolean, st.flag, bv, help)
+			continue
+		}
+		fs.StringVar(st.str, st.flag, v, help)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	if _, err := url.Parse(c.PublicURL); err != nil {
+		return nil, nil, fmt.Errorf("IDFLOW_PUBLIC_URL: %w", err)
+	}
+	return c, fs, nil
+}
+
+// validate refuses configurations that would fail open.
+func (c *config) validate() error {
+	if c.Dev {
+		if !loopback(c.Listen) {
+			return fmt.Errorf("--dev listens on loopback only; %q is not a loopback address", c.Listen)
+		}
+		if c.OIDCIssuer != "" {
+			return errors.New("--dev uses its own dev issuer; unset IDFLOW_OIDC_ISSUER or drop --dev")
+		}
+		if c.TrustedProxies != "" {
+			return errors.New("--dev does not trust proxies; unset IDFLOW_TRUSTED_PROXIES or drop --dev")
+		}
+		return nil
+	}
+	if c.OIDCIssuer != "" && c.OIDCAudience == "" {
+		return errors.New("IDFLOW_OIDC_AUDIENCE is required when IDFLOW_OIDC_ISSUER is set")
+	}
+	if c.OIDCIssuer == "" && c.TrustedProxies == "" {
+		return errors.New("no authentication configured: set IDFLOW_OIDC_ISSUER and IDFLOW_OIDC_AUDIENCE, or IDFLOW_TRUSTED_PROXIES, or run with --dev")
+	}
+	if c.ProxyAssertionHeader != "" && c.ProxyAssertionJWKSURL == "" {
+		return errors.New("IDFLOW_PROXY_ASSERTION_HEADER needs IDFLOW_PROXY_ASSERTION_JWKS_URL")
+	}
+	return nil
+}
+
+// loopback reports whether addr's host is a loopback address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

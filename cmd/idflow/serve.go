@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/httpapi"
+)
+
+// devAudience is the API audience of dev tokens.
+const devAudience = "idflow"
+
+// devAppSecret is the client_credentials secret of the dev app client. It is
+// only ever accepted by the dev issuer, which only exists on loopback.
+const devAppSecret = "idflow-dev-secret"
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, _, err := loadConfig("serve", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	app, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           app.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.Dev {
+		printDevBanner(stdout, cfg, ln.Addr().String())
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "dev", cfg.Dev)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// application is everything `serve` wires together.
+type application struct {
+	handler http.Handler
+	closers []func() error
+}
+
+func (a *application) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i]()
+	}
+}
+
+func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, error) {
+	app := &application{}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	apiAudiences := splitComma(cfg.OIDCAudience)
+	mcpAudience := cfg.PublicURL + "/mcp"
+
+	var verifier *auth.Verifier
+	var devIssuer *devidp.Issuer
+	internalClients := splitComma(cfg.InternalClients)
+	if cfg.Dev {
+		if len(apiAudiences) == 0 {
+			apiAudiences = []string{devAudience}
+		}
+		var err error
+		devIssuer, err = devidp.New(devidp.Config{
+			Issuer: cfg.PublicURL + devidp.Path, Audience: apiAudiences[0], ExtraAudience: mcpAudience,
+			AppSecret: devAppSecret, KeyFile: filepath.Join(cfg.DataDir, "dev-issuer-key.pem"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(internalClients) == 0 {
+			internalClients = []string{devidp.AppClientID}
+		}
+		verifier, err = auth.NewVerifier(auth.VerifierConfig{
+			Issuers:       []string{cfg.PublicURL + devidp.Path},
+			Audiences:     append(append([]string{}, apiAudiences...), mcpAudience),
+			UserClaims:    splitComma(cfg.OIDCUserClaim),
+			RequiredScope: cfg.OIDCRequiredScope,
+		}, auth.NewStaticKeySet(devIssuer.PublicJWK()))
+		if err != nil {
+			return nil, err
+		}
+	} else if cfg.OIDCIssuer != "" {
+		var err error
+		verifier, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	proxy, err := proxyConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	authn := auth.New(auth.Config{Bearer: verifier, Proxy: proxy})
+
+	signer, err := assertionSigner(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer}
+	if devIssuer != nil {
+		deps.DevIdP = devIssuer.Handler()
+	}
+	srv := httpapi.New(httpapi.Config{
+		PublicURL: cfg.PublicURL, APIAudiences: apiAudiences, MCPAudience: mcpAudience,
+		AdminRole: cfg.AdminRole, InternalClients: internalClients, InternalRole: cfg.InternalRole,
+		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
+	}, deps)
+	app.handler = srv
+	return app, nil
+}
+
+// productionVerifier discovers the issuer (retrying while it is down at
+// start) and verifies against its JWKS.
+func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, log *slog.Logger) (*auth.Verifier, error) {
+	issuers := splitComma(cfg.OIDCIssuer)
+	client := &http.Client{Timeout: 10 * time.Second}
+	var disc auth.Discovery
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		disc, err = auth.Discover(ctx, client, issuers[0])
+		if err == nil {
+			break
+		}
+		log.Warn("oidc discovery failed; retrying", "issuer", issuers[0], "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * time.Second):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oidc discovery: %w", err)
+	}
+	accepted := append([]string{disc.Issuer}, issuers[1:]...)
+	keys := auth.NewRemoteKeySet(disc.JWKSURI, client, 0, log)
+	if err := keys.Refresh(ctx); err != nil {
+		log.Warn("initial jwks fetch failed; will retry on demand", "err", err)
+	}
+	return auth.NewVerifier(auth.VerifierConfig{
+		Issuers:       accepted,
+		Audiences:     append(append([]string{}, apiAudiences...), mcpAudience),
+		UserClaims:    splitComma(cfg.OIDCUserClaim),
+		Tenants:       splitComma(cfg.OIDCTenants),
+		RequiredScope: cfg.OIDCRequiredScope,
+	}, keys)
+}
+
+func proxyConfig(cfg *config, log *slog.Logger) (*auth.ProxyConfig, error) {
+	trusted, err := auth.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	pc := &auth.ProxyConfig{Trusted: trusted, UserHeader: cfg.ProxyUserHeader, AssertionHeader: cfg.ProxyAssertionHeader}
+	if cfg.ProxyAssertionHeader != "" {
+		iss := cfg.ProxyAssertionIssuer
+		if iss == "" {
+			u, err := url.Parse(cfg.ProxyAssertionJWKSURL)
+			if err != nil {
+				return nil, fmt.Errorf("IDFLOW_PROXY_ASSERTION_JWKS_URL: %w", err)
+			}
+			iss = u.Scheme + "://" + u.Host
+		}
+		aud := cfg.ProxyAssertionAudience
+		if aud == "" {
+			aud = cfg.PublicURL
+		}
+		keys := auth.NewRemoteKeySet(cfg.ProxyAssertionJWKSURL, nil, 0, log)
+		pc.Assertions, err = auth.NewAssertionVerifier(iss, aud, keys)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return pc, nil
+}
+
+func assertionSigner(cfg *config) (*auth.Signer, error) {
+	if cfg.AssertionKey != "" {
+		key, err := auth.ParseECKey([]byte(cfg.AssertionKey))
+		if err != nil {
+			return nil, fmt.Errorf("IDFLOW_ASSERTION_KEY: %w", err)
+		}
+		return auth.NewSigner(key, cfg.PublicURL)
+	}
+	key, err := auth.LoadOrCreateECKey(filepath.Join(cfg.DataDir, "assertion-key.pem"))
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewSigner(key, cfg.PublicURL)
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Dev {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func printDevBanner(w io.Writer, cfg *config, addr string) {
+	base := cfg.PublicURL
+	var users []string
+	for _, u := range devidp.Users {
+		d := u.Login + " (tenant " + u.Tenant
+		if len(u.Roles) > 0 {
+			d += ", role " + strings.Join(u.Roles, ",")
+		}
+		users = append(users, d+")")
+	}
+	fmt.Fprintf(w, `
+================================================================
+ idflow DEV MODE — not for production
+ listening on %s (loopback only)
+ data dir:    %s (SQLite, files, dev keys)
+ dev issuer:  %s/dev/idp
+ users:       %s
+ sign in:     open %s/ in a browser
+ curl:        curl -H "Authorization: Bearer $(go run ./cmd/idflow dev-token alice)" %s/api/v1/me
+ app token:   client_credentials with %s / %s at %s/dev/idp/token
+================================================================
+`, addr, cfg.DataDir, base, strings.Join(users, ", "), base, base, devidp.AppClientID, devAppSecret, base)
+}
+
+func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return errors.New("migrate: no database backend is built in yet")
+}

@@ -1,0 +1,82 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth"
+)
+
+// statusOf maps an error code to its one HTTP status.
+func statusOf(code string) int {
+	switch code {
+	case idflow.EINVALID:
+		return http.StatusBadRequest
+	case idflow.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case idflow.EFORBIDDEN:
+		return http.StatusForbidden
+	case idflow.ENOTFOUND:
+		return http.StatusNotFound
+	case idflow.ECONFLICT:
+		return http.StatusConflict
+	case idflow.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case idflow.ERATELIMIT:
+		return http.StatusTooManyRequests
+	case idflow.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// problem is an RFC 9457 problem document. It carries nothing that varies
+// with the object asked for, so another user's object and a missing one
+// answer byte for byte the same (the request id travels in a header).
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// writeError answers err as problem+json; internal causes are logged, never shown.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = idflow.Errorf(idflow.ETOOLARGE, "request body larger than %d bytes", mbe.Limit)
+	}
+	code := idflow.ErrorCode(err)
+	status := statusOf(code)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "err", err, "request_id", requestID(r.Context()))
+	}
+	if status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", s.wwwAuthenticate(r, err))
+	}
+	if errors.Is(err, auth.ErrInsufficientScope) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="idflow", error="insufficient_scope"`)
+	}
+	writeProblem(w, status, code, idflow.ErrorMessage(err))
+}
+
+func writeProblem(w http.ResponseWriter, status int, code, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem{
+		Type: "urn:idflow:problem:" + code, Title: http.StatusText(status), Status: status, Detail: detail,
+	})
+}
+
+// wwwAuthenticate is the challenge of a 401 (RFC 6750).
+func (s *Server) wwwAuthenticate(r *http.Request, err error) string {
+	ch := `Bearer realm="idflow"`
+	if r.Header.Get("Authorization") != "" {
+		ch += `, error="invalid_token", error_description="` + idflow.ErrorMessage(err) + `"`
+	}
+	return ch
+}

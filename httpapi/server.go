@@ -1,0 +1,99 @@
+// Package httpapi is idflow's HTTP surface. routes.go lists every route;
+// each is authenticated (package auth), authorized by its access level, then
+// served by a handler that receives the Principal and returns an error,
+// mapped to HTTP once (problem.go).
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth"
+)
+
+// Config is the HTTP layer's configuration.
+type Config struct {
+	PublicURL       string
+	APIAudiences    []string // audiences accepted on API routes
+	MCPAudience     string   // additionally accepted on /mcp
+	AdminRole       string
+	InternalClients []string
+	InternalRole    string
+	CORSOrigins     []string
+	MaxBodyBytes    int64 // JSON bodies (default 1 MiB)
+	MaxUploadBytes  int64 // document uploads (default 10 MiB)
+	Dev             bool
+}
+
+// Deps are the services the handlers use.
+type Deps struct {
+	Log    *slog.Logger
+	Authn  *auth.Authenticator
+	Store  idflow.Store
+	Signer *auth.Signer // X-Idflow-Assertion
+	DevIdP http.Handler // mounted under /dev/idp in dev mode only
+	Ready  func(ctx context.Context) error
+}
+
+// Server serves the API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	authn   *auth.Authenticator
+	store   idflow.Store
+	signer  *auth.Signer
+	devIdP  http.Handler
+	ready   func(ctx context.Context) error
+	handler http.Handler
+
+	touchMu sync.Mutex
+	touched map[string]time.Time
+}
+
+// New builds the server and its routes.
+func New(cfg Config, d Deps) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = 10 << 20
+	}
+	if cfg.AdminRole == "" {
+		cfg.AdminRole = "admin"
+	}
+	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, signer: d.Signer,
+		devIdP: d.DevIdP, ready: d.Ready, touched: map[string]time.Time{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.handler = s.middleware(s.mux())
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// touchUser records a user as seen, at most every few minutes per process.
+func (s *Server) touchUser(ctx context.Context, p idflow.Principal) {
+	if s.store == nil || p.Kind != idflow.KindUser {
+		return
+	}
+	now := time.Now()
+	s.touchMu.Lock()
+	last, ok := s.touched[p.UserID]
+	if ok && now.Sub(last) < 5*time.Minute {
+		s.touchMu.Unlock()
+		return
+	}
+	if len(s.touched) > 100000 {
+		clear(s.touched)
+	}
+	s.touched[p.UserID] = now
+	s.touchMu.Unlock()
+	if err := s.store.TouchUser(ctx, p); err != nil {
+		s.log.WarnContext(ctx, "touch user", "err", err)
+	}
+}
