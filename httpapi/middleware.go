@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/idflow/idflow"
 )
 
 type ctxKey int
@@ -69,6 +71,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		}
 		lu := &logUser{}
 		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, id), logUserKey, lu)
+		ctx = idflow.WithRequestInfo(ctx, idflow.RequestInfo{RequestID: id, Peer: r.RemoteAddr})
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		h := sw.Header()

@@ -33,6 +33,9 @@ type route struct {
 	pattern string
 	access  access
 	summary string
+	in      any   // request body type, for the OpenAPI document
+	out     any   // response body type
+	status  int   // success status; 0 = 200
 	body    int64 // body limit override; 0 = Config.MaxBodyBytes
 	serve   handler
 	open    openHandler
@@ -40,15 +43,76 @@ type route struct {
 
 // routes is the whole API surface of idflow.
 func (s *Server) routes() []route {
-	rs := []route{
+	type (
+		apps      = idflow.List[idflow.App]
+		sessions  = idflow.List[idflow.ChatSession]
+		messages  = idflow.List[idflow.Message]
+		agents    = idflow.List[idflow.Agent]
+		workflows = idflow.List[idflow.Workflow]
+		documents = idflow.List[idflow.Document]
+		facts     = idflow.List[idflow.Fact]
+		audits    = idflow.List[idflow.AuditEvent]
+		users     = idflow.List[idflow.User]
+		lookups   = idflow.List[lookupItem]
+	)
+	return []route{
 		{method: "GET", pattern: "/healthz", access: accessOpen, summary: "Liveness", open: s.handleHealthz},
-		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: store reachable", open: s.handleReadyz},
-		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys of X-Idflow-Assertion", open: s.handleAssertionJWKS},
+		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers", open: s.handleReadyz},
+		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: s.handleAssertionJWKS},
+		{method: "GET", pattern: "/openapi.json", access: accessAny, summary: "This API as OpenAPI 3.1", serve: s.handleOpenAPI},
 
-		{method: "GET", pattern: "/api/v1/me", access: accessAny, summary: "The caller's Principal", serve: s.handleMe},
-		{method: "GET", pattern: "/auth/validate", access: accessUser, summary: "Forward-auth for nginx, Caddy, Traefik", serve: s.handleValidate},
+		{method: "GET", pattern: "/api/v1/me", access: accessAny, summary: "The caller's Principal", out: me{}, serve: s.handleMe},
+		{method: "GET", pattern: "/auth/validate", access: accessUser, summary: "Forward-auth for nginx auth_request, Caddy forward_auth, Traefik ForwardAuth", serve: s.handleValidate},
+
+		{method: "GET", pattern: "/api/v1/apps", access: accessUser, summary: "List your apps", out: apps{}, serve: s.handleListApps},
+		{method: "POST", pattern: "/api/v1/apps", access: accessUser, summary: "Create an app", in: appIn{}, out: idflow.App{}, status: 201, serve: s.handleCreateApp},
+		{method: "GET", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Get an app", out: idflow.App{}, serve: s.handleGetApp},
+		{method: "PATCH", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Update an app", in: idflow.AppPatch{}, out: idflow.App{}, serve: s.handleUpdateApp},
+		{method: "DELETE", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Delete an app", status: 204, serve: s.handleDeleteApp},
+
+		{method: "GET", pattern: "/api/v1/sessions", access: accessUser, summary: "List your chat sessions (?app_id= filters)", out: sessions{}, serve: s.handleListSessions},
+		{method: "POST", pattern: "/api/v1/sessions", access: accessUser, summary: "Create a chat session", in: sessionIn{}, out: idflow.ChatSession{}, status: 201, serve: s.handleCreateSession},
+		{method: "GET", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Get a chat session", out: idflow.ChatSession{}, serve: s.handleGetSession},
+		{method: "PATCH", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Update a chat session", in: idflow.SessionPatch{}, out: idflow.ChatSession{}, serve: s.handleUpdateSession},
+		{method: "DELETE", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Delete a chat session and its messages", status: 204, serve: s.handleDeleteSession},
+		{method: "GET", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "A session's history, oldest first", out: messages{}, serve: s.handleListMessages},
+		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "Send a message; the agent model replies", in: messageIn{}, out: messageOut{}, status: 201, serve: s.handleSendMessage},
+
+		{method: "GET", pattern: "/api/v1/agents", access: accessUser, summary: "List your agents", out: agents{}, serve: s.handleListAgents},
+		{method: "POST", pattern: "/api/v1/agents", access: accessUser, summary: "Create an agent", in: agentIn{}, out: idflow.Agent{}, status: 201, serve: s.handleCreateAgent},
+		{method: "GET", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Get an agent", out: idflow.Agent{}, serve: s.handleGetAgent},
+		{method: "PATCH", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Update an agent", in: idflow.AgentPatch{}, out: idflow.Agent{}, serve: s.handleUpdateAgent},
+		{method: "DELETE", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Delete an agent", status: 204, serve: s.handleDeleteAgent},
+
+		{method: "GET", pattern: "/api/v1/workflows", access: accessUser, summary: "List your workflows", out: workflows{}, serve: s.handleListWorkflows},
+		{method: "POST", pattern: "/api/v1/workflows", access: accessUser, summary: "Create a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, status: 201, serve: s.handleCreateWorkflow},
+		{method: "GET", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Get a workflow", out: idflow.Workflow{}, serve: s.handleGetWorkflow},
+		{method: "PUT", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Replace a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, serve: s.handleReplaceWorkflow},
+		{method: "DELETE", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Delete a workflow", status: 204, serve: s.handleDeleteWorkflow},
+		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/publish", access: accessUser, summary: "Freeze the draft as a new version", out: idflow.Workflow{}, serve: s.handlePublishWorkflow},
+
+		{method: "POST", pattern: "/api/v1/etl/ingest", access: accessUser, summary: "Ingest a document (JSON or multipart `file`); its chunks become facts", in: ingestIn{}, out: idflow.Document{}, status: 201, body: s.cfg.MaxUploadBytes, serve: s.handleIngest},
+		{method: "GET", pattern: "/api/v1/documents", access: accessUser, summary: "List your documents", out: documents{}, serve: s.handleListDocuments},
+		{method: "GET", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Get a document", out: idflow.Document{}, serve: s.handleGetDocument},
+		{method: "DELETE", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Delete a document and its facts", status: 204, serve: s.handleDeleteDocument},
+		{method: "GET", pattern: "/api/v1/documents/{document_id}/content", access: accessUser, summary: "The document's original bytes", serve: s.handleDocumentContent},
+
+		{method: "GET", pattern: "/api/v1/facts", access: accessUser, summary: "List your facts", out: facts{}, serve: s.handleListFacts},
+		{method: "POST", pattern: "/api/v1/facts", access: accessUser, summary: "Remember a fact", in: factIn{}, out: idflow.Fact{}, status: 201, serve: s.handleCreateFact},
+		{method: "GET", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Get a fact", out: idflow.Fact{}, serve: s.handleGetFact},
+		{method: "DELETE", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Forget a fact", status: 204, serve: s.handleDeleteFact},
+		{method: "POST", pattern: "/api/v1/memory/search", access: accessUser, summary: "Search your facts", in: searchIn{}, out: searchOut{}, serve: s.handleSearchMemory},
+		{method: "GET", pattern: "/api/v1/users/{user_id}/facts", access: accessUser, summary: "Seed-compatible: `me` or your own id; the admin role may read others (audited)", out: facts{}, serve: s.handleUserFacts},
+
+		{method: "GET", pattern: "/api/v1/llms", access: accessUser, summary: "Models you may name", out: lookups{}, serve: s.handleLLMs},
+		{method: "GET", pattern: "/api/v1/personas", access: accessUser, summary: "Personas", out: lookups{}, serve: s.handlePersonas},
+		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: s.handleTags},
+
+		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: s.handleAudit},
+		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "Every user seen (admin role)", out: users{}, serve: s.handleAdminUsers},
+		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The whole audit trail (admin role)", out: audits{}, serve: s.handleAdminAudit},
+		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: s.handleStats},
 	}
-	return rs
 }
 
 // mux registers every route, grouped by path so that a wrong method answers

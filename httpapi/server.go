@@ -13,6 +13,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/service"
 )
 
 // Config is the HTTP layer's configuration.
@@ -34,6 +35,7 @@ type Deps struct {
 	Log    *slog.Logger
 	Authn  *auth.Authenticator
 	Store  idflow.Store
+	Svc    *service.Service
 	Signer *auth.Signer // X-Idflow-Assertion
 	DevIdP http.Handler // mounted under /dev/idp in dev mode only
 	Ready  func(ctx context.Context) error
@@ -45,10 +47,14 @@ type Server struct {
 	log     *slog.Logger
 	authn   *auth.Authenticator
 	store   idflow.Store
+	svc     *service.Service
 	signer  *auth.Signer
 	devIdP  http.Handler
 	ready   func(ctx context.Context) error
 	handler http.Handler
+
+	openAPIOnce sync.Once
+	openAPIDoc  []byte
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
@@ -65,7 +71,7 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.AdminRole == "" {
 		cfg.AdminRole = "admin"
 	}
-	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, signer: d.Signer,
+	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, signer: d.Signer,
 		devIdP: d.DevIdP, ready: d.Ready, touched: map[string]time.Time{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/idflow/idflow"
+)
+
+// readOnlyFields may appear in a request body (clients echo objects back)
+// and are ignored: the owner, ids and timestamps are never taken from a client.
+var readOnlyFields = map[string]bool{
+	"id": true, "user_id": true, "created_at": true, "updated_at": true,
+}
+
+// decode reads a JSON object into dst. The one documented rule for unknown
+// fields: read-only fields (id, user_id, created_at, updated_at) are ignored;
+// any other field dst does not know is refused with 400 naming it, so a typo
+// never silently drops data.
+func decode(r *http.Request, dst any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return idflow.WrapError(idflow.EINVALID, "could not read the request body", err)
+	}
+	return decodeBytes(body, dst)
+}
+
+func decodeBytes(body []byte, dst any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return idflow.Errorf(idflow.EINVALID, "a JSON object body is required")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return idflow.WrapError(idflow.EINVALID, "the body must be a JSON object", err)
+	}
+	known := jsonFields(reflect.TypeOf(dst))
+	for name := range fields {
+		if !known[name] && !readOnlyFields[name] {
+			return idflow.Errorf(idflow.EINVALID, "unknown field %q", name)
+		}
+	}
+	for name := range readOnlyFields {
+		delete(fields, name)
+	}
+	clean, err := json.Marshal(fields)
+	if err != nil {
+		return idflow.WrapError(idflow.EINVALID, "the body must be a JSON object", err)
+	}
+	if err := json.Unmarshal(clean, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return idflow.Errorf(idflow.EINVALID, "field %q has the wrong type (want %s)", te.Field, te.Type)
+		}
+		return idflow.WrapError(idflow.EINVALID, "the body is not valid for this request", err)
+	}
+	return nil
+}
+
+var fieldCache sync.Map // reflect.Type → map[string]bool
+
+// jsonFields are the JSON names a struct type accepts.
+func jsonFields(t reflect.Type) map[string]bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if v, ok := fieldCache.Load(t); ok {
+		return v.(map[string]bool)
+	}
+	m := map[string]bool{}
+	if t.Kind() == reflect.Struct {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			m[name] = true
+		}
+	}
+	fieldCache.Store(t, m)
+	return m
+}
+
+// page reads ?limit= and ?cursor=.
+func page(r *http.Request) (idflow.Page, error) {
+	q := r.URL.Query()
+	p := idflow.Page{Cursor: q.Get("cursor")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > idflow.MaxPageLimit {
+			return p, idflow.Errorf(idflow.EINVALID, "limit must be an integer within 1..%d", idflow.MaxPageLimit)
+		}
+		p.Limit = n
+	}
+	if len(p.Cursor) > 512 {
+		return p, idflow.Errorf(idflow.EINVALID, "invalid cursor")
+	}
+	return p, nil
+}

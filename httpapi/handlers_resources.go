@@ -1,0 +1,408 @@
+package httpapi
+
+import (
+	"mime"
+	"net/http"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/service"
+)
+
+// Request bodies. Read-only fields (id, user_id, timestamps) are ignored by decode.
+
+type appIn struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+type sessionIn struct {
+	Title   string `json:"title"`
+	AppID   string `json:"app_id"`
+	AgentID string `json:"agent_id"`
+}
+
+type messageIn struct {
+	Content string `json:"content"`
+}
+
+type messageOut struct {
+	Message idflow.Message `json:"message"`
+	Reply   idflow.Message `json:"reply"`
+}
+
+type agentIn struct {
+	Name         string   `json:"name"`
+	Instructions string   `json:"instructions"`
+	Model        string   `json:"model"`
+	Tools        []string `json:"tools"`
+}
+
+type workflowIn struct {
+	Name       string            `json:"name"`
+	Definition idflow.Definition `json:"definition"`
+}
+
+type ingestIn struct {
+	Filename    string `json:"filename"`
+	Content     string `json:"content"`
+	ContentType string `json:"content_type"`
+	AppID       string `json:"app_id"`
+}
+
+type factIn struct {
+	Content string `json:"content"`
+}
+
+type searchIn struct {
+	Query string `json:"query"`
+	Limit int    `json:"limit"`
+}
+
+type searchOut struct {
+	Items []idflow.ScoredFact `json:"items"`
+}
+
+// list answers one page of a list.
+func list[T any](w http.ResponseWriter, r *http.Request, fetch func(idflow.Page) (idflow.List[T], error)) error {
+	pg, err := page(r)
+	if err != nil {
+		return err
+	}
+	l, err := fetch(pg)
+	if err != nil {
+		return err
+	}
+	if l.Items == nil {
+		l.Items = []T{}
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func answer[T any](w http.ResponseWriter, status int, v T, err error) error {
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, status, v)
+}
+
+// Apps.
+
+func (s *Server) handleListApps(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.App], error) { return s.svc.ListApps(r.Context(), p, pg) })
+}
+
+func (s *Server) handleCreateApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in appIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	a, err := s.svc.CreateApp(r.Context(), p, in.Name, in.Description)
+	return answer(w, http.StatusCreated, a, err)
+}
+
+func (s *Server) handleGetApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	a, err := s.svc.GetApp(r.Context(), p, r.PathValue("app_id"))
+	return answer(w, http.StatusOK, a, err)
+}
+
+func (s *Server) handleUpdateApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in idflow.AppPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	a, err := s.svc.UpdateApp(r.Context(), p, r.PathValue("app_id"), in)
+	return answer(w, http.StatusOK, a, err)
+}
+
+func (s *Server) handleDeleteApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return noContent(w, s.svc.DeleteApp(r.Context(), p, r.PathValue("app_id")))
+}
+
+// Chat sessions and messages.
+
+func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	f := idflow.SessionFilter{AppID: r.URL.Query().Get("app_id")}
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.ChatSession], error) {
+		return s.svc.ListSessions(r.Context(), p, f, pg)
+	})
+}
+
+func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in sessionIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	c, err := s.svc.CreateSession(r.Context(), p, service.SessionInput{Title: in.Title, AppID: in.AppID, AgentID: in.AgentID})
+	return answer(w, http.StatusCreated, c, err)
+}
+
+func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	c, err := s.svc.GetSession(r.Context(), p, r.PathValue("session_id"))
+	return answer(w, http.StatusOK, c, err)
+}
+
+func (s *Server) handleUpdateSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in idflow.SessionPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	c, err := s.svc.UpdateSession(r.Context(), p, r.PathValue("session_id"), in)
+	return answer(w, http.StatusOK, c, err)
+}
+
+func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return noContent(w, s.svc.DeleteSession(r.Context(), p, r.PathValue("session_id")))
+}
+
+func (s *Server) handleListMessages(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Message], error) {
+		return s.svc.ListMessages(r.Context(), p, r.PathValue("session_id"), pg)
+	})
+}
+
+func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in messageIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	m, reply, err := s.svc.SendMessage(r.Context(), p, r.PathValue("session_id"), in.Content)
+	return answer(w, http.StatusCreated, messageOut{Message: m, Reply: reply}, err)
+}
+
+// Agents.
+
+func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Agent], error) { return s.svc.ListAgents(r.Context(), p, pg) })
+}
+
+func (s *Server) handleCreateAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in agentIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	a, err := s.svc.CreateAgent(r.Context(), p, service.AgentInput{Name: in.Name, Instructions: in.Instructions, Model: in.Model, Tools: in.Tools})
+	return answer(w, http.StatusCreated, a, err)
+}
+
+func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	a, err := s.svc.GetAgent(r.Context(), p, r.PathValue("agent_id"))
+	return answer(w, http.StatusOK, a, err)
+}
+
+func (s *Server) handleUpdateAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in idflow.AgentPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	a, err := s.svc.UpdateAgent(r.Context(), p, r.PathValue("agent_id"), in)
+	return answer(w, http.StatusOK, a, err)
+}
+
+func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return noContent(w, s.svc.DeleteAgent(r.Context(), p, r.PathValue("agent_id")))
+}
+
+// Workflows.
+
+func (s *Server) handleListWorkflows(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Workflow], error) {
+		return s.svc.ListWorkflows(r.Context(), p, pg)
+	})
+}
+
+func (s *Server) handleCreateWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in workflowIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	wf, err := s.svc.CreateWorkflow(r.Context(), p, in.Name, in.Definition)
+	return answer(w, http.StatusCreated, wf, err)
+}
+
+func (s *Server) handleGetWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	wf, err := s.svc.GetWorkflow(r.Context(), p, r.PathValue("workflow_id"))
+	return answer(w, http.StatusOK, wf, err)
+}
+
+func (s *Server) handleReplaceWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in workflowIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	wf, err := s.svc.ReplaceWorkflow(r.Context(), p, r.PathValue("workflow_id"), in.Name, in.Definition)
+	return answer(w, http.StatusOK, wf, err)
+}
+
+func (s *Server) handleDeleteWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return noContent(w, s.svc.DeleteWorkflow(r.Context(), p, r.PathValue("workflow_id")))
+}
+
+func (s *Server) handlePublishWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	wf, err := s.svc.PublishWorkflow(r.Context(), p, r.PathValue("workflow_id"))
+	return answer(w, http.StatusOK, wf, err)
+}
+
+// Documents.
+
+// handleIngest accepts JSON {filename, content, app_id?} or a multipart form
+// with a `file` part (and an optional `app_id` field).
+func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var in service.IngestInput
+	switch {
+	case mt == "multipart/form-data":
+		mr, err := multipartReader(r, params)
+		if err != nil {
+			return err
+		}
+		if in, err = readIngestForm(mr); err != nil {
+			return err
+		}
+	case mt == "application/json" || mt == "":
+		var body ingestIn
+		if err := decode(r, &body); err != nil {
+			return err
+		}
+		in = service.IngestInput{Filename: body.Filename, Content: []byte(body.Content), ContentType: body.ContentType, AppID: body.AppID}
+	default:
+		return idflow.Errorf(idflow.EINVALID, "send application/json or multipart/form-data")
+	}
+	d, err := s.svc.Ingest(r.Context(), p, in)
+	return answer(w, http.StatusCreated, d, err)
+}
+
+func (s *Server) handleListDocuments(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Document], error) {
+		return s.svc.ListDocuments(r.Context(), p, pg)
+	})
+}
+
+func (s *Server) handleGetDocument(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	d, err := s.svc.GetDocument(r.Context(), p, r.PathValue("document_id"))
+	return answer(w, http.StatusOK, d, err)
+}
+
+func (s *Server) handleDocumentContent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	d, b, err := s.svc.DocumentContent(r.Context(), p, r.PathValue("document_id"))
+	if err != nil {
+		return err
+	}
+	// Served as an attachment so a browser never renders a user's upload inline.
+	w.Header().Set("Content-Type", d.ContentType)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": d.Filename}))
+	w.Header().Set("Content-Security-Policy", "sandbox")
+	w.Header().Set("Cache-Control", "private, no-store")
+	_, err = w.Write(b)
+	return err
+}
+
+func (s *Server) handleDeleteDocument(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return noContent(w, s.svc.DeleteDocument(r.Context(), p, r.PathValue("document_id")))
+}
+
+// Facts and memory.
+
+func (s *Server) handleListFacts(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) { return s.svc.ListFacts(r.Context(), p, pg) })
+}
+
+func (s *Server) handleCreateFact(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in factIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	f, err := s.svc.CreateFact(r.Context(), p, in.Content)
+	return answer(w, http.StatusCreated, f, err)
+}
+
+func (s *Server) handleGetFact(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	f, err := s.svc.GetFact(r.Context(), p, r.PathValue("fact_id"))
+	return answer(w, http.StatusOK, f, err)
+}
+
+func (s *Server) handleDeleteFact(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return noContent(w, s.svc.DeleteFact(r.Context(), p, r.PathValue("fact_id")))
+}
+
+func (s *Server) handleSearchMemory(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in searchIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	items, err := s.svc.SearchMemory(r.Context(), p, in.Query, in.Limit)
+	return answer(w, http.StatusOK, searchOut{Items: items}, err)
+}
+
+func (s *Server) handleUserFacts(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) {
+		return s.svc.UserFacts(r.Context(), p, r.PathValue("user_id"), pg)
+	})
+}
+
+// Lookups: static, but like every route only for authenticated callers (seed 000).
+
+type lookupItem struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+func (s *Server) handleLLMs(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var items []lookupItem
+	for _, m := range s.svc.Models() {
+		items = append(items, lookupItem{ID: m, Name: m})
+	}
+	return writeJSON(w, http.StatusOK, idflow.List[lookupItem]{Items: items})
+}
+
+var personas = []lookupItem{
+	{ID: "assistant", Name: "Assistant", Description: "A helpful, concise assistant."},
+	{ID: "analyst", Name: "Analyst", Description: "Answers with evidence from your documents and memory."},
+	{ID: "reviewer", Name: "Reviewer", Description: "Critiques drafts and points out risks."},
+}
+
+func (s *Server) handlePersonas(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return writeJSON(w, http.StatusOK, idflow.List[lookupItem]{Items: personas})
+}
+
+var tags = []lookupItem{
+	{ID: "research", Name: "Research"}, {ID: "support", Name: "Support"},
+	{ID: "engineering", Name: "Engineering"}, {ID: "sales", Name: "Sales"},
+}
+
+func (s *Server) handleTags(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return writeJSON(w, http.StatusOK, idflow.List[lookupItem]{Items: tags})
+}
+
+// Audit, admin, internal.
+
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
+		return s.svc.ListAudit(r.Context(), p, pg)
+	})
+}
+
+func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
+		return s.svc.AdminListAudit(r.Context(), p, pg)
+	})
+}
+
+func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.User], error) {
+		return s.svc.AdminListUsers(r.Context(), p, pg)
+	})
+}
+
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	st, err := s.svc.Stats(r.Context(), p)
+	return answer(w, http.StatusOK, st, err)
+}

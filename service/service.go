@@ -1,0 +1,137 @@
+// Package service holds idflow's use cases — the one implementation of each
+// action, shared by the HTTP API, the MCP tools and the workflow runner. It
+// validates input, calls the owner-scoped store, and audits every write and
+// every denial.
+package service
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/authz"
+	"github.com/idflow/idflow/cache"
+	"github.com/idflow/idflow/llm"
+)
+
+// Config tunes the service.
+type Config struct {
+	AdminRole    string
+	DefaultModel string // model name used when an agent names none
+	Models       []string
+}
+
+// Service implements the use cases.
+type Service struct {
+	cfg    Config
+	store  idflow.Store
+	blobs  idflow.BlobStore
+	cache  *cache.Scoped
+	model  idflow.ChatModel
+	policy *authz.Policy
+	log    *slog.Logger
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	Store  idflow.Store
+	Blobs  idflow.BlobStore
+	Cache  *cache.Scoped
+	Model  idflow.ChatModel
+	Policy *authz.Policy
+	Log    *slog.Logger
+}
+
+// New returns a Service.
+func New(cfg Config, d Deps) *Service {
+	if cfg.AdminRole == "" {
+		cfg.AdminRole = "admin"
+	}
+	if cfg.DefaultModel == "" {
+		cfg.DefaultModel = llm.EchoModelName
+	}
+	if len(cfg.Models) == 0 {
+		cfg.Models = []string{cfg.DefaultModel}
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Policy == nil {
+		d.Policy, _ = authz.Load("")
+	}
+	return &Service{cfg: cfg, store: d.Store, blobs: d.Blobs, cache: d.Cache, model: d.Model, policy: d.Policy, log: d.Log}
+}
+
+// Store exposes the store for components that add their own use cases on
+// top (the runner).
+func (s *Service) Store() idflow.Store { return s.store }
+
+// Policy is the feature policy.
+func (s *Service) Policy() *authz.Policy { return s.policy }
+
+// IsAdmin reports whether p holds the admin role.
+func (s *Service) IsAdmin(p idflow.Principal) bool {
+	return p.Kind == idflow.KindUser && p.HasRole(s.cfg.AdminRole)
+}
+
+// Audit records one action of p. err decides the outcome: nil is success,
+// a not-found (which includes another user's object) or forbidden is a
+// denial, anything else a failure.
+func (s *Service) Audit(ctx context.Context, p idflow.Principal, action, resource string, err error) {
+	outcome := idflow.OutcomeSuccess
+	detail := ""
+	if err != nil {
+		outcome = idflow.OutcomeFailure
+		switch idflow.ErrorCode(err) {
+		case idflow.ENOTFOUND, idflow.EFORBIDDEN, idflow.EUNAUTHORIZED:
+			outcome = idflow.OutcomeDenied
+		case idflow.EINVALID, idflow.ETOOLARGE:
+			return // a malformed request changed nothing and touched nobody's data
+		}
+		detail = idflow.ErrorMessage(err)
+	}
+	info := idflow.RequestInfoFrom(ctx)
+	_, aerr := s.store.RecordAudit(context.WithoutCancel(ctx), idflow.AuditEvent{
+		UserID: p.UserID, TenantID: p.TenantID, Action: action, Resource: resource,
+		Outcome: outcome, RequestID: info.RequestID, Peer: info.Peer, Detail: detail,
+	})
+	if aerr != nil {
+		s.log.ErrorContext(ctx, "audit write failed", "action", action, "err", aerr)
+	}
+}
+
+// audited runs a write (or a by-id read) and audits it.
+func audited[T any](s *Service, ctx context.Context, p idflow.Principal, action, resource string, fn func() (T, error)) (T, error) {
+	v, err := fn()
+	s.Audit(ctx, p, action, resource, err)
+	return v, err
+}
+
+// auditedID is audited for an action whose resource id is only known after it ran.
+func auditedID[T any](s *Service, ctx context.Context, p idflow.Principal, action, kind string, id func(T) string, fn func() (T, error)) (T, error) {
+	v, err := fn()
+	resource := kind
+	if err == nil {
+		resource = kind + "/" + id(v)
+	}
+	s.Audit(ctx, p, action, resource, err)
+	return v, err
+}
+
+// deniedOnly audits a read only when it was refused: successful reads are
+// not written to the chain, denials always are.
+func deniedOnly[T any](s *Service, ctx context.Context, p idflow.Principal, action, resource string, fn func() (T, error)) (T, error) {
+	v, err := fn()
+	if err != nil && isDenial(err) {
+		s.Audit(ctx, p, action, resource, err)
+	}
+	return v, err
+}
+
+func isDenial(err error) bool {
+	switch idflow.ErrorCode(err) {
+	case idflow.ENOTFOUND, idflow.EFORBIDDEN:
+		return true
+	}
+	return false
+}
