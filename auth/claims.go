@@ -9,6 +9,12 @@ import (
 )
 
 // claims are the JWT claims idflow reads. Everything else is ignored.
+//
+// They are decoded by parseClaims, a strict reader: names match exactly
+// (encoding/json would fill Oid from "OID"), a known claim may appear only
+// once, strings must be valid UTF-8, and a known claim of the wrong type
+// refuses the token. The json tags and UnmarshalJSON methods describe the
+// same mapping for encoding/json, which the tests use as a reference.
 type claims struct {
 	Iss               string          `json:"iss"`
 	Sub               string          `json:"sub"`
@@ -24,7 +30,7 @@ type claims struct {
 	Name              string          `json:"name"`
 	Roles             stringList      `json:"roles"`
 	Groups            stringList      `json:"groups"`
-	ClaimNames        map[string]any  `json:"_claim_names"`
+	ClaimNames        claimNames      `json:"_claim_names"`
 	HasGroups         bool            `json:"hasgroups"`
 	Scp               spaceList       `json:"scp"`
 	Scope             spaceList       `json:"scope"`
@@ -56,15 +62,7 @@ func (c *claims) stringClaim(name string) string {
 	if c.raw == nil {
 		return ""
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(c.raw, &m) != nil {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(m[name], &s) != nil {
-		return ""
-	}
-	return s
+	return lookupStringClaim(c.raw, name)
 }
 
 func knownStringClaim(name string) bool {
@@ -107,11 +105,20 @@ func (c *claims) appOnly() bool {
 
 // groupsOverage reports Entra's signal that groups did not fit in the token.
 func (c *claims) groupsOverage() bool {
-	if c.HasGroups {
-		return true
+	return c.HasGroups || bool(c.ClaimNames)
+}
+
+// claimNames is true when _claim_names names "groups" (Entra's overage).
+type claimNames bool
+
+func (n *claimNames) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
 	}
-	_, ok := c.ClaimNames["groups"]
-	return ok
+	_, ok := m["groups"]
+	*n = claimNames(ok)
+	return nil
 }
 
 // numericDate is a JWT NumericDate: seconds since the epoch, maybe fractional.
@@ -122,12 +129,20 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return err
 	}
+	t, err := dateFromFloat(f)
+	if err != nil {
+		return err
+	}
+	d.Time = t
+	return nil
+}
+
+func dateFromFloat(f float64) (time.Time, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
-		return errBadDate
+		return time.Time{}, errBadDate
 	}
 	sec, frac := math.Modf(f)
-	d.Time = time.Unix(int64(sec), int64(frac*1e9))
-	return nil
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
 }
 
 // stringList accepts a string or an array of strings.
@@ -170,6 +185,19 @@ func (l *spaceList) UnmarshalJSON(b []byte) error {
 	}
 	*l = ss
 	return nil
+}
+
+// blank reports whether s is empty or only white space: never an identity.
+func blank(s string) bool { return strings.TrimSpace(s) == "" }
+
+// firstNonBlank is the first s that is not blank.
+func firstNonBlank(ss ...string) string {
+	for _, s := range ss {
+		if !blank(s) {
+			return s
+		}
+	}
+	return ""
 }
 
 func firstNonEmpty(ss ...string) string {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,9 +52,9 @@ type RemoteKeySet struct {
 	group singleflight.Group
 
 	mu        sync.RWMutex
-	keys      map[string]jose.JSONWebKey // by kid; kid-less keys under ""-prefixed synthetic names
-	lastFetch time.Time                  // last attempt, successful or not
-	fetches   int64                      // attempts, for tests and metrics
+	keys      map[string]*jose.JSONWebKey // by kid; kid-less keys under "\x00"-prefixed synthetic names
+	lastFetch time.Time                   // last attempt, successful or not
+	fetches   int64                       // attempts, for tests and metrics
 }
 
 // DefaultJWKSCooldown bounds refetches on unknown kids; rotation is still
@@ -88,45 +87,46 @@ func (s *RemoteKeySet) Fetches() int64 {
 
 // VerifySignature implements KeySet.
 func (s *RemoteKeySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(token, AllowedAlgorithms)
+	jws, err := parseCompactJWS(token)
 	if err != nil {
-		return nil, fmt.Errorf("parse jws: %w", err)
+		return nil, err
 	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("exactly one signature required")
-	}
-	hdr := jws.Signatures[0].Header
 	// The header's own jwk, jku and x5u are deliberately never consulted:
 	// keys come only from the configured JWKS.
-	keys, err := s.keysFor(ctx, hdr.KeyID, hdr.Algorithm)
+	keys, err := s.keysFor(ctx, jws.kid, jws.alg)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range keys {
-		if payload, err := jws.Verify(k.Key); err == nil {
-			return payload, nil
+		if jws.verify(k) == nil {
+			return jws.payload, nil
 		}
 	}
-	return nil, errors.New("signature invalid")
+	return nil, errSignature
 }
 
 // keysFor returns the candidate keys for kid, refetching once per cooldown
 // when kid is unknown.
-func (s *RemoteKeySet) keysFor(ctx context.Context, kid, alg string) ([]jose.JSONWebKey, error) {
+func (s *RemoteKeySet) keysFor(ctx context.Context, kid, alg string) ([]*jose.JSONWebKey, error) {
 	if keys := s.lookup(kid, alg); len(keys) > 0 {
 		return keys, nil
 	}
-	s.mu.RLock()
-	coolingDown := !s.lastFetch.IsZero() && s.now().Sub(s.lastFetch) < s.cooldown
-	s.mu.RUnlock()
-	if coolingDown {
+	if s.coolingDown() {
 		// Negative cache: an unknown kid inside the cooldown costs no fetch.
 		return nil, errUnknownKey
 	}
 	// Detach from the caller's cancellation so one impatient request cannot
 	// fail the fetch for everybody waiting on it.
 	fetchCtx := context.WithoutCancel(ctx)
-	ch := s.group.DoChan("fetch", func() (any, error) { return nil, s.refresh(fetchCtx) })
+	ch := s.group.DoChan("fetch", func() (any, error) {
+		// Callers that saw no cooldown may arrive here after another
+		// caller's fetch has finished: check again, or a flood of unknown
+		// kids would fetch once per straggler instead of once per cooldown.
+		if s.coolingDown() {
+			return nil, nil
+		}
+		return nil, s.refresh(fetchCtx)
+	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -141,19 +141,26 @@ func (s *RemoteKeySet) keysFor(ctx context.Context, kid, alg string) ([]jose.JSO
 	return nil, errUnknownKey
 }
 
-func (s *RemoteKeySet) lookup(kid, alg string) []jose.JSONWebKey {
+// coolingDown reports whether the last fetch attempt is within the cooldown.
+func (s *RemoteKeySet) coolingDown() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return !s.lastFetch.IsZero() && s.now().Sub(s.lastFetch) < s.cooldown
+}
+
+func (s *RemoteKeySet) lookup(kid, alg string) []*jose.JSONWebKey {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if kid != "" {
-		if k, ok := s.keys[kid]; ok && keyFitsAlg(k, alg) {
-			return []jose.JSONWebKey{k}
+		if k, ok := s.keys[kid]; ok && keyFitsAlg(*k, alg) {
+			return []*jose.JSONWebKey{k}
 		}
 		return nil
 	}
 	// A token without kid may be tried against every signing key of its type.
-	var out []jose.JSONWebKey
+	var out []*jose.JSONWebKey
 	for _, k := range s.keys {
-		if keyFitsAlg(k, alg) {
+		if keyFitsAlg(*k, alg) {
 			out = append(out, k)
 		}
 	}
@@ -200,14 +207,14 @@ func (s *RemoteKeySet) refresh(ctx context.Context) error {
 }
 
 // parseJWKS keeps only public signing keys of the allowed types.
-func parseJWKS(body []byte) (map[string]jose.JSONWebKey, error) {
+func parseJWKS(body []byte) (map[string]*jose.JSONWebKey, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("jwks decode: %w", err)
 	}
-	keys := make(map[string]jose.JSONWebKey, len(doc.Keys))
+	keys := make(map[string]*jose.JSONWebKey, len(doc.Keys))
 	for i, raw := range doc.Keys {
 		var k jose.JSONWebKey
 		if err := k.UnmarshalJSON(raw); err != nil {
@@ -223,22 +230,24 @@ func parseJWKS(body []byte) (map[string]jose.JSONWebKey, error) {
 		if id == "" {
 			id = fmt.Sprintf("\x00%d", i)
 		}
-		keys[id] = k
+		keys[id] = &k
 	}
 	return keys, nil
 }
 
-// keyFitsAlg refuses, for example, an RSA key for an ES256 header, and any
-// key whose JWKS entry pins a different algorithm.
+// keyFitsAlg refuses, for example, an RSA key for an ES256 header, a P-384
+// key for ES256, any key whose JWKS entry pins a different algorithm, and
+// any algorithm outside AllowedAlgorithms.
 func keyFitsAlg(k jose.JSONWebKey, alg string) bool {
-	if k.Algorithm != "" && k.Algorithm != alg {
+	if !allowedAlg(alg) || k.Algorithm != "" && k.Algorithm != alg {
 		return false
 	}
-	switch k.Key.(type) {
+	switch key := k.Key.(type) {
 	case *rsa.PublicKey:
-		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+		return alg[0] == 'R' || alg[0] == 'P'
 	case *ecdsa.PublicKey:
-		return strings.HasPrefix(alg, "ES")
+		curve, _ := ecCurve(alg)
+		return curve != nil && key.Curve == curve
 	case ed25519.PublicKey:
 		return alg == string(jose.EdDSA)
 	}
@@ -248,31 +257,30 @@ func keyFitsAlg(k jose.JSONWebKey, alg string) bool {
 // StaticKeySet verifies against fixed public keys; for keys that idflow
 // itself holds (the dev issuer, assertion signing).
 type StaticKeySet struct {
-	keys map[string]jose.JSONWebKey
+	keys map[string]*jose.JSONWebKey
 }
 
 // NewStaticKeySet returns a key set of the given public keys.
 func NewStaticKeySet(keys ...jose.JSONWebKey) *StaticKeySet {
-	m := make(map[string]jose.JSONWebKey, len(keys))
+	m := make(map[string]*jose.JSONWebKey, len(keys))
 	for _, k := range keys {
-		m[k.KeyID] = k
+		m[k.KeyID] = &k
 	}
 	return &StaticKeySet{keys: m}
 }
 
 // VerifySignature implements KeySet.
 func (s *StaticKeySet) VerifySignature(_ context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(token, AllowedAlgorithms)
+	jws, err := parseCompactJWS(token)
 	if err != nil {
-		return nil, fmt.Errorf("parse jws: %w", err)
+		return nil, err
 	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("exactly one signature required")
-	}
-	hdr := jws.Signatures[0].Header
-	k, ok := s.keys[hdr.KeyID]
-	if !ok || !keyFitsAlg(k, hdr.Algorithm) {
+	k, ok := s.keys[jws.kid]
+	if !ok || !keyFitsAlg(*k, jws.alg) {
 		return nil, errUnknownKey
 	}
-	return jws.Verify(k.Key)
+	if err := jws.verify(k); err != nil {
+		return nil, err
+	}
+	return jws.payload, nil
 }

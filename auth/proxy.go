@@ -57,11 +57,14 @@ func newProxyAuth(cfg ProxyConfig) *proxyAuth {
 	return &proxyAuth{trusted: cfg.Trusted, user: user, prefix: prefix, assertion: assertion, verifier: cfg.Assertions}
 }
 
+// companionSuffixes name the headers that accompany the user header.
+var companionSuffixes = []string{"-Email", "-Name", "-Tenant", "-Roles", "-Groups"}
+
 // identityHeaders lists the request headers that claim an identity.
 func (a *proxyAuth) identityHeaders() []string {
 	hs := []string{a.user}
 	if a.prefix != "" {
-		for _, s := range []string{"-Email", "-Name", "-Tenant", "-Roles", "-Groups"} {
+		for _, s := range companionSuffixes {
 			hs = append(hs, a.prefix+s)
 		}
 	}
@@ -95,14 +98,20 @@ func (a *proxyAuth) trustedPeer(r *http.Request) bool {
 	return false
 }
 
-// authenticate builds a Principal from a trusted peer's headers.
+// authenticate builds a Principal from a trusted peer's headers. Every
+// identity header must appear at most once: a repeated one means a client
+// sent its own and the proxy appended rather than replaced it, and which of
+// the two a reader takes is an accident.
 func (a *proxyAuth) authenticate(ctx context.Context, r *http.Request) (idflow.Principal, error) {
 	if a.assertion != "" {
-		if raw := r.Header.Get(a.assertion); raw != "" {
+		if vals := r.Header.Values(a.assertion); len(vals) > 0 {
+			if len(vals) != 1 || vals[0] == "" {
+				return idflow.Principal{}, unauthorized(errors.New("assertion header empty or repeated"))
+			}
 			if a.verifier == nil {
 				return idflow.Principal{}, unauthorized(errors.New("assertion header without verifier"))
 			}
-			tok, err := a.verifier.Verify(ctx, raw)
+			tok, err := a.verifier.Verify(ctx, vals[0])
 			if err != nil {
 				return idflow.Principal{}, err
 			}
@@ -113,19 +122,25 @@ func (a *proxyAuth) authenticate(ctx context.Context, r *http.Request) (idflow.P
 	if len(vals) != 1 || strings.TrimSpace(vals[0]) == "" {
 		return idflow.Principal{}, unauthorized(errors.New("identity header missing, empty or repeated"))
 	}
-	get := func(suffix string) string {
-		if a.prefix == "" {
-			return ""
+	companion := map[string]string{}
+	if a.prefix != "" {
+		for _, suffix := range companionSuffixes {
+			vs := r.Header.Values(a.prefix + suffix)
+			if len(vs) > 1 {
+				return idflow.Principal{}, unauthorized(errors.New("identity header repeated"))
+			}
+			if len(vs) == 1 {
+				companion[suffix] = vs[0]
+			}
 		}
-		return r.Header.Get(a.prefix + suffix)
 	}
 	return idflow.Principal{
 		UserID:     strings.TrimSpace(vals[0]),
-		TenantID:   get("-Tenant"),
-		Email:      get("-Email"),
-		Name:       get("-Name"),
-		Roles:      splitList(get("-Roles")),
-		Groups:     splitList(get("-Groups")),
+		TenantID:   companion["-Tenant"],
+		Email:      companion["-Email"],
+		Name:       companion["-Name"],
+		Roles:      splitList(companion["-Roles"]),
+		Groups:     splitList(companion["-Groups"]),
 		Scopes:     []string{},
 		Kind:       idflow.KindUser,
 		AuthMethod: idflow.AuthProxyHeader,

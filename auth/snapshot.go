@@ -10,7 +10,7 @@ import (
 // only way a worker gets an identity: from the snapshot stored with its job,
 // never from a token and never from a default.
 func FromSnapshot(s idflow.Snapshot) (idflow.Principal, error) {
-	if s.UserID == "" {
+	if blank(s.UserID) {
 		return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "job snapshot has no user")
 	}
 	return idflow.Principal{

@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -133,7 +131,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Token, error) {
 	now := v.cfg.Now()
 	var digest [32]byte
 	if v.cache != nil {
-		digest = sha256.Sum256([]byte(raw))
+		digest = tokenDigest(raw)
 		if tok, ok := v.cache.get(digest, now); ok {
 			return tok, nil
 		}
@@ -150,7 +148,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Token, error) {
 		return Token{}, err
 	}
 	if v.cache != nil {
-		v.cache.put(digest, tok, tok.Principal.ExpiresAt.Add(v.cfg.Leeway))
+		v.cache.put(digest, tok, tok.Principal.ExpiresAt.Add(v.cfg.Leeway), now)
 	}
 	return tok, nil
 }
@@ -160,8 +158,8 @@ func unauthorized(cause error) error {
 }
 
 func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
-	var c claims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	c, err := parseClaims(payload)
+	if err != nil {
 		return Token{}, unauthorized(fmt.Errorf("claims: %w", err))
 	}
 	if v.needsRaw {
@@ -207,7 +205,7 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	}
 	if c.appOnly() {
 		p.Kind = idflow.KindApp
-		p.UserID = firstNonEmpty(c.Oid, c.Sub, p.ClientID)
+		p.UserID = firstNonBlank(c.Oid, c.Sub, p.ClientID)
 		if p.UserID == "" {
 			return Token{}, unauthorized(errors.New("app token without subject"))
 		}
@@ -215,7 +213,7 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	}
 	p.Kind = idflow.KindUser
 	for _, name := range v.cfg.UserClaims {
-		if id := c.stringClaim(name); id != "" {
+		if id := c.stringClaim(name); !blank(id) {
 			p.UserID = id
 			break
 		}

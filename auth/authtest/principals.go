@@ -32,3 +32,12 @@ func App(clientID string, roles ...string) idflow.Principal {
 		ExpiresAt: time.Now().Add(time.Hour),
 	}
 }
+
+// Malformed returns a Principal that no authentication path produces, with
+// only userID and kind set: for tests proving that a store or handler
+// refuses it (the zero Principal, a user id without a kind, a kind without
+// a user id). Code outside package auth may not build a Principal itself,
+// not even a broken one (principal_construction_test.go).
+func Malformed(userID string, kind idflow.Kind) idflow.Principal {
+	return idflow.Principal{UserID: userID, Kind: kind}
+}
