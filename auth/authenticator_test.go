@@ -402,11 +402,11 @@ func TestFromSnapshot(t *testing.T) {
 }
 
 func TestParsePrefixes(t *testing.T) {
-	got, err := ParsePrefixes(" 10.0.0.0/8 ,192.0.2.1,, 2001:db8::/32, ::ffff:198.51.100.7, 172.16.5.4/12")
+	got, err := ParsePrefixes(" 10.0.0.0/8 ,192.0.2.1,, 2001:db8::/32, ::ffff:198.51.100.7, 172.16.5.4/12, ::ffff:10.0.0.0/104")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32", "198.51.100.7/32", "172.16.0.0/12"}
+	want := []string{"10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32", "198.51.100.7/32", "172.16.0.0/12", "10.0.0.0/8"}
 	var gs []string
 	for _, p := range got {
 		gs = append(gs, p.String())
@@ -414,7 +414,8 @@ func TestParsePrefixes(t *testing.T) {
 	if !slices.Equal(gs, want) {
 		t.Fatalf("got %q, want %q", gs, want)
 	}
-	for _, bad := range []string{"10.0.0.0/33", "10.0.0", "example.com", "10.0.0.0/8/8", "::/129", "1.2.3.4/-1", "10.0.0.1, nope"} {
+	for _, bad := range []string{"10.0.0.0/33", "10.0.0", "example.com", "10.0.0.0/8/8", "::/129", "1.2.3.4/-1", "10.0.0.1, nope",
+		"0.0.0.0/0", "::/0", "0.0.0.0/7", "::ffff:0.0.0.0/96"} {
 		if _, err := ParsePrefixes(bad); err == nil {
 			t.Fatalf("ParsePrefixes(%q) accepted", bad)
 		}

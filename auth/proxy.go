@@ -192,6 +192,13 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
 		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			// ::ffff:10.0.0.0/104 means 10.0.0.0/8; peers are compared unmapped.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if p.Bits() < 8 {
+			return nil, fmt.Errorf("trusted proxy %q: a prefix this wide would trust almost every peer's identity headers", f)
+		}
 		out = append(out, p.Masked())
 	}
 	return out, nil
