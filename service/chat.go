@@ -141,3 +141,11 @@ func (s *Service) SendMessage(ctx context.Context, p idflow.Principal, sessionID
 	}
 	return msgs[0], msgs[1], nil
 }
+
+// Complete asks the model one question as p (a workflow's prompt step).
+func (s *Service) Complete(ctx context.Context, p idflow.Principal, model, prompt string) (string, error) {
+	if model == "" {
+		model = s.cfg.DefaultModel
+	}
+	return s.model.Reply(ctx, p, model, []idflow.ChatTurn{{Role: "user", Content: prompt}})
+}

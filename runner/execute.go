@@ -1,0 +1,203 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/idflow/idflow"
+)
+
+// execute runs (or resumes) runID as p. Steps already completed by an
+// earlier attempt — before a crash, a restart or a retry — are skipped, so a
+// run resumes where it stopped. final marks River's last attempt: a failure
+// then ends the run instead of retrying.
+func (e *Executor) execute(ctx context.Context, p idflow.Principal, runID string, attempt int, final bool) error {
+	run, err := e.runs.GetRun(ctx, p, runID)
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("load run: %w", err))
+	}
+	if run.Terminal() {
+		return nil // cancelled while queued, or finished by an earlier attempt
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	e.mu.Lock()
+	e.running[runID] = stop
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.running, runID)
+		e.mu.Unlock()
+	}()
+	// A cancel handled by another replica arrives as an event on the bus.
+	if sub, err := e.bus.Subscribe(ctx, p, runID); err == nil {
+		defer sub.Close()
+		go func() {
+			for ev := range sub.Events() {
+				if ev.Type == idflow.EventRunCancelled {
+					stop(errCancelled)
+					return
+				}
+			}
+		}()
+	}
+
+	history, err := e.runs.ListEvents(ctx, p, runID, 0, 10000)
+	if err != nil {
+		return fmt.Errorf("load events: %w", err)
+	}
+	if _, err := e.runs.UpdateRun(ctx, p, runID, idflow.RunUpdate{Status: idflow.RunRunning, Attempt: attempt}); err != nil {
+		if idflow.ErrorCode(err) == idflow.ECONFLICT {
+			return nil // ended meanwhile
+		}
+		return err
+	}
+	if err := e.emit(ctx, p, runID, idflow.EventRunStarted, "", map[string]any{"attempt": attempt, "resumed_steps": len(completedSteps(history))}); err != nil {
+		return err
+	}
+
+	var last json.RawMessage = json.RawMessage("null")
+	for _, st := range run.Definition.Steps {
+		if out, ok := completedOutput(history, st.ID); ok {
+			last = out
+			continue
+		}
+		if err := context.Cause(ctx); err != nil {
+			return e.stopped(ctx, p, runID, err, final)
+		}
+		if err := e.emit(ctx, p, runID, idflow.EventStepStarted, st.ID, map[string]string{"type": st.Type}); err != nil {
+			return err
+		}
+		out, err := e.step(ctx, p, run, st, last)
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				return e.stopped(ctx, p, runID, cause, final)
+			}
+			return e.failed(ctx, p, runID, st.ID, err, final)
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return e.failed(ctx, p, runID, st.ID, err, true)
+		}
+		last = b
+		if err := e.emit(ctx, p, runID, idflow.EventStepOutput, st.ID, out); err != nil {
+			return err
+		}
+		if err := e.emit(ctx, p, runID, idflow.EventStepCompleted, st.ID, nil); err != nil {
+			return err
+		}
+	}
+	if _, err := e.runs.UpdateRun(context.WithoutCancel(ctx), p, runID, idflow.RunUpdate{Status: idflow.RunSucceeded, Output: last}); err != nil {
+		if idflow.ErrorCode(err) == idflow.ECONFLICT {
+			return nil // cancelled at the last moment
+		}
+		return err
+	}
+	return e.emit(context.WithoutCancel(ctx), p, runID, idflow.EventRunCompleted, "", map[string]json.RawMessage{"output": last})
+}
+
+func completedSteps(history []idflow.Event) []string {
+	var ids []string
+	for _, ev := range history {
+		if ev.Type == idflow.EventStepCompleted {
+			ids = append(ids, ev.StepID)
+		}
+	}
+	return ids
+}
+
+// completedOutput returns the output of a step an earlier attempt completed.
+func completedOutput(history []idflow.Event, stepID string) (json.RawMessage, bool) {
+	var out json.RawMessage = json.RawMessage("null")
+	completed := false
+	for _, ev := range history {
+		if ev.StepID != stepID {
+			continue
+		}
+		switch ev.Type {
+		case idflow.EventStepOutput:
+			out = ev.Data
+		case idflow.EventStepCompleted:
+			completed = true
+		}
+	}
+	return out, completed
+}
+
+// stopped handles a run whose context ended: a cancel (already recorded by
+// cancel), or the run timeout, which fails the run for good.
+func (e *Executor) stopped(ctx context.Context, p idflow.Principal, runID string, cause error, final bool) error {
+	if errors.Is(cause, errCancelled) {
+		return nil
+	}
+	if errors.Is(cause, context.DeadlineExceeded) {
+		return river.JobCancel(e.fail(ctx, p, runID, "", "run timed out"))
+	}
+	return cause // the process is stopping: River retries the job, and the run resumes
+}
+
+// failed records a step failure; the run fails on the final attempt, and is
+// retried by River otherwise.
+func (e *Executor) failed(ctx context.Context, p idflow.Principal, runID, stepID string, err error, final bool) error {
+	msg := idflow.ErrorMessage(err)
+	if idflow.ErrorCode(err) == idflow.EINTERNAL {
+		msg = "step failed"
+	}
+	permanent := idflow.ErrorCode(err) != idflow.EUNAVAILABLE && idflow.ErrorCode(err) != idflow.EINTERNAL
+	if !final && !permanent {
+		_ = e.emit(ctx, p, runID, idflow.EventStepOutput, stepID, map[string]string{"error": msg, "retrying": "true"})
+		return fmt.Errorf("step %s: %w", stepID, err)
+	}
+	return river.JobCancel(e.fail(ctx, p, runID, stepID, msg))
+}
+
+func (e *Executor) fail(ctx context.Context, p idflow.Principal, runID, stepID, msg string) error {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := e.runs.UpdateRun(ctx, p, runID, idflow.RunUpdate{Status: idflow.RunFailed, Error: msg}); err != nil {
+		if idflow.ErrorCode(err) == idflow.ECONFLICT {
+			return errors.New(msg)
+		}
+		return err
+	}
+	if err := e.emit(ctx, p, runID, idflow.EventRunFailed, stepID, map[string]string{"error": msg}); err != nil {
+		return err
+	}
+	return errors.New(msg)
+}
+
+// step executes one step as p and returns its output.
+func (e *Executor) step(ctx context.Context, p idflow.Principal, run idflow.Run, st idflow.Step, previous json.RawMessage) (any, error) {
+	switch st.Type {
+	case idflow.StepPrompt:
+		prompt := strings.NewReplacer("{{input}}", string(run.Input), "{{previous}}", string(previous)).Replace(st.Prompt)
+		reply, err := e.svc.Complete(ctx, p, "", prompt)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"reply": reply}, nil
+	case idflow.StepMemorySearch:
+		items, err := e.svc.SearchMemory(ctx, p, st.Query, st.Limit)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"items": items}, nil
+	case idflow.StepTool:
+		return e.tools.Call(ctx, p, st.Tool, st.Args)
+	case idflow.StepWait:
+		t := time.NewTimer(time.Duration(st.Ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return map[string]int{"waited_ms": st.Ms}, nil
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	return nil, idflow.Errorf(idflow.EINVALID, "unknown step type %q", st.Type)
+}
