@@ -1,0 +1,357 @@
+package sqlite
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/storetest"
+)
+
+var (
+	alice = authtest.User("alice", "t-one")
+	bob   = authtest.User("bob", "t-one")
+)
+
+func openAt(t *testing.T, path string) *DB {
+	t.Helper()
+	db, err := Open(t.Context(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func openTest(t *testing.T) *DB {
+	t.Helper()
+	return openAt(t, filepath.Join(t.TempDir(), "idflow.db"))
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) idflow.Store { return openTest(t) })
+}
+
+func TestOpenRefusesNonFilePaths(t *testing.T) {
+	for _, p := range []string{"", ":memory:", "file:x.db", "x.db?_pragma=foreign_keys(OFF)"} {
+		if db, err := Open(t.Context(), p, nil); err == nil {
+			db.Close()
+			t.Errorf("Open(%q) succeeded", p)
+		}
+	}
+}
+
+func TestReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sub", "idflow.db")
+	db := openAt(t, path)
+	app, err := db.CreateApp(ctx, alice, idflow.App{Name: "kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateFact(ctx, alice, idflow.Fact{Content: "the boat is moored at pier nine"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+
+	for range 2 { // the migrations are applied once, whatever the number of opens
+		db = openAt(t, path)
+		got, err := db.GetApp(ctx, alice, app.ID)
+		if err != nil || got.Name != "kept" {
+			t.Fatalf("app after reopen: %+v, %v", got, err)
+		}
+		if res, err := db.SearchFacts(ctx, alice, "boats", 10); err != nil || len(res) != 1 {
+			t.Fatalf("search after reopen: %+v, %v", res, err)
+		}
+		files, _ := filepath.Glob("migrations/*.sql")
+		var n, distinct int
+		err = db.r.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT version) FROM schema_migrations`).Scan(&n, &distinct)
+		if err != nil || n != len(files) || distinct != n {
+			t.Fatalf("schema_migrations has %d rows (%d versions), want %d: %v", n, distinct, len(files), err)
+		}
+		db.Close()
+	}
+}
+
+// TestConcurrentWriters writes from many goroutines through two handles on
+// the same file, as two processes would, while reading: no SQLITE_BUSY.
+func TestConcurrentWriters(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "idflow.db")
+	handles := []*DB{openAt(t, path), openAt(t, path)}
+	const goroutines, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each*2)
+	for g := range goroutines {
+		db := handles[g%len(handles)]
+		p := authtest.User(fmt.Sprint("user", g%4), "t")
+		wg.Go(func() {
+			for i := range each {
+				if _, err := db.CreateFact(ctx, p, idflow.Fact{Content: fmt.Sprintf("fact %d from %d", i, g)}); err != nil {
+					errs <- err
+				}
+				if _, err := db.ListFacts(ctx, p, idflow.Page{Limit: 5}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent write: %v", err)
+	}
+	st, err := handles[0].Stats(ctx)
+	if err != nil || st.Facts != goroutines*each {
+		t.Fatalf("Stats = %+v, %v; want %d facts", st, err, goroutines*each)
+	}
+}
+
+// TestQueryPlans checks that every list and the search start from an index
+// led by user_id.
+func TestQueryPlans(t *testing.T) {
+	db := openTest(t)
+	for _, c := range []struct {
+		query, index string
+		args         int
+	}{
+		{listSQL(listAppsSQL, byCreated, false, true), "apps_user_created", 4},
+		{listSQL(listAgentsSQL, byCreated, false, true), "agents_user_created", 4},
+		{listSQL(listSessionsSQL, byCreated, false, true), "sessions_user_created", 4},
+		{listSQL(listSessionsByAppSQL, byCreated, false, true), "sessions_user_app", 5},
+		{listSQL(listMessagesSQL, byCreated, true, true), "messages_user_session_created", 5},
+		{listSQL(listWorkflowsSQL, byCreated, false, true), "workflows_user_created", 4},
+		{listSQL(listDocumentsSQL, byCreated, false, true), "documents_user_created", 4},
+		{listSQL(listFactsSQL, byCreated, false, true), "facts_user_created", 4},
+		{listSQL(listAuditSQL, bySeq, false, true), "audit_events_user_seq", 4},
+		{listSQL(listFactsSQL, byCreated, false, false), "facts_user_created", 2},
+	} {
+		plan := explain(t, db, c.query, c.args)
+		if !strings.Contains(plan, "INDEX "+c.index+" (user_id=?") || strings.Contains(plan, "TEMP B-TREE") {
+			t.Errorf("%s\nplan: %s\nwant a search of %s on user_id, without a sort", c.query, plan, c.index)
+		}
+	}
+	plan := explain(t, db, searchSQL, 4)
+	if !strings.Contains(plan, "SCAN facts_fts VIRTUAL TABLE INDEX") || !strings.Contains(plan, "SEARCH f USING INTEGER PRIMARY KEY") {
+		t.Errorf("search plan: %s", plan)
+	}
+}
+
+func explain(t *testing.T, db *DB, query string, nargs int) string {
+	t.Helper()
+	args := make([]any, nargs)
+	for i := range args {
+		args[i] = "x"
+	}
+	rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, detail)
+	}
+	return strings.Join(lines, "; ")
+}
+
+// TestSearchLayers checks each of the search's owner checks on its own.
+func TestSearchLayers(t *testing.T) {
+	ctx := t.Context()
+	db := openTest(t)
+	mustFact := func(p idflow.Principal, content string) {
+		if _, err := db.CreateFact(ctx, p, idflow.Fact{Content: content}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustFact(alice, "alice keeps the secret recipe in the red notebook")
+	mustFact(bob, "bob keeps a secret too")
+	// bob tries to plant a token in alice's namespace.
+	mustFact(bob, "x"+ftsNamespace(alice.UserID)+"recipe "+ftsNamespace(alice.UserID)+"recipe")
+
+	count := func(match, userID string) int {
+		var n int
+		err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM facts_fts WHERE facts_fts MATCH ? AND (? = '' OR user_id = ?)`,
+			match, userID, userID).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	aliceQuery, _ := ftsQuery(alice.UserID, "secret recipe")
+	if n := count(aliceQuery, ""); n != 1 { // the namespace alone
+		t.Errorf("alice's terms match %d rows, want only her own 1", n)
+	}
+	if n := count(aliceQuery, bob.UserID); n != 0 { // the stored user_id alone
+		t.Errorf("alice's terms filtered to bob match %d rows, want 0", n)
+	}
+	res, err := db.SearchFacts(ctx, alice, "recipe", 10)
+	if err != nil || len(res) != 1 || res[0].Fact.UserID != alice.UserID {
+		t.Fatalf("alice's search = %+v, %v", res, err)
+	}
+}
+
+func TestFullTextIndexFollowsDeletes(t *testing.T) {
+	ctx := t.Context()
+	db := openTest(t)
+	ftsRows := func() (n int) {
+		if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM facts_fts`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	doc, err := db.CreateDocument(ctx, alice, idflow.Document{Filename: "a"}, []string{"one", "two", "three"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := db.CreateFact(ctx, alice, idflow.Fact{Content: "four"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ftsRows(); n != 4 {
+		t.Fatalf("%d indexed rows, want 4", n)
+	}
+	if err := db.DeleteFact(ctx, alice, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteDocument(ctx, alice, doc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := ftsRows(); n != 0 {
+		t.Fatalf("%d indexed rows after deleting every fact, want 0", n)
+	}
+	if _, err := db.w.ExecContext(ctx, `UPDATE facts SET content = 'x'`); err != nil {
+		t.Fatal(err) // no rows: allowed
+	}
+	if _, err := db.CreateFact(ctx, alice, idflow.Fact{Content: "five"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.w.ExecContext(ctx, `UPDATE facts SET content = 'six'`); err == nil {
+		t.Fatal("a fact's content was changed behind the full-text index")
+	}
+}
+
+func TestAuditTamperIsDetected(t *testing.T) {
+	ctx := t.Context()
+	stmt := func(q string) func([]idflow.AuditEvent) string { return func([]idflow.AuditEvent) string { return q } }
+	for _, c := range []struct {
+		name   string
+		tamper func([]idflow.AuditEvent) string // the SQL that tampers with the log
+		want   string
+	}{
+		{"edited", stmt(`UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 3`), "seq 3"},
+		{"deleted", stmt(`DELETE FROM audit_events WHERE seq = 3`), "seq 3"},
+		{"reordered", stmt(`UPDATE audit_events SET seq = -2 WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = 3;
+			UPDATE audit_events SET seq = 3 WHERE seq = -2`), "seq 2"},
+		{"first", stmt(`UPDATE audit_events SET prev_hash = '` + strings.Repeat("f", 64) + `' WHERE seq = 1`), "seq 1"},
+		// Edited with its own hash recomputed: the next event's link breaks.
+		{"rehashed", func(events []idflow.AuditEvent) string {
+			e := events[2]
+			e.Outcome = idflow.OutcomeSuccess
+			return fmt.Sprintf(`UPDATE audit_events SET outcome = '%s', hash = '%s' WHERE seq = 3`, e.Outcome, auditHash(e))
+		}, "seq 4"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db := openTest(t)
+			var events []idflow.AuditEvent
+			for i := range 5 {
+				e, err := db.RecordAudit(ctx, idflow.AuditEvent{UserID: "alice", Action: fmt.Sprint("a", i), Outcome: idflow.OutcomeDenied})
+				if err != nil {
+					t.Fatal(err)
+				}
+				events = append(events, e)
+			}
+			if events[0].Seq != 1 || events[0].PrevHash != genesisHash {
+				t.Fatalf("first event: %+v", events[0])
+			}
+			if n, err := db.VerifyAuditChain(ctx); n != 5 || err != nil {
+				t.Fatalf("VerifyAuditChain = %d, %v", n, err)
+			}
+			if _, err := db.w.ExecContext(ctx, c.tamper(events)); err != nil {
+				t.Fatal(err)
+			}
+			n, err := db.VerifyAuditChain(ctx)
+			if err == nil || !strings.Contains(idflow.ErrorMessage(err), c.want+":") {
+				t.Fatalf("VerifyAuditChain after the row was %s = %d, %v; want an error naming %s", c.name, n, err, c.want)
+			}
+		})
+	}
+}
+
+func TestWithTx(t *testing.T) {
+	ctx := t.Context()
+	db := openTest(t)
+	boom := errors.New("boom")
+	err := db.WithTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users (user_id, tenant_id, email, name, issuer, first_seen, last_seen)
+			VALUES ('u', 't', '', '', '', 1, 1)`); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("WithTx = %v, want fn's error", err)
+	}
+	if st, _ := db.Stats(ctx); st.Users != 0 {
+		t.Fatal("WithTx committed although fn failed")
+	}
+	if db.SQL() != db.w {
+		t.Fatal("SQL() is not the write pool")
+	}
+}
+
+func TestErrorsHideSQL(t *testing.T) {
+	db := openTest(t)
+	db.Close()
+	_, err := db.GetApp(t.Context(), alice, "app_x")
+	if idflow.ErrorCode(err) != idflow.EINTERNAL || idflow.ErrorMessage(err) != "storage error" {
+		t.Fatalf("error after Close: code %s, message %q", idflow.ErrorCode(err), idflow.ErrorMessage(err))
+	}
+	if !errors.Is(err, sql.ErrConnDone) && !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("the cause is not kept for logs: %v", err)
+	}
+}
+
+func TestFTSQuery(t *testing.T) {
+	ns := ftsNamespace("alice")
+	if strings.ContainsAny(ns, "aeiouy") || len(ns) != 16 || ns == ftsNamespace("bob") {
+		t.Fatalf("namespace %q: want 16 characters, no vowels, one per user", ns)
+	}
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{`?!" ()*:^-`, ""},
+		{"Budget budget", `"` + ns + `budget"`},
+		{`"quarterly" OR budget*`, `"` + ns + `quarterly" OR "` + ns + `or" OR "` + ns + `budget"`},
+		{"user_id:bob", `"` + ns + `user" OR "` + ns + `id" OR "` + ns + `bob"`},
+		{"Déjà vu", `"` + ns + `déjà" OR "` + ns + `vu"`},
+	} {
+		got, ok := ftsQuery("alice", c.in)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("ftsQuery(%q) = %q, %v; want %q", c.in, got, ok, c.want)
+		}
+	}
+	var many string
+	for i := range 100 {
+		many += fmt.Sprintf(" w%d", i)
+	}
+	if got, _ := ftsQuery("alice", many); strings.Count(got, " OR ")+1 != maxSearchTerms {
+		t.Errorf("a 100-word query kept %d terms, want %d", strings.Count(got, " OR ")+1, maxSearchTerms)
+	}
+}

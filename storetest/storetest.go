@@ -1,0 +1,129 @@
+// Package storetest is the conformance suite every idflow.Store backend must
+// pass, isolation cases included.
+//
+// It is test support: it imports authtest to build Principals, so only
+// _test.go files may import it, and it holds nothing production code would
+// use.
+package storetest
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth/authtest"
+)
+
+// The cast: alice and bob share tenant t-one, carol is in t-two, svc is an
+// application acting for itself, admin holds the admin role.
+var (
+	alice = authtest.User("alice", "t-one")
+	bob   = authtest.User("bob", "t-one")
+	carol = authtest.User("carol", "t-two")
+	admin = authtest.User("admin", "t-one", "admin")
+	svc   = authtest.App("svc")
+)
+
+// Run runs the suite. open must return a new, empty store for each call and
+// register its own cleanup (closing it) with t.
+func Run(t *testing.T, open func(t *testing.T) idflow.Store) {
+	t.Run("Apps", func(t *testing.T) { testApps(t, open(t)) })
+	t.Run("Agents", func(t *testing.T) { testAgents(t, open(t)) })
+	t.Run("Sessions", func(t *testing.T) { testSessions(t, open(t)) })
+	t.Run("Messages", func(t *testing.T) { testMessages(t, open(t)) })
+	t.Run("Workflows", func(t *testing.T) { testWorkflows(t, open(t)) })
+	t.Run("Documents", func(t *testing.T) { testDocuments(t, open(t)) })
+	t.Run("Facts", func(t *testing.T) { testFacts(t, open(t)) })
+	t.Run("Search", func(t *testing.T) { testSearch(t, open(t)) })
+	t.Run("Pagination", func(t *testing.T) { testPagination(t, open) })
+	t.Run("Users", func(t *testing.T) { testUsers(t, open(t)) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, open(t)) })
+	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
+	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
+	t.Run("AppOnly", func(t *testing.T) { testAppOnly(t, open(t)) })
+	t.Run("Ping", func(t *testing.T) {
+		if err := open(t).Ping(t.Context()); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+}
+
+// must(v, err)(t) fails the test on err and returns v.
+func must[T any](v T, err error) func(t *testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return v
+	}
+}
+
+// ok fails the test on err.
+func ok(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
+
+// wantCode checks that err carries code.
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want %s", code)
+	}
+	if got := idflow.ErrorCode(err); got != code {
+		t.Fatalf("got error %v (code %s), want code %s", err, got, code)
+	}
+}
+
+// wantNotFound checks that err is exactly idflow.NotFound(kind): the answer
+// for a missing object and for another user's object must not differ.
+func wantNotFound(t *testing.T, err error, kind string) {
+	t.Helper()
+	wantCode(t, err, idflow.ENOTFOUND)
+	if want := idflow.NotFound(kind); err.Error() != want.Error() || idflow.ErrorMessage(err) != want.Message {
+		t.Fatalf("got error %q, want exactly %q", err, want)
+	}
+}
+
+// sameJSON checks that got and want encode to the same JSON, the form a
+// client sees.
+func sameJSON(t *testing.T, got, want any) {
+	t.Helper()
+	g, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g, w) {
+		t.Fatalf("got  %s\nwant %s", g, w)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// ids returns the ids of items.
+func ids[T any](items []T, id func(T) string) []string {
+	out := make([]string, 0, len(items))
+	for _, v := range items {
+		out = append(out, id(v))
+	}
+	return out
+}
+
+// checkNew checks the fields a store fills on create.
+func checkNew(t *testing.T, kind, id, prefix, userID, wantUserID string) {
+	t.Helper()
+	if len(id) < len(prefix)+16 || id[:len(prefix)] != prefix {
+		t.Errorf("%s id %q: want prefix %q and at least 96 random bits", kind, id, prefix)
+	}
+	if userID != wantUserID {
+		t.Errorf("%s user_id = %q, want %q", kind, userID, wantUserID)
+	}
+}
