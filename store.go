@@ -116,6 +116,7 @@ type Store interface {
 	UserStore
 	AuditStore
 	StatsStore
+	RunStore
 	Ping(ctx context.Context) error
 	Close() error
 }

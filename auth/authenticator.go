@@ -95,6 +95,16 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 	return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "authentication required")
 }
 
+// AuthenticateToken authenticates r by a bearer token it carried somewhere
+// other than the Authorization header (a WebSocket subprotocol, an allowed
+// query parameter). Spoofed identity headers are refused first, as always.
+func (a *Authenticator) AuthenticateToken(r *http.Request, raw string, accept Audiences) (idflow.Principal, error) {
+	if a.proxy.claimed(r) && !a.proxy.trustedPeer(r) {
+		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "identity headers are only accepted from a trusted proxy", ErrSpoofedHeader)
+	}
+	return a.VerifyToken(r.Context(), raw, accept)
+}
+
 // VerifyToken verifies a bearer token obtained some other way (a WebSocket
 // subprotocol, an MCP request).
 func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {

@@ -37,6 +37,7 @@ type route struct {
 	out     any   // response body type
 	status  int   // success status; 0 = 200
 	body    int64 // body limit override; 0 = Config.MaxBodyBytes
+	ws      bool  // a WebSocket: tokens may also come as a subprotocol
 	serve   handler
 	open    openHandler
 }
@@ -53,6 +54,7 @@ func (s *Server) routes() []route {
 		facts     = idflow.List[idflow.Fact]
 		audits    = idflow.List[idflow.AuditEvent]
 		users     = idflow.List[idflow.User]
+		runs      = idflow.List[idflow.Run]
 		lookups   = idflow.List[lookupItem]
 	)
 	return []route{
@@ -90,6 +92,13 @@ func (s *Server) routes() []route {
 		{method: "PUT", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Replace a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, serve: s.handleReplaceWorkflow},
 		{method: "DELETE", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Delete a workflow", status: 204, serve: s.handleDeleteWorkflow},
 		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/publish", access: accessUser, summary: "Freeze the draft as a new version", out: idflow.Workflow{}, serve: s.handlePublishWorkflow},
+
+		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/runs", access: accessUser, summary: "Start a run (202 with the run); version 0 or absent runs the draft", in: runIn{}, out: idflow.Run{}, status: 202, serve: s.handleStartRun},
+		{method: "GET", pattern: "/api/v1/runs", access: accessUser, summary: "List your runs", out: runs{}, serve: s.handleListRuns},
+		{method: "GET", pattern: "/api/v1/runs/{run_id}", access: accessUser, summary: "Get a run", out: idflow.Run{}, serve: s.handleGetRun},
+		{method: "GET", pattern: "/api/v1/runs/{run_id}/events", access: accessUser, summary: "A run's events (?after_seq=)", out: eventsOut{}, serve: s.handleRunEvents},
+		{method: "POST", pattern: "/api/v1/runs/{run_id}/cancel", access: accessUser, summary: "Cancel a run", out: idflow.Run{}, serve: s.handleCancelRun},
+		{method: "GET", pattern: "/ws/execution/{run_id}", access: accessUser, ws: true, summary: "WebSocket: the run's events, history then live (subprotocols idflow.v1 + bearer.<JWT>)", serve: s.handleRunSocket},
 
 		{method: "POST", pattern: "/api/v1/etl/ingest", access: accessUser, summary: "Ingest a document (JSON or multipart `file`); its chunks become facts", in: ingestIn{}, out: idflow.Document{}, status: 201, body: s.cfg.MaxUploadBytes, serve: s.handleIngest},
 		{method: "GET", pattern: "/api/v1/documents", access: accessUser, summary: "List your documents", out: documents{}, serve: s.handleListDocuments},
@@ -179,7 +188,7 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		p, err := s.authenticate(r, rt.access)
+		p, err := s.authenticate(r, rt.access, rt.ws)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -195,8 +204,12 @@ func (s *Server) wrap(rt route) http.Handler {
 
 // authenticate returns the verified Principal of r if it may use a route of
 // the given access level.
-func (s *Server) authenticate(r *http.Request, a access) (p idflow.Principal, err error) {
-	p, err = s.authn.Authenticate(r, s.cfg.APIAudiences)
+func (s *Server) authenticate(r *http.Request, a access, websocket bool) (p idflow.Principal, err error) {
+	if websocket {
+		p, err = s.authenticateWS(r)
+	} else {
+		p, err = s.authn.Authenticate(r, s.cfg.APIAudiences)
+	}
 	if err != nil {
 		s.auditAuthFailure(r, err)
 		return p, err

@@ -27,6 +27,8 @@ type Config struct {
 	CORSOrigins     []string
 	MaxBodyBytes    int64 // JSON bodies (default 1 MiB)
 	MaxUploadBytes  int64 // document uploads (default 10 MiB)
+	WSQueryToken    bool  // allow ?access_token= on WebSockets
+	WSMaxPerUser    int   // open WebSockets per user (default 50)
 	Dev             bool
 }
 
@@ -36,6 +38,8 @@ type Deps struct {
 	Authn  *auth.Authenticator
 	Store  idflow.Store
 	Svc    *service.Service
+	Runs   Runs
+	Bus    idflow.EventBus
 	Signer *auth.Signer // X-Idflow-Assertion
 	DevIdP http.Handler // mounted under /dev/idp in dev mode only
 	Ready  func(ctx context.Context) error
@@ -48,6 +52,8 @@ type Server struct {
 	authn   *auth.Authenticator
 	store   idflow.Store
 	svc     *service.Service
+	runs    Runs
+	bus     idflow.EventBus
 	signer  *auth.Signer
 	devIdP  http.Handler
 	ready   func(ctx context.Context) error
@@ -55,6 +61,9 @@ type Server struct {
 
 	openAPIOnce sync.Once
 	openAPIDoc  []byte
+
+	wsMu   sync.Mutex
+	wsOpen map[string]int // open WebSockets per user
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
@@ -71,8 +80,8 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.AdminRole == "" {
 		cfg.AdminRole = "admin"
 	}
-	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, signer: d.Signer,
-		devIdP: d.DevIdP, ready: d.Ready, touched: map[string]time.Time{}}
+	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, bus: d.Bus, signer: d.Signer,
+		devIdP: d.DevIdP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -271,3 +271,19 @@ func marshal(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
 }
+
+// Runs (reads; starting and cancelling belong to package runner).
+
+func (s *Service) GetRun(ctx context.Context, p idflow.Principal, id string) (idflow.Run, error) {
+	return deniedOnly(s, ctx, p, "run.get", "run/"+id, func() (idflow.Run, error) { return s.store.GetRun(ctx, p, id) })
+}
+
+func (s *Service) ListRuns(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Run], error) {
+	return s.store.ListRuns(ctx, p, page)
+}
+
+func (s *Service) ListEvents(ctx context.Context, p idflow.Principal, runID string, afterSeq int64, limit int) ([]idflow.Event, error) {
+	return deniedOnly(s, ctx, p, "run.events", "run/"+runID, func() ([]idflow.Event, error) {
+		return s.store.ListEvents(ctx, p, runID, afterSeq, limit)
+	})
+}

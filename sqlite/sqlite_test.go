@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -37,6 +38,13 @@ func openTest(t *testing.T) *DB {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) idflow.Store { return openTest(t) })
+}
+
+func TestRunConformance(t *testing.T) {
+	storetest.RunRuns(t, func(t *testing.T) idflow.Store { return openTest(t) },
+		func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {
+			return s.(*DB).CreateRun(ctx, p, r, nil)
+		})
 }
 
 func TestOpenRefusesNonFilePaths(t *testing.T) {

@@ -40,12 +40,13 @@ func (db *DB) AdminListUsers(ctx context.Context, _ idflow.Principal, page idflo
 	return list(ctx, db.r, `SELECT `+userCols+` FROM users WHERE 1 = 1`, nil, byFirst, false, page, scanUser, userKey)
 }
 
-// Stats answers aggregate counts. Runs is 0: this store keeps no runs.
+// Stats answers aggregate counts.
 func (db *DB) Stats(ctx context.Context) (idflow.Stats, error) {
 	var s idflow.Stats
 	err := db.r.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM users), (SELECT count(*) FROM sessions), (SELECT count(*) FROM messages),
-		(SELECT count(*) FROM workflows), (SELECT count(*) FROM documents), (SELECT count(*) FROM facts)`).
-		Scan(&s.Users, &s.Sessions, &s.Messages, &s.Workflows, &s.Documents, &s.Facts)
+		(SELECT count(*) FROM workflows), (SELECT count(*) FROM documents), (SELECT count(*) FROM facts),
+		(SELECT count(*) FROM runs)`).
+		Scan(&s.Users, &s.Sessions, &s.Messages, &s.Workflows, &s.Documents, &s.Facts, &s.Runs)
 	return s, fail("stats", err)
 }

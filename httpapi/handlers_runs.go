@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/idflow/idflow"
+)
+
+// Runs starts and cancels runs (package runner).
+type Runs interface {
+	Start(ctx context.Context, p idflow.Principal, workflowID string, input json.RawMessage, version int) (idflow.Run, error)
+	Cancel(ctx context.Context, p idflow.Principal, runID string) (idflow.Run, error)
+}
+
+type runIn struct {
+	Input   json.RawMessage `json:"input"`
+	Version int             `json:"version"`
+}
+
+type eventsOut struct {
+	Items []idflow.Event `json:"items"`
+}
+
+func (s *Server) handleStartRun(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var in runIn
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.Version < 0 {
+		return idflow.Errorf(idflow.EINVALID, "version must be 0 (the draft) or a published version")
+	}
+	run, err := s.runs.Start(r.Context(), p, r.PathValue("workflow_id"), in.Input, in.Version)
+	return answer(w, http.StatusAccepted, run, err)
+}
+
+func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Run], error) { return s.svc.ListRuns(r.Context(), p, pg) })
+}
+
+func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	run, err := s.svc.GetRun(r.Context(), p, r.PathValue("run_id"))
+	return answer(w, http.StatusOK, run, err)
+}
+
+func (s *Server) handleRunEvents(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	var after int64
+	if v := r.URL.Query().Get("after_seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return idflow.Errorf(idflow.EINVALID, "after_seq must be a non-negative integer")
+		}
+		after = n
+	}
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return idflow.Errorf(idflow.EINVALID, "limit must be within 1..1000")
+		}
+		limit = n
+	}
+	evs, err := s.svc.ListEvents(r.Context(), p, r.PathValue("run_id"), after, limit)
+	if evs == nil {
+		evs = []idflow.Event{}
+	}
+	return answer(w, http.StatusOK, eventsOut{Items: evs}, err)
+}
+
+func (s *Server) handleCancelRun(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	run, err := s.runs.Cancel(r.Context(), p, r.PathValue("run_id"))
+	return answer(w, http.StatusOK, run, err)
+}

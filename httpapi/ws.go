@@ -1,0 +1,228 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth"
+)
+
+// WebSocket protocol constants (DESIGN §2).
+const (
+	wsSubprotocol    = "idflow.v1"
+	wsBearerPrefix   = "bearer."
+	wsCloseExpired   = websocket.StatusCode(4401) // the token expired mid-stream
+	wsPingInterval   = 30 * time.Second
+	wsWriteTimeout   = 10 * time.Second
+	wsReplayPage     = 500
+	defaultWSPerUser = 50
+)
+
+// authenticateWS authenticates a WebSocket handshake. Sources, in order:
+// the Authorization header; the subprotocols idflow.v1 + bearer.<JWT>; the
+// access_token query parameter, only when IDFLOW_WS_QUERY_TOKEN allows it;
+// the session cookie, only with an allowed Origin.
+func (s *Server) authenticateWS(r *http.Request) (idflow.Principal, error) {
+	var none idflow.Principal
+	if r.Header.Get("Authorization") != "" {
+		return s.authn.Authenticate(r, s.cfg.APIAudiences)
+	}
+	protocols := wsProtocols(r)
+	for _, proto := range protocols {
+		if tok, ok := strings.CutPrefix(proto, wsBearerPrefix); ok {
+			if !containsString(protocols, wsSubprotocol) {
+				return none, idflow.Errorf(idflow.EUNAUTHORIZED, "a bearer subprotocol needs the %s subprotocol too", wsSubprotocol)
+			}
+			return s.authn.AuthenticateToken(r, tok, s.cfg.APIAudiences)
+		}
+	}
+	if tok := r.URL.Query().Get("access_token"); tok != "" {
+		if !s.cfg.WSQueryToken {
+			return none, idflow.Errorf(idflow.EUNAUTHORIZED, "tokens in the query string are disabled (IDFLOW_WS_QUERY_TOKEN)")
+		}
+		return s.authn.AuthenticateToken(r, tok, s.cfg.APIAudiences)
+	}
+	p, err := s.authn.Authenticate(r, s.cfg.APIAudiences)
+	if err != nil {
+		return p, err
+	}
+	if p.AuthMethod == idflow.AuthSession && !s.allowedOrigin(r.Header.Get("Origin")) {
+		// A cookie rides along with any page's WebSocket: only our own pages may use it.
+		return none, idflow.WrapError(idflow.EFORBIDDEN, "this Origin may not open a WebSocket with the session cookie", auth.ErrCSRF)
+	}
+	return p, nil
+}
+
+// allowedOrigin reports whether origin is this server's own or a CORS origin.
+func (s *Server) allowedOrigin(origin string) bool {
+	if origin == "" {
+		return false
+	}
+	if pu, err := url.Parse(s.cfg.PublicURL); err == nil && origin == pu.Scheme+"://"+pu.Host {
+		return true
+	}
+	return containsString(s.cfg.CORSOrigins, origin)
+}
+
+func wsProtocols(r *http.Request) []string {
+	var out []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// acquireWS counts a user's open sockets against the per-user limit.
+func (s *Server) acquireWS(userID string) (release func(), err error) {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	limit := s.cfg.WSMaxPerUser
+	if limit <= 0 {
+		limit = defaultWSPerUser
+	}
+	if s.wsOpen[userID] >= limit {
+		return nil, idflow.Errorf(idflow.ERATELIMIT, "too many open WebSockets (limit %d per user)", limit)
+	}
+	s.wsOpen[userID]++
+	return func() {
+		s.wsMu.Lock()
+		defer s.wsMu.Unlock()
+		if s.wsOpen[userID]--; s.wsOpen[userID] <= 0 {
+			delete(s.wsOpen, userID)
+		}
+	}, nil
+}
+
+// handleRunSocket streams a run's events: history first, then live ones,
+// closing with 1000 when the run ends and 4401 when the token expires.
+// Another user's run answers 404 before any upgrade.
+func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	runID := r.PathValue("run_id")
+	if _, err := s.svc.GetRun(r.Context(), p, runID); err != nil {
+		return err
+	}
+	release, err := s.acquireWS(p.UserID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// Subscribe before replaying, so no event falls between the two.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	sub, err := s.bus.Subscribe(ctx, p, runID)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{wsSubprotocol},
+		OriginPatterns: originHosts(s.cfg.CORSOrigins),
+	})
+	if err != nil {
+		return nil // Accept has answered the client
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(4096)
+	ctx = conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
+
+	code, reason := s.streamRun(ctx, conn, p, runID, sub)
+	_ = conn.Close(code, reason)
+	return nil
+}
+
+func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.Principal, runID string, sub idflow.Subscription) (websocket.StatusCode, string) {
+	var lastSeq int64
+	send := func(e idflow.Event) error {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
+		defer cancel()
+		lastSeq = e.Seq
+		return conn.Write(wctx, websocket.MessageText, b)
+	}
+	for {
+		evs, err := s.svc.ListEvents(ctx, p, runID, lastSeq, wsReplayPage)
+		if err != nil {
+			return websocket.StatusInternalError, "could not read the run's history"
+		}
+		for _, e := range evs {
+			if err := send(e); err != nil {
+				return websocket.StatusGoingAway, ""
+			}
+			if e.Terminal() {
+				return websocket.StatusNormalClosure, "run ended"
+			}
+		}
+		if len(evs) < wsReplayPage {
+			break
+		}
+	}
+	var expired <-chan time.Time
+	if !p.ExpiresAt.IsZero() && p.AuthMethod != idflow.AuthProxyHeader {
+		t := time.NewTimer(time.Until(p.ExpiresAt))
+		defer t.Stop()
+		expired = t.C
+	}
+	ping := time.NewTicker(wsPingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case e, ok := <-sub.Events():
+			if !ok {
+				if sub.Dropped() {
+					return websocket.StatusTryAgainLater, "too slow: reconnect to resume"
+				}
+				return websocket.StatusGoingAway, ""
+			}
+			if e.Seq <= lastSeq {
+				continue // already replayed
+			}
+			if err := send(e); err != nil {
+				return websocket.StatusGoingAway, ""
+			}
+			if e.Terminal() {
+				return websocket.StatusNormalClosure, "run ended"
+			}
+		case <-expired:
+			return wsCloseExpired, "token expired"
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return websocket.StatusGoingAway, "ping timeout"
+			}
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), context.Canceled) {
+				return websocket.StatusNormalClosure, ""
+			}
+			return websocket.StatusGoingAway, ""
+		}
+	}
+}
+
+// originHosts turns CORS origins into coder/websocket origin patterns.
+func originHosts(origins []string) []string {
+	var out []string
+	for _, o := range origins {
+		if u, err := url.Parse(o); err == nil && u.Host != "" {
+			out = append(out, u.Scheme+"://"+u.Host)
+		}
+	}
+	return out
+}
