@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
@@ -45,8 +46,13 @@ type config struct {
 	CORSOrigins            string
 	AssertionKey           string
 	LogLevel               string
+	RunTimeout             string
+	WSMaxPerUser           string
 	ProvidersFile          string
 	PolicyFile             string
+
+	runTimeout   time.Duration
+	wsMaxPerUser int
 }
 
 type setting struct {
@@ -95,6 +101,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_PROVIDERS_FILE", "providers-file", "", "downstream OAuth providers (JSON)", &c.ProvidersFile),
 		s("IDFLOW_POLICY_FILE", "policy-file", "", "group/role → feature policy (JSON)", &c.PolicyFile),
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
+		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
+		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
 	}
 }
 
@@ -129,6 +137,13 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	if _, err := url.Parse(c.PublicURL); err != nil {
 		return nil, nil, fmt.Errorf("IDFLOW_PUBLIC_URL: %w", err)
+	}
+	var err error
+	if c.runTimeout, err = time.ParseDuration(c.RunTimeout); err != nil || c.runTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_RUN_TIMEOUT: %q is not a positive duration", c.RunTimeout)
+	}
+	if c.wsMaxPerUser, err = strconv.Atoi(c.WSMaxPerUser); err != nil || c.wsMaxPerUser < 1 {
+		return nil, nil, fmt.Errorf("IDFLOW_WS_MAX_PER_USER: %q is not a positive integer", c.WSMaxPerUser)
 	}
 	return c, fs, nil
 }

@@ -14,9 +14,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/authz"
+	"github.com/idflow/idflow/cache"
 	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/events"
+	"github.com/idflow/idflow/files"
 	"github.com/idflow/idflow/httpapi"
+	"github.com/idflow/idflow/llm"
+	"github.com/idflow/idflow/runner"
+	"github.com/idflow/idflow/service"
 )
 
 // devAudience is the API audience of dev tokens.
@@ -138,7 +146,49 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		return nil, err
 	}
 
-	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer}
+	path, ok := sqlitePath(cfg)
+	if !ok {
+		return nil, fmt.Errorf("IDFLOW_DATABASE_URL: unsupported database %q (use sqlite:///path)", redactURL(cfg.DatabaseURL))
+	}
+	db, closeDB, err := openSQLite(ctx, cfg, path, log)
+	if err != nil {
+		return nil, err
+	}
+	app.closers = append(app.closers, closeDB)
+
+	blobs, err := files.New(filepath.Join(cfg.DataDir, "files"))
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	policy, err := authz.Load(cfg.PolicyFile)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	model, models := chatModel(cfg)
+	svc := service.New(service.Config{AdminRole: cfg.AdminRole, DefaultModel: models[0], Models: models}, service.Deps{
+		Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(10000), 5*time.Minute),
+		Model: model, Policy: policy, Log: log,
+	})
+	bus := events.NewMemory(0)
+	ex := runner.NewExecutor(svc, db, bus, runner.NewTools(svc), log)
+	runs, client, err := sqliteRunner(cfg, db, ex, log)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	if err := client.Start(ctx); err != nil {
+		app.Close()
+		return nil, fmt.Errorf("river start: %w", err)
+	}
+	app.closers = append(app.closers, func() error {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return client.Stop(stopCtx)
+	})
+
+	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping}
 	if devIssuer != nil {
 		deps.DevIdP = devIssuer.Handler()
 	}
@@ -146,9 +196,31 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		PublicURL: cfg.PublicURL, APIAudiences: apiAudiences, MCPAudience: mcpAudience,
 		AdminRole: cfg.AdminRole, InternalClients: internalClients, InternalRole: cfg.InternalRole,
 		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
+		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 	}, deps)
 	app.handler = srv
 	return app, nil
+}
+
+// chatModel is the configured model and the names callers may use.
+func chatModel(cfg *config) (idflow.ChatModel, []string) {
+	if cfg.LLMURL == "" {
+		return llm.Echo{}, []string{llm.EchoModelName}
+	}
+	name := cfg.LLMModel
+	if name == "" {
+		name = "gpt-4o-mini"
+	}
+	return llm.NewOpenAI(cfg.LLMURL, cfg.LLMAPIKey, name), []string{name}
+}
+
+// redactURL drops credentials from a URL before it is shown.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }
 
 // productionVerifier discovers the issuer (retrying while it is down at
