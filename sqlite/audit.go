@@ -2,13 +2,8 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,24 +12,6 @@ import (
 
 // genesisHash is the prev_hash of the first event of the chain.
 var genesisHash = strings.Repeat("0", 64)
-
-// auditHash is the hex SHA-256 of a canonical encoding of e: a version line,
-// then every hashed field as "<byte length>:<bytes>\n", in a fixed order.
-// The time is written in UTC with exactly six fractional digits, so the
-// encoding survives any store that keeps microseconds.
-func auditHash(e idflow.AuditEvent) string {
-	h := sha256.New()
-	io.WriteString(h, "idflow-audit-v1\n")
-	for _, f := range []string{
-		strconv.FormatInt(e.Seq, 10),
-		e.At.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
-		e.UserID, e.TenantID, e.Action, e.Resource, e.Outcome, e.RequestID, e.Peer, e.Detail,
-		e.PrevHash,
-	} {
-		fmt.Fprintf(h, "%d:%s\n", len(f), f)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 const (
 	auditCols    = `seq, id, at, user_id, tenant_id, action, resource, outcome, request_id, peer, detail, prev_hash, hash`
@@ -69,7 +46,7 @@ func (db *DB) RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.Audi
 			return err
 		}
 		e.Seq, e.PrevHash = seq+1, prev
-		e.Hash = auditHash(e)
+		e.Hash = idflow.AuditHash(e)
 		_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (`+auditCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.Seq, e.ID, nanos(e.At), e.UserID, e.TenantID, e.Action, e.Resource, e.Outcome,
 			e.RequestID, e.Peer, e.Detail, e.PrevHash, e.Hash)
@@ -119,7 +96,7 @@ func (db *DB) VerifyAuditChain(ctx context.Context) (int, error) {
 			return n, idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: event missing", want)
 		case e.PrevHash != prev:
 			return n, idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: prev_hash does not match", e.Seq)
-		case auditHash(e) != e.Hash:
+		case idflow.AuditHash(e) != e.Hash:
 			return n, idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: hash does not match", e.Seq)
 		}
 		n, prev = n+1, e.Hash
