@@ -273,7 +273,7 @@ func TestAuditTamperIsDetected(t *testing.T) {
 		{"rehashed", func(events []idflow.AuditEvent) string {
 			e := events[2]
 			e.Outcome = idflow.OutcomeSuccess
-			return fmt.Sprintf(`UPDATE audit_events SET outcome = '%s', hash = '%s' WHERE seq = 3`, e.Outcome, auditHash(e))
+			return fmt.Sprintf(`UPDATE audit_events SET outcome = '%s', hash = '%s' WHERE seq = 3`, e.Outcome, idflow.AuditHash(e))
 		}, "seq 4"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
