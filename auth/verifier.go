@@ -269,3 +269,11 @@ func NewAssertionVerifier(issuer, audience string, keys KeySet) (*Verifier, erro
 	v.method = idflow.AuthProxyAssertion
 	return v, nil
 }
+
+// AsSession is the Principal of a browser session whose stored access token
+// verified as t.
+func (t Token) AsSession() idflow.Principal {
+	p := t.Principal
+	p.AuthMethod = idflow.AuthSession
+	return p
+}

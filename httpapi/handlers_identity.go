@@ -48,12 +48,13 @@ type me struct {
 	Kind          string     `json:"kind"`
 	AuthMethod    string     `json:"auth_method"`
 	ExpiresAt     *time.Time `json:"expires_at"`
+	CSRFToken     string     `json:"csrf_token,omitempty"` // browser sessions only: send it as X-CSRF-Token on writes
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	out := me{UserID: p.UserID, TenantID: p.TenantID, Email: p.Email, Name: p.Name,
 		Roles: nonNil(p.Roles), Groups: nonNil(p.Groups), GroupsOverage: p.GroupsOverage, Scopes: nonNil(p.Scopes),
-		Issuer: p.Issuer, Kind: string(p.Kind), AuthMethod: string(p.AuthMethod)}
+		Issuer: p.Issuer, Kind: string(p.Kind), AuthMethod: string(p.AuthMethod), CSRFToken: s.sessionCSRF(r, p)}
 	if !p.ExpiresAt.IsZero() {
 		t := p.ExpiresAt.UTC()
 		out.ExpiresAt = &t

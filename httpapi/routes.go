@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
@@ -38,6 +39,7 @@ type route struct {
 	status  int   // success status; 0 = 200
 	body    int64 // body limit override; 0 = Config.MaxBodyBytes
 	ws      bool  // a WebSocket: tokens may also come as a subprotocol
+	browser bool  // a page: without credentials, send the browser to sign in
 	serve   handler
 	open    openHandler
 }
@@ -62,6 +64,12 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers", open: s.handleReadyz},
 		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: s.handleAssertionJWKS},
 		{method: "GET", pattern: "/openapi.json", access: accessAny, summary: "This API as OpenAPI 3.1", serve: s.handleOpenAPI},
+
+		{method: "GET", pattern: "/auth/login", access: accessOpen, summary: "Browser sign-in: redirects to the identity provider (code + PKCE)", open: s.handleLogin},
+		{method: "GET", pattern: "/auth/callback", access: accessOpen, summary: "Browser sign-in: the identity provider's redirect", open: s.handleCallback},
+		{method: "POST", pattern: "/auth/logout", access: accessOpen, summary: "Sign out (needs the session's CSRF token; acts only on the caller's own session)", open: s.handleLogout},
+		{method: "GET", pattern: "/{$}", access: accessUser, browser: true, summary: "The web UI", serve: s.handleUI},
+		{method: "GET", pattern: "/static/{file}", access: accessUser, browser: true, summary: "The web UI's scripts and styles", serve: s.handleUI},
 
 		{method: "GET", pattern: "/api/v1/me", access: accessAny, summary: "The caller's Principal", out: me{}, serve: s.handleMe},
 		{method: "GET", pattern: "/auth/validate", access: accessUser, summary: "Forward-auth for nginx auth_request, Caddy forward_auth, Traefik ForwardAuth", serve: s.handleValidate},
@@ -189,6 +197,10 @@ func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		p, err := s.authenticate(r, rt.access, rt.ws)
+		if err != nil && rt.browser && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED && s.login != nil {
+			http.Redirect(w, r, "/auth/login?return_to="+url.QueryEscape(r.URL.Path), http.StatusFound)
+			return
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -14,6 +14,7 @@ import (
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
 	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow/web"
 )
 
 // Config is the HTTP layer's configuration.
@@ -39,6 +40,7 @@ type Deps struct {
 	Store  idflow.Store
 	Svc    *service.Service
 	Runs   Runs
+	Login  *web.Login // browser sign-in; nil when not configured
 	Bus    idflow.EventBus
 	Signer *auth.Signer // X-Idflow-Assertion
 	DevIdP http.Handler // mounted under /dev/idp in dev mode only
@@ -53,6 +55,7 @@ type Server struct {
 	store   idflow.Store
 	svc     *service.Service
 	runs    Runs
+	login   *web.Login
 	bus     idflow.EventBus
 	signer  *auth.Signer
 	devIdP  http.Handler
@@ -80,7 +83,7 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.AdminRole == "" {
 		cfg.AdminRole = "admin"
 	}
-	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, bus: d.Bus, signer: d.Signer,
+	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
 		devIdP: d.DevIdP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
