@@ -26,14 +26,20 @@ func scanDocument(r rowScanner) (idflow.Document, error) {
 func documentKey(d idflow.Document) cursor { return cursor{nanos(d.CreatedAt), d.ID} }
 
 // CreateDocument records d and one fact per chunk in one transaction. A
-// non-empty AppID must name the caller's own app.
+// non-empty AppID must name the caller's own app. d.ID is kept when it is a
+// document id (the service mints it first, to store the bytes under it);
+// otherwise a new one is minted.
 func (db *DB) CreateDocument(ctx context.Context, p idflow.Principal, d idflow.Document, chunks []string) (idflow.Document, error) {
 	owner, err := p.Owner()
 	if err != nil {
 		return idflow.Document{}, err
 	}
+	id := d.ID
+	if !strings.HasPrefix(id, idflow.PrefixDocument) {
+		id = idflow.NewID(idflow.PrefixDocument)
+	}
 	now := db.now()
-	d = idflow.Document{ID: idflow.NewID(idflow.PrefixDocument), UserID: owner, AppID: d.AppID, Filename: d.Filename,
+	d = idflow.Document{ID: id, UserID: owner, AppID: d.AppID, Filename: d.Filename,
 		ContentType: d.ContentType, Size: d.Size, SHA256: d.SHA256, FactCount: len(chunks), CreatedAt: now, UpdatedAt: now}
 	err = db.tx(ctx, "create document", func(tx *sql.Tx) error {
 		if err := requireOwned(ctx, tx, "apps", "app", owner, d.AppID); err != nil {

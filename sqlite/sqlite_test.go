@@ -363,3 +363,30 @@ func TestFTSQuery(t *testing.T) {
 		t.Errorf("a 100-word query kept %d terms, want %d", strings.Count(got, " OR ")+1, maxSearchTerms)
 	}
 }
+
+// TestCreateDocumentKeepsTheServicesID: the service stores a document's
+// bytes under an id it mints, then records the document; the record must
+// carry that id, or GET …/content answers 404 to the owner.
+func TestCreateDocumentKeepsTheServicesID(t *testing.T) {
+	ctx := t.Context()
+	db := openTest(t)
+	id := idflow.NewID(idflow.PrefixDocument)
+	doc, err := db.CreateDocument(ctx, alice, idflow.Document{ID: id, Filename: "a.txt"}, []string{"one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.ID != id {
+		t.Fatalf("CreateDocument returned id %q; want the given %q", doc.ID, id)
+	}
+	if got, err := db.GetDocument(ctx, alice, id); err != nil || got.ID != id {
+		t.Fatalf("GetDocument(%q) = %+v, %v", id, got, err)
+	}
+	// Anything that is not a document id is replaced by a fresh one.
+	other, err := db.CreateDocument(ctx, alice, idflow.Document{ID: "app_notadocument", Filename: "b.txt"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(other.ID, idflow.PrefixDocument) {
+		t.Fatalf("CreateDocument kept the id %q", other.ID)
+	}
+}
