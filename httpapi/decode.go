@@ -37,12 +37,12 @@ func decode(r *http.Request, dst any) error {
 }
 
 func decodeBytes(body []byte, dst any) error {
-	body = bytes.TrimSpace(body)
+	body = bytes.Trim(body, " \t\r\n") // JSON's white space, no other
 	if len(body) == 0 {
 		return idflow.Errorf(idflow.EINVALID, "a JSON object body is required")
 	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil { // null is no object
 		return idflow.WrapError(idflow.EINVALID, "the body must be a JSON object", err)
 	}
 	known := jsonFields(reflect.TypeOf(dst))
@@ -58,10 +58,17 @@ func decodeBytes(body []byte, dst any) error {
 	if err != nil {
 		return idflow.WrapError(idflow.EINVALID, "the body must be a JSON object", err)
 	}
-	if err := json.Unmarshal(clean, dst); err != nil {
+	// Nested objects (a workflow's steps) follow the same rule: an unknown
+	// field is refused, never dropped.
+	dec := json.NewDecoder(bytes.NewReader(clean))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return idflow.Errorf(idflow.EINVALID, "field %q has the wrong type (want %s)", te.Field, te.Type)
+		}
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return idflow.Errorf(idflow.EINVALID, "unknown field %s", name)
 		}
 		return idflow.WrapError(idflow.EINVALID, "the body is not valid for this request", err)
 	}
