@@ -26,10 +26,11 @@ func (s *Server) openAPI() map[string]any {
 	b.schemas["Problem"] = b.schemaOf(reflect.TypeOf(problem{}))
 	paths := map[string]map[string]any{}
 	for _, rt := range s.routes() {
-		if paths[rt.pattern] == nil {
-			paths[rt.pattern] = map[string]any{}
+		path := openAPIPath(rt.pattern)
+		if paths[path] == nil {
+			paths[path] = map[string]any{}
 		}
-		paths[rt.pattern][strings.ToLower(rt.method)] = b.operation(rt)
+		paths[path][strings.ToLower(rt.method)] = b.operation(rt)
 	}
 	return map[string]any{
 		"openapi": "3.1.0",
@@ -62,7 +63,7 @@ func (b *openAPIBuilder) operation(rt route) map[string]any {
 		op["security"] = []any{map[string]any{"bearer": []any{}}, map[string]any{"session": []any{}}}
 	}
 	var params []any
-	for _, m := range pathParam.FindAllStringSubmatch(rt.pattern, -1) {
+	for _, m := range pathParam.FindAllStringSubmatch(openAPIPath(rt.pattern), -1) {
 		params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 	}
 	if rt.method == "GET" && rt.out != nil && strings.HasPrefix(reflect.TypeOf(rt.out).Name(), "List[") {
@@ -95,7 +96,7 @@ func (b *openAPIBuilder) operation(rt route) map[string]any {
 		responses["401"] = problemResp(401)
 		responses["403"] = problemResp(403)
 	}
-	if strings.Contains(rt.pattern, "{") {
+	if strings.Contains(openAPIPath(rt.pattern), "{") {
 		responses["404"] = problemResp(404)
 	}
 	if rt.in != nil {
@@ -106,9 +107,18 @@ func (b *openAPIBuilder) operation(rt route) map[string]any {
 	return op
 }
 
+// openAPIPath is a route pattern as an OpenAPI path: ServeMux's {$}
+// (exactly this path) is not a parameter, so "/{$}" is documented as "/".
+func openAPIPath(pattern string) string {
+	return strings.TrimSuffix(pattern, "{$}")
+}
+
 func operationID(rt route) string {
-	p := strings.NewReplacer("/api/v1/", "", "/", "_", "{", "", "}", "", ".", "", "-", "_").Replace(rt.pattern)
-	return strings.ToLower(rt.method) + "_" + strings.Trim(p, "_")
+	p := strings.NewReplacer("/api/v1/", "", "/", "_", "{", "", "}", "", ".", "", "-", "_").Replace(openAPIPath(rt.pattern))
+	if p = strings.Trim(p, "_"); p == "" {
+		p = "root"
+	}
+	return strings.ToLower(rt.method) + "_" + p
 }
 
 func accessName(a access) string {
