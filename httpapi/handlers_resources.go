@@ -3,6 +3,7 @@ package httpapi
 import (
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/service"
@@ -355,12 +356,37 @@ type lookupItem struct {
 	Description string `json:"description,omitempty"`
 }
 
+// staticList answers one page of a fixed list; the cursor is the offset of
+// the next item. Like every list it refuses a bad limit or cursor.
+func staticList[T any](w http.ResponseWriter, r *http.Request, all []T) error {
+	return list(w, r, func(pg idflow.Page) (idflow.List[T], error) {
+		start := 0
+		if pg.Cursor != "" {
+			n, err := strconv.Atoi(pg.Cursor)
+			if err != nil || n < 1 || n >= len(all) || strconv.Itoa(n) != pg.Cursor {
+				return idflow.List[T]{}, idflow.Errorf(idflow.EINVALID, "invalid cursor")
+			}
+			start = n
+		}
+		limit := pg.Limit
+		if limit == 0 {
+			limit = idflow.DefaultPageLimit
+		}
+		end := min(start+limit, len(all))
+		out := idflow.List[T]{Items: all[start:end]}
+		if end < len(all) {
+			out.NextCursor = strconv.Itoa(end)
+		}
+		return out, nil
+	})
+}
+
 func (s *Server) handleLLMs(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	var items []lookupItem
 	for _, m := range s.svc.Models() {
 		items = append(items, lookupItem{ID: m, Name: m})
 	}
-	return writeJSON(w, http.StatusOK, idflow.List[lookupItem]{Items: items})
+	return staticList(w, r, items)
 }
 
 var personas = []lookupItem{
@@ -370,7 +396,7 @@ var personas = []lookupItem{
 }
 
 func (s *Server) handlePersonas(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return writeJSON(w, http.StatusOK, idflow.List[lookupItem]{Items: personas})
+	return staticList(w, r, personas)
 }
 
 var tags = []lookupItem{
@@ -379,7 +405,7 @@ var tags = []lookupItem{
 }
 
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return writeJSON(w, http.StatusOK, idflow.List[lookupItem]{Items: tags})
+	return staticList(w, r, tags)
 }
 
 // Audit, admin, internal.

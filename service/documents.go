@@ -30,7 +30,7 @@ func (s *Service) Ingest(ctx context.Context, p idflow.Principal, in IngestInput
 		return idflow.Document{}, err
 	}
 	name, err := text("filename", path.Base(strings.ReplaceAll(in.Filename, "\\", "/")), MaxFilenameLen, true)
-	if err != nil || name == "." || name == "/" {
+	if err != nil || name == "." || name == ".." || name == "/" {
 		return idflow.Document{}, idflow.Errorf(idflow.EINVALID, "filename is required")
 	}
 	if len(in.Content) == 0 {
