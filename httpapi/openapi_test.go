@@ -136,7 +136,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 			w := httptest.NewRecorder()
 			s.ServeHTTP(w, req)
-			if w.Code == http.StatusMethodNotAllowed || strings.Contains(w.Body.String(), "no such route") {
+			if w.Code == http.StatusMethodNotAllowed {
 				t.Errorf("%s: %s answered %d %s", key, concrete, w.Code, w.Body)
 			}
 			if rt.access != accessOpen && w.Code != http.StatusUnauthorized {
