@@ -180,7 +180,11 @@ func NewIssuer(t testing.TB, opts ...Option) *Issuer {
 	if i.keys == nil {
 		i.keys = []*Key{NewKey(t, jose.RS256, "rsa-1"), NewKey(t, jose.ES256, "ec-1"), NewKey(t, jose.EdDSA, "ed-1")}
 	}
-	i.srv = httptest.NewServer(http.HandlerFunc(i.serve))
+	// Assigned before the server starts, so that handlers read i.srv
+	// after it was written (the race detector cannot see that requests
+	// only arrive once the URL is known).
+	i.srv = httptest.NewUnstartedServer(http.HandlerFunc(i.serve))
+	i.srv.Start()
 	t.Cleanup(i.srv.Close)
 	return i
 }

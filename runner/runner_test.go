@@ -1,0 +1,435 @@
+package runner_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/cache"
+	"github.com/idflow/idflow/events"
+	"github.com/idflow/idflow/files"
+	"github.com/idflow/idflow/llm"
+	"github.com/idflow/idflow/runner"
+	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow/sqlite"
+)
+
+// quickRetry retries a failed job at once, so that a test of retries does
+// not wait for River's default backoff (attempt⁴ seconds).
+type quickRetry struct{}
+
+func (quickRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now() }
+
+// rig is a runner on a real SQLite store with River on it, as cmd/idflow
+// wires it.
+type rig struct {
+	db     *sqlite.DB
+	svc    *service.Service
+	bus    *events.Memory
+	tools  *runner.Tools
+	client *river.Client[*sql.Tx]
+	runs   *runner.Runner[*sql.Tx]
+	jobs   <-chan *river.Event
+
+	mu   sync.Mutex
+	seen []*river.Event // finalized jobs nobody waited for yet
+}
+
+func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idflow.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	migrator, err := rivermigrate.New(riversqlite.New(db.SQL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := files.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := service.New(service.Config{}, service.Deps{Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(1000), time.Minute), Model: llm.Echo{}})
+	r := &rig{db: db, svc: svc, bus: events.NewMemory(0), tools: runner.NewTools(svc)}
+	ex := runner.NewExecutor(svc, db, r.bus, r.tools, nil)
+	ws := river.NewWorkers()
+	runner.Register(ws, ex, cfg)
+	r.client, err = river.NewClient(riversqlite.New(db.SQL()), &river.Config{
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
+		Workers:           ws,
+		RetryPolicy:       quickRetry{},
+		FetchPollInterval: 10 * time.Millisecond,
+		FetchCooldown:     5 * time.Millisecond,
+		TestOnly:          true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.runs = runner.New[*sql.Tx](cfg, db, ex)
+	r.runs.SetClient(r.client)
+	var stop func()
+	r.jobs, stop = r.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed)
+	t.Cleanup(stop)
+	if err := r.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.client.StopAndCancel(sctx); err != nil {
+			t.Errorf("river stop: %v", err)
+		}
+	})
+	return r
+}
+
+// workflow creates a workflow of steps as p.
+func (r *rig) workflow(t testing.TB, p idflow.Principal, steps ...idflow.Step) idflow.Workflow {
+	t.Helper()
+	wf, err := r.svc.CreateWorkflow(context.Background(), p, "wf", idflow.Definition{Steps: steps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wf
+}
+
+// start starts a run of wf as p.
+func (r *rig) start(t testing.TB, p idflow.Principal, wf idflow.Workflow) idflow.Run {
+	t.Helper()
+	run, err := r.runs.Start(context.Background(), p, wf.ID, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// waitJob waits for River to finalize a job of runID (or of job id when
+// not zero) and answers the event. Events of other jobs are kept for later
+// calls.
+func (r *rig) waitJob(t testing.TB, runID string, jobID int64) *river.Event {
+	t.Helper()
+	match := func(ev *river.Event) bool {
+		var args runner.Args
+		if err := json.Unmarshal(ev.Job.EncodedArgs, &args); err != nil {
+			t.Fatal(err)
+		}
+		return args.RunID == runID && (jobID == 0 || ev.Job.ID == jobID)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, ev := range r.seen {
+		if match(ev) {
+			r.seen = append(r.seen[:i], r.seen[i+1:]...)
+			return ev
+		}
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-r.jobs:
+			if ev.Kind == river.EventKindJobFailed && ev.Job.State != rivertype.JobStateDiscarded {
+				continue // an attempt failed; River tries again
+			}
+			if match(ev) {
+				return ev
+			}
+			r.seen = append(r.seen, ev)
+		case <-deadline:
+			t.Fatalf("the job of run %s was not finalized within 30s", runID)
+		}
+	}
+}
+
+// history is a run's stored events as p.
+func (r *rig) history(t testing.TB, p idflow.Principal, runID string) []idflow.Event {
+	t.Helper()
+	evs, err := r.db.ListEvents(context.Background(), p, runID, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func (r *rig) run(t testing.TB, p idflow.Principal, runID string) idflow.Run {
+	t.Helper()
+	run, err := r.db.GetRun(context.Background(), p, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+func count(evs []idflow.Event, typ, stepID string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ && (stepID == "" || e.StepID == stepID) {
+			n++
+		}
+	}
+	return n
+}
+
+func ownedBy(t testing.TB, evs []idflow.Event, owner string) {
+	t.Helper()
+	for i, e := range evs {
+		if e.UserID != owner || e.Seq != int64(i+1) {
+			t.Fatalf("event %d of %s's run: %+v", i, owner, e)
+		}
+	}
+}
+
+var (
+	alice = authtest.User("alice", "t-one")
+	bob   = authtest.User("bob", "t-one")
+)
+
+func TestTemporaryErrorIsRetriedAndTheRunResumes(t *testing.T) {
+	r := newRig(t, runner.Config{MaxAttempts: 3}, 2)
+	var calls, before atomic.Int32
+	r.tools.Add("before", func(context.Context, idflow.Principal, json.RawMessage) (any, error) {
+		before.Add(1)
+		return "ok", nil
+	})
+	r.tools.Add("flaky", func(_ context.Context, p idflow.Principal, _ json.RawMessage) (any, error) {
+		if calls.Add(1) == 1 {
+			return nil, idflow.Errorf(idflow.EUNAVAILABLE, "downstream is down")
+		}
+		return map[string]string{"as": p.UserID}, nil
+	})
+	wf := r.workflow(t, alice, idflow.Step{ID: "before", Type: idflow.StepTool, Tool: "before"},
+		idflow.Step{ID: "flaky", Type: idflow.StepTool, Tool: "flaky"})
+	run := r.start(t, alice, wf)
+	ev := r.waitJob(t, run.ID, 0)
+	if ev.Kind != river.EventKindJobCompleted || ev.Job.Attempt != 2 {
+		t.Fatalf("job: %s at attempt %d; want completed at attempt 2", ev.Kind, ev.Job.Attempt)
+	}
+	got := r.run(t, alice, run.ID)
+	if got.Status != idflow.RunSucceeded || got.Attempt != 2 {
+		t.Fatalf("run: %s at attempt %d (%s); want succeeded at attempt 2", got.Status, got.Attempt, got.Error)
+	}
+	if calls.Load() != 2 || before.Load() != 1 {
+		t.Fatalf("flaky called %d times, the step before it %d; want 2 and 1 (completed steps are not re-run)", calls.Load(), before.Load())
+	}
+	evs := r.history(t, alice, run.ID)
+	ownedBy(t, evs, "alice")
+	if count(evs, idflow.EventRunStarted, "") != 2 || count(evs, idflow.EventStepCompleted, "flaky") != 1 ||
+		count(evs, idflow.EventStepCompleted, "before") != 1 || count(evs, idflow.EventRunCompleted, "") != 1 || count(evs, idflow.EventRunFailed, "") != 0 {
+		t.Fatalf("history: %+v", evs)
+	}
+	var retried bool
+	for _, e := range evs {
+		if e.Type == idflow.EventStepOutput && e.StepID == "flaky" && string(e.Data) == `{"error":"downstream is down","retrying":"true"}` {
+			retried = true
+		}
+	}
+	if !retried {
+		t.Fatalf("no step.output reports the retry: %+v", evs)
+	}
+}
+
+func TestTemporaryErrorOnEveryAttemptFailsTheRun(t *testing.T) {
+	r := newRig(t, runner.Config{MaxAttempts: 3}, 2)
+	var calls atomic.Int32
+	r.tools.Add("down", func(context.Context, idflow.Principal, json.RawMessage) (any, error) {
+		calls.Add(1)
+		return nil, idflow.Errorf(idflow.EUNAVAILABLE, "still down")
+	})
+	run := r.start(t, alice, r.workflow(t, alice, idflow.Step{ID: "down", Type: idflow.StepTool, Tool: "down"}))
+	ev := r.waitJob(t, run.ID, 0)
+	if ev.Kind != river.EventKindJobCancelled || ev.Job.Attempt != 3 {
+		t.Fatalf("job: %s at attempt %d; want cancelled at attempt 3 (the last)", ev.Kind, ev.Job.Attempt)
+	}
+	if got := r.run(t, alice, run.ID); got.Status != idflow.RunFailed || got.Error != "still down" {
+		t.Fatalf("run: %s %q; want failed, still down", got.Status, got.Error)
+	}
+	evs := r.history(t, alice, run.ID)
+	ownedBy(t, evs, "alice")
+	if calls.Load() != 3 || count(evs, idflow.EventRunStarted, "") != 3 || count(evs, idflow.EventRunFailed, "") != 1 || evs[len(evs)-1].Type != idflow.EventRunFailed {
+		t.Fatalf("%d calls; history %+v", calls.Load(), evs)
+	}
+}
+
+func TestPermanentErrorFailsOnTheFirstAttempt(t *testing.T) {
+	r := newRig(t, runner.Config{MaxAttempts: 3}, 2)
+	var calls atomic.Int32
+	r.tools.Add("refuses", func(context.Context, idflow.Principal, json.RawMessage) (any, error) {
+		calls.Add(1)
+		return nil, idflow.Errorf(idflow.EINVALID, "bad arguments")
+	})
+	run := r.start(t, alice, r.workflow(t, alice, idflow.Step{ID: "refuses", Type: idflow.StepTool, Tool: "refuses"},
+		idflow.Step{ID: "after", Type: idflow.StepTool, Tool: "whoami"}))
+	ev := r.waitJob(t, run.ID, 0)
+	if ev.Kind != river.EventKindJobCancelled || ev.Job.Attempt != 1 {
+		t.Fatalf("job: %s at attempt %d; want cancelled at attempt 1", ev.Kind, ev.Job.Attempt)
+	}
+	got := r.run(t, alice, run.ID)
+	if got.Status != idflow.RunFailed || got.Attempt != 1 || got.Error != "bad arguments" {
+		t.Fatalf("run: %s at attempt %d (%q); want failed at attempt 1", got.Status, got.Attempt, got.Error)
+	}
+	evs := r.history(t, alice, run.ID)
+	ownedBy(t, evs, "alice")
+	if calls.Load() != 1 || count(evs, idflow.EventRunStarted, "") != 1 || count(evs, idflow.EventStepStarted, "after") != 0 {
+		t.Fatalf("%d calls; history %+v", calls.Load(), evs)
+	}
+	last := evs[len(evs)-1]
+	if last.Type != idflow.EventRunFailed || last.StepID != "refuses" || string(last.Data) != `{"error":"bad arguments"}` {
+		t.Fatalf("last event %+v; want run.failed of step refuses", last)
+	}
+}
+
+// TestJobWithoutItsOwnerNeverRuns: a job whose snapshot has no user, or
+// names a user who does not own the run, is cancelled without running a
+// step or touching the run.
+func TestJobWithoutItsOwnerNeverRuns(t *testing.T) {
+	r := newRig(t, runner.Config{}, 2)
+	var calls atomic.Int32
+	r.tools.Add("count", func(context.Context, idflow.Principal, json.RawMessage) (any, error) {
+		calls.Add(1)
+		return nil, nil
+	})
+	wf := r.workflow(t, alice, idflow.Step{ID: "count", Type: idflow.StepTool, Tool: "count"})
+	for name, owner := range map[string]idflow.Snapshot{
+		"no user":       {},
+		"blank user":    {UserID: "  ", TenantID: "t-one"},
+		"another owner": bob.Snapshot(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			// The run is recorded without a job; the job is inserted by hand.
+			run, err := r.db.CreateRun(context.Background(), alice, idflow.Run{
+				ID: idflow.NewID(idflow.PrefixRun), TenantID: "t-one", WorkflowID: wf.ID, Definition: wf.Definition,
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := r.client.Insert(context.Background(), runner.Args{RunID: run.ID, Owner: owner}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := r.waitJob(t, run.ID, res.Job.ID)
+			if ev.Kind != river.EventKindJobCancelled || ev.Job.Attempt != 1 {
+				t.Fatalf("job: %s at attempt %d; want cancelled at once", ev.Kind, ev.Job.Attempt)
+			}
+			if got := r.run(t, alice, run.ID); got.Status != idflow.RunQueued || got.Attempt != 0 {
+				t.Fatalf("the run is %s at attempt %d; want untouched (queued)", got.Status, got.Attempt)
+			}
+			if evs := r.history(t, alice, run.ID); len(evs) != 1 || evs[0].Type != idflow.EventRunQueued {
+				t.Fatalf("history %+v; want only run.queued", evs)
+			}
+			if calls.Load() != 0 {
+				t.Fatalf("the tool ran %d times", calls.Load())
+			}
+		})
+	}
+}
+
+// TestEveryEventNamesItsOwner runs alice's and bob's runs concurrently,
+// with tools asked to act for the other user, and checks every stored and
+// every published event.
+func TestEveryEventNamesItsOwner(t *testing.T) {
+	r := newRig(t, runner.Config{}, 8)
+	ctx := context.Background()
+	type sub struct {
+		owner string
+		s     idflow.Subscription
+		runID string
+	}
+	var subs []sub
+	var runs []sub
+	for _, u := range []struct {
+		p     idflow.Principal
+		other string
+	}{{alice, "bob"}, {bob, "alice"}} {
+		args := json.RawMessage(`{"user_id":"` + u.other + `","content":"from a run","query":"run"}`)
+		wf := r.workflow(t, u.p,
+			idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami", Args: args},
+			idflow.Step{ID: "add", Type: idflow.StepTool, Tool: "add_fact", Args: args},
+			idflow.Step{ID: "find", Type: idflow.StepTool, Tool: "search_memory", Args: args},
+			idflow.Step{ID: "recall", Type: idflow.StepMemorySearch, Query: "run"},
+			idflow.Step{ID: "say", Type: idflow.StepPrompt, Prompt: "hi {{previous}}"},
+			idflow.Step{ID: "wait", Type: idflow.StepWait, Ms: 10})
+		for i := 0; i < 4; i++ {
+			run := r.start(t, u.p, wf)
+			s, err := r.bus.Subscribe(ctx, u.p, run.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			subs = append(subs, sub{u.p.UserID, s, run.ID})
+			runs = append(runs, sub{owner: u.p.UserID, runID: run.ID})
+		}
+	}
+	for _, s := range runs {
+		p := alice
+		if s.owner == "bob" {
+			p = bob
+		}
+		r.waitJob(t, s.runID, 0)
+		if got := r.run(t, p, s.runID); got.Status != idflow.RunSucceeded || got.UserID != s.owner {
+			t.Fatalf("run %s: %s of %s (%s)", s.runID, got.Status, got.UserID, got.Error)
+		}
+		evs := r.history(t, p, s.runID)
+		ownedBy(t, evs, s.owner)
+		for _, e := range evs {
+			if e.Type != idflow.EventStepOutput {
+				continue
+			}
+			var out struct {
+				UserID string `json:"user_id"`
+				Items  []struct {
+					Fact idflow.Fact `json:"fact"`
+				} `json:"items"`
+			}
+			_ = json.Unmarshal(e.Data, &out)
+			if out.UserID != "" && out.UserID != s.owner {
+				t.Fatalf("step %s of %s's run acted as %q: %s", e.StepID, s.owner, out.UserID, e.Data)
+			}
+			for _, it := range out.Items {
+				if it.Fact.UserID != s.owner {
+					t.Fatalf("step %s of %s's run found %q's fact", e.StepID, s.owner, it.Fact.UserID)
+				}
+			}
+		}
+		// Another user's Principal sees nothing of the run.
+		other := bob
+		if s.owner == "bob" {
+			other = alice
+		}
+		if _, err := r.db.ListEvents(ctx, other, s.runID, 0, 10); idflow.ErrorCode(err) != idflow.ENOTFOUND {
+			t.Fatalf("the other user listing %s's events: %v; want not found", s.owner, err)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range s.s.Events() {
+				if e.UserID != s.owner || e.RunID != s.runID {
+					t.Errorf("%s's subscription to %s received %+v", s.owner, s.runID, e)
+				}
+				if e.Terminal() {
+					return
+				}
+			}
+			t.Errorf("%s's subscription to %s ended without a terminal event (dropped %v)", s.owner, s.runID, s.s.Dropped())
+		}()
+	}
+	wg.Wait()
+}
