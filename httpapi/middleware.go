@@ -115,7 +115,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	if allowed {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
-		h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Location")
+		h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Location, Mcp-Session-Id")
 	}
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		if allowed {

@@ -39,6 +39,7 @@ type route struct {
 	status  int   // success status; 0 = 200
 	body    int64 // body limit override; 0 = Config.MaxBodyBytes
 	ws      bool  // a WebSocket: tokens may also come as a subprotocol
+	mcp     bool  // /mcp: also accepts the MCP audience; 401 challenges point at its metadata
 	browser bool  // a page: without credentials, send the browser to sign in
 	serve   handler
 	open    openHandler
@@ -128,6 +129,12 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: s.handleAudit},
 		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "Every user seen (admin role)", out: users{}, serve: s.handleAdminUsers},
 		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The whole audit trail (admin role)", out: audits{}, serve: s.handleAdminAudit},
+		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: s.handleMCPMetadata},
+		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: s.handleMCPMetadata},
+		{method: "POST", pattern: "/mcp", access: accessUser, mcp: true, body: s.cfg.MaxUploadBytes, summary: "MCP Streamable HTTP: JSON-RPC messages; tools act as the token's user (aud: the API or <public url>/mcp)", serve: s.handleMCP},
+		{method: "GET", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: the session's server-to-client SSE stream", serve: s.handleMCP},
+		{method: "DELETE", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: end the session", serve: s.handleMCP},
+
 		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: s.handleStats},
 	}
 }
@@ -196,7 +203,10 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		p, err := s.authenticate(r, rt.access, rt.ws)
+		p, err := s.authenticate(r, rt.access, rt.ws, rt.mcp)
+		if err != nil && rt.mcp && s.mcp != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {
+			w.Header().Set("WWW-Authenticate", s.mcp.Challenge(r, err))
+		}
 		if err != nil && rt.browser && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED && s.login != nil {
 			http.Redirect(w, r, "/auth/login?return_to="+url.QueryEscape(r.URL.Path), http.StatusFound)
 			return
@@ -216,10 +226,13 @@ func (s *Server) wrap(rt route) http.Handler {
 
 // authenticate returns the verified Principal of r if it may use a route of
 // the given access level.
-func (s *Server) authenticate(r *http.Request, a access, websocket bool) (p idflow.Principal, err error) {
-	if websocket {
+func (s *Server) authenticate(r *http.Request, a access, websocket, mcp bool) (p idflow.Principal, err error) {
+	switch {
+	case websocket:
 		p, err = s.authenticateWS(r)
-	} else {
+	case mcp:
+		p, err = s.authn.Authenticate(r, s.mcpAudiences())
+	default:
 		p, err = s.authn.Authenticate(r, s.cfg.APIAudiences)
 	}
 	if err != nil {

@@ -44,6 +44,7 @@ type Deps struct {
 	Bus    idflow.EventBus
 	Signer *auth.Signer // X-Idflow-Assertion
 	DevIdP http.Handler // mounted under /dev/idp in dev mode only
+	MCP    MCP          // /mcp and its metadata; nil answers 404
 	Ready  func(ctx context.Context) error
 }
 
@@ -59,6 +60,7 @@ type Server struct {
 	bus     idflow.EventBus
 	signer  *auth.Signer
 	devIdP  http.Handler
+	mcp     MCP
 	ready   func(ctx context.Context) error
 	handler http.Handler
 
@@ -84,7 +86,7 @@ func New(cfg Config, d Deps) *Server {
 		cfg.AdminRole = "admin"
 	}
 	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
-		devIdP: d.DevIdP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
+		devIdP: d.DevIdP, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -50,6 +50,8 @@ type config struct {
 	WSMaxPerUser           string
 	ProvidersFile          string
 	PolicyFile             string
+	MCPToolScopes          string
+	MCPScopes              string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -100,6 +102,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_ASSERTION_KEY", "assertion-key", "", "PKCS#8 EC key signing X-Idflow-Assertion (default: a key in the data dir)", &c.AssertionKey),
 		s("IDFLOW_PROVIDERS_FILE", "providers-file", "", "downstream OAuth providers (JSON)", &c.ProvidersFile),
 		s("IDFLOW_POLICY_FILE", "policy-file", "", "group/role → feature policy (JSON)", &c.PolicyFile),
+		s("IDFLOW_MCP_TOOL_SCOPES", "mcp-tool-scopes", "", "scopes MCP tools need: tool:scope pairs, comma-separated (* = every tool)", &c.MCPToolScopes),
+		s("IDFLOW_MCP_SCOPES", "mcp-scopes", "", "scopes advertised to MCP clients (metadata, 401 challenge); default the required scope, in --dev idflow", &c.MCPScopes),
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),

@@ -64,6 +64,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	for _, f := range app.onShutdown {
+		srv.RegisterOnShutdown(f)
+	}
 	if cfg.Dev {
 		printDevBanner(stdout, cfg, ln.Addr().String())
 	}
@@ -86,8 +89,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 // application is everything `serve` wires together.
 type application struct {
-	handler http.Handler
-	closers []func() error
+	handler    http.Handler
+	closers    []func() error
+	onShutdown []func() // run when the HTTP server starts shutting down
 }
 
 func (a *application) Close() {
@@ -193,6 +197,13 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	})
 
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping}
+	mcpServer, err := newMCP(cfg, svc, runs, nil /* the vault's idflow.Downstream, once wired */, log)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	deps.MCP = mcpServer
+	app.onShutdown = append(app.onShutdown, mcpServer.Close)
 	if devIssuer != nil {
 		deps.DevIdP = devIssuer.Handler()
 	}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/mcp"
+	"github.com/idflow/idflow/service"
+)
+
+// devMCPScope is the API scope the dev issuer grants; MCP clients of a dev
+// server are told to ask for it.
+const devMCPScope = "idflow"
+
+// newMCP builds the /mcp server from the configuration. downstream may be
+// nil until the vault is wired (list_connections then answers []).
+func newMCP(cfg *config, svc *service.Service, runs mcp.Runs, downstream idflow.Downstream, log *slog.Logger) (*mcp.Server, error) {
+	toolScopes, err := parseToolScopes(cfg.MCPToolScopes)
+	if err != nil {
+		return nil, err
+	}
+	scopes := splitComma(cfg.MCPScopes)
+	for _, sc := range scopes {
+		if strings.ContainsAny(sc, " \"\\") {
+			return nil, fmt.Errorf("IDFLOW_MCP_SCOPES: %q is not a scope", sc)
+		}
+	}
+	var issuers []string
+	switch {
+	case cfg.Dev:
+		issuers = []string{cfg.PublicURL + devidp.Path}
+		if len(scopes) == 0 {
+			scopes = []string{devMCPScope}
+		}
+	case cfg.OIDCIssuer != "":
+		issuers = splitComma(cfg.OIDCIssuer)[:1]
+	}
+	if len(scopes) == 0 && cfg.OIDCRequiredScope != "" {
+		scopes = []string{cfg.OIDCRequiredScope}
+	}
+	return mcp.New(mcp.Config{
+		PublicURL: cfg.PublicURL, AuthorizationServers: issuers, ToolScopes: toolScopes, Scopes: scopes,
+		Version: version(),
+	}, mcp.Deps{Svc: svc, Runs: runs, Downstream: downstream, Log: log.With("component", "mcp")})
+}
+
+// parseToolScopes reads IDFLOW_MCP_TOOL_SCOPES: comma-separated tool:scope
+// pairs ("*" for every tool); a tool named twice needs both scopes.
+func parseToolScopes(s string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, pair := range splitComma(s) {
+		tool, scope, ok := strings.Cut(pair, ":")
+		tool, scope = strings.TrimSpace(tool), strings.TrimSpace(scope)
+		if !ok || tool == "" || scope == "" || strings.ContainsAny(scope, " \"") {
+			return nil, fmt.Errorf("IDFLOW_MCP_TOOL_SCOPES: %q is not tool:scope", pair)
+		}
+		out[tool] = append(out[tool], scope)
+	}
+	return out, nil
+}

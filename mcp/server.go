@@ -1,0 +1,416 @@
+// Package mcp is idflow's MCP server: the Streamable HTTP transport of
+// github.com/modelcontextprotocol/go-sdk mounted at /mcp, acting as an OAuth
+// protected resource (RFC 9728, the MCP authorization spec).
+//
+// The identity rule of seed 004 — one static token shared by every user —
+// is answered three ways:
+//
+//   - every HTTP request to /mcp is authenticated by httpapi before it gets
+//     here (a bearer token whose aud is an API audience or <public url>/mcp);
+//     a tool acts as the Principal of the request that carried the call,
+//     never as whoever opened the session and never as an argument says;
+//   - an MCP session belongs to the user who opened it: a request on it with
+//     another user's token answers 404, exactly like an unknown session, and
+//     is audited;
+//   - every tool goes through the service layer with that Principal, so the
+//     store scopes it to the owner like any HTTP handler.
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	sdkauth "github.com/modelcontextprotocol/go-sdk/auth"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/service"
+)
+
+// Path is where the MCP endpoint is mounted.
+const Path = "/mcp"
+
+// MetadataPath is the RFC 9728 metadata of the /mcp resource (the
+// path-suffixed form; the bare /.well-known/oauth-protected-resource serves
+// the same document).
+const MetadataPath = "/.well-known/oauth-protected-resource" + Path
+
+// AllTools, as a key of Config.ToolScopes, names scopes every tool needs.
+const AllTools = "*"
+
+// Runs starts workflow runs (runner.Runner; httpapi.Runs has the same method).
+type Runs interface {
+	Start(ctx context.Context, p idflow.Principal, workflowID string, input json.RawMessage, version int) (idflow.Run, error)
+}
+
+// Config configures the MCP server.
+type Config struct {
+	// PublicURL is the external base URL; the resource is PublicURL + "/mcp".
+	PublicURL string
+	// AuthorizationServers are the issuers clients get tokens from.
+	AuthorizationServers []string
+	// ToolScopes maps a tool name (or AllTools) to the scopes a token must
+	// carry to call it. Empty: no tool needs a scope beyond what
+	// authentication already requires.
+	ToolScopes map[string][]string
+	// Scopes are advertised in scopes_supported and in the scope parameter
+	// of a 401 challenge, besides every scope of ToolScopes.
+	Scopes []string
+	// SessionTimeout closes sessions idle this long (default 30 minutes).
+	SessionTimeout time.Duration
+	// MaxBodyBytes bounds a POST body (default 10 MiB).
+	MaxBodyBytes int64
+	// Version is reported as the server's implementation version.
+	Version string
+}
+
+// Deps are the MCP server's collaborators.
+type Deps struct {
+	Svc  *service.Service
+	Runs Runs
+	// Downstream lists a user's connections. Nil until the vault is wired:
+	// list_connections then answers an empty list.
+	Downstream idflow.Downstream
+	Log        *slog.Logger
+}
+
+// Server is the /mcp endpoint.
+type Server struct {
+	cfg        Config
+	svc        *service.Service
+	runs       Runs
+	downstream idflow.Downstream
+	log        *slog.Logger
+
+	sdk      *sdk.Server
+	handler  http.Handler // the SDK's streamable handler behind the TokenInfo bridge
+	tools    map[string]*tool
+	sessions *sessionOwners
+	scopes   []string // advertised
+	metadata []byte
+}
+
+// New returns the MCP server with every tool registered.
+func New(cfg Config, d Deps) (*Server, error) {
+	if cfg.PublicURL == "" {
+		return nil, errors.New("mcp: a public URL is required")
+	}
+	if d.Svc == nil {
+		return nil, errors.New("mcp: the service is required")
+	}
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 30 * time.Minute
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 10 << 20
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, svc: d.Svc, runs: d.Runs, downstream: d.Downstream, log: d.Log,
+		tools: map[string]*tool{}, sessions: newSessionOwners()}
+
+	for name := range cfg.ToolScopes {
+		if name != AllTools && !slices.Contains(ToolNames, name) {
+			return nil, fmt.Errorf("mcp: scopes configured for unknown tool %q (tools: %s)", name, strings.Join(ToolNames, ", "))
+		}
+	}
+	s.scopes = slices.Clone(cfg.Scopes)
+	for _, name := range append([]string{AllTools}, ToolNames...) {
+		for _, sc := range cfg.ToolScopes[name] {
+			if !slices.Contains(s.scopes, sc) {
+				s.scopes = append(s.scopes, sc)
+			}
+		}
+	}
+	meta := struct {
+		Resource               string   `json:"resource"`
+		AuthorizationServers   []string `json:"authorization_servers"`
+		ScopesSupported        []string `json:"scopes_supported"`
+		BearerMethodsSupported []string `json:"bearer_methods_supported"`
+		ResourceName           string   `json:"resource_name"`
+	}{s.Resource(), nonNil(cfg.AuthorizationServers), nonNil(s.scopes), []string{"header"}, "idflow MCP"}
+	var err error
+	if s.metadata, err = json.Marshal(meta); err != nil {
+		return nil, err
+	}
+
+	s.sdk = sdk.NewServer(&sdk.Implementation{Name: "idflow", Title: "idflow", Version: cfg.Version}, &sdk.ServerOptions{
+		Instructions: "idflow's tools act as the user whose bearer token carried the call; no argument can name another user.",
+		Logger:       d.Log,
+		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
+		// tools/list is filtered per user: no client or intermediary may
+		// reuse one user's list for another.
+		SetCacheable: func(_ context.Context, _ sdk.Request, c *sdk.Cacheable) { c.TTLMs, c.CacheScope = 0, "private" },
+	})
+	s.sdk.AddReceivingMiddleware(s.filterToolList)
+	s.registerTools()
+
+	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.sdk }, &sdk.StreamableHTTPOptions{
+		Logger:              d.Log,
+		SessionTimeout:      cfg.SessionTimeout,
+		MaxRequestBodyBytes: cfg.MaxBodyBytes,
+		// DNS-rebinding protection guards servers that trust ambient
+		// credentials on loopback. /mcp trusts none: every request needs a
+		// bearer token in the Authorization header, which a rebound page
+		// cannot have. Left on, it would refuse every request that a reverse
+		// proxy on the same host forwards with the public Host header.
+		DisableLocalhostProtection: true,
+	})
+	// The SDK reads who the caller is from its own TokenInfo, which only its
+	// RequireBearerToken middleware can attach. The "verifier" here does not
+	// verify again: it hands over the Principal httpapi already verified for
+	// this very request. The SDK then binds each session to the user id too
+	// (a second, independent check after ours) and gives every tool call the
+	// TokenInfo of the request that carried it.
+	s.handler = sdkauth.RequireBearerToken(s.tokenInfo, &sdkauth.RequireBearerTokenOptions{
+		ResourceMetadataURL: s.MetadataURL(),
+	})(streamable)
+	return s, nil
+}
+
+// Resource is the resource identifier: <public url>/mcp, also the audience
+// of tokens minted for it (RFC 8707).
+func (s *Server) Resource() string { return s.cfg.PublicURL + Path }
+
+// MetadataURL is where the protected-resource metadata is served.
+func (s *Server) MetadataURL() string { return s.cfg.PublicURL + MetadataPath }
+
+// Scopes are the scopes advertised in the metadata.
+func (s *Server) Scopes() []string { return slices.Clone(s.scopes) }
+
+// ServeMetadata answers the RFC 9728 protected-resource metadata.
+func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	// Public discovery data (RFC 9728 §3): any origin may read it.
+	h.Set("Access-Control-Allow-Origin", "*")
+	_, err := w.Write(s.metadata)
+	return err
+}
+
+// Challenge is the WWW-Authenticate value of a 401 from /mcp: where the
+// metadata is, and which scopes to ask for (MCP authorization spec;
+// RFC 9728 §5.1, RFC 6750 §3).
+func (s *Server) Challenge(r *http.Request, err error) string {
+	params := []string{`resource_metadata="` + s.MetadataURL() + `"`}
+	if len(s.scopes) > 0 {
+		params = append(params, `scope="`+strings.Join(s.scopes, " ")+`"`)
+	}
+	if r.Header.Get("Authorization") != "" {
+		params = append(params, `error="invalid_token"`)
+	}
+	return "Bearer " + strings.Join(params, ", ")
+}
+
+// ServeMCP serves one request to /mcp for p, the Principal httpapi verified
+// for this request (it is also in r's context). Errors it returns are
+// answered as problem+json by httpapi.
+func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	if _, err := p.Owner(); err != nil {
+		return err // an app-only token never reaches a tool
+	}
+	if p.AuthMethod != idflow.AuthBearer {
+		// MCP authorization: the token travels in the Authorization header.
+		return idflow.Errorf(idflow.EUNAUTHORIZED, "the MCP endpoint takes a bearer token in the Authorization header")
+	}
+	sid := r.Header.Get(sessionHeader)
+	if sid != "" {
+		owner, ok := s.sessions.owner(sid)
+		if !ok {
+			return errSessionNotFound
+		}
+		if owner != ownerKey(p) {
+			// Someone else's session: the same answer as an unknown one, and audited.
+			s.svc.Audit(r.Context(), p, "mcp.session", "mcp_session/"+sessionDigest(sid), errSessionNotFound)
+			s.log.WarnContext(r.Context(), "mcp session used by another user", "user_id", p.UserID, "session", sessionDigest(sid))
+			return errSessionNotFound
+		}
+	}
+	switch r.Method {
+	case http.MethodPost:
+		if err := s.checkScopes(w, r, p); err != nil {
+			return err
+		}
+	case http.MethodGet:
+		// The server-to-client stream lives only as long as the token that
+		// opened it; the client reconnects with a fresh one, authenticated anew.
+		if !p.ExpiresAt.IsZero() {
+			ctx, cancel := context.WithDeadline(r.Context(), p.ExpiresAt)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+	}
+	rec := &recorder{ResponseWriter: w, onHeader: func(status int, h http.Header) {
+		switch {
+		case sid == "" && h.Get(sessionHeader) != "":
+			// A new session: it belongs to p from before its id leaves the server.
+			s.sessions.add(h.Get(sessionHeader), ownerKey(p), s.liveSessions)
+		case sid != "" && (status == http.StatusNotFound || r.Method == http.MethodDelete && status < 300):
+			s.sessions.remove(sid)
+		}
+	}}
+	s.handler.ServeHTTP(rec, r)
+	return nil
+}
+
+// errSessionNotFound answers an unknown session and another user's alike.
+var errSessionNotFound = idflow.NotFound("MCP session")
+
+// Keys of the SDK TokenInfo's Extra: what a tool needs to act.
+const (
+	extraPrincipal = "idflow.principal"
+	extraRequest   = "idflow.request"
+)
+
+// tokenInfo bridges httpapi's verified Principal to the SDK (see New).
+func (s *Server) tokenInfo(ctx context.Context, _ string, r *http.Request) (*sdkauth.TokenInfo, error) {
+	p, ok := idflow.FromContext(r.Context())
+	if !ok || p.Kind != idflow.KindUser || p.UserID == "" {
+		return nil, sdkauth.ErrInvalidToken
+	}
+	return &sdkauth.TokenInfo{
+		UserID: ownerKey(p), Scopes: slices.Clone(p.Scopes), Expiration: p.ExpiresAt,
+		Extra: map[string]any{extraPrincipal: p, extraRequest: idflow.RequestInfoFrom(r.Context())},
+	}, nil
+}
+
+// principalOf returns the Principal of the HTTP request that carried req.
+// The handler context is not used: the SDK derives it from the request that
+// opened the session, so it would name that request's Principal.
+func principalOf(req sdk.Request) (p idflow.Principal, info idflow.RequestInfo, ok bool) {
+	extra := req.GetExtra()
+	if extra == nil || extra.TokenInfo == nil {
+		return p, info, false
+	}
+	found, isPrincipal := extra.TokenInfo.Extra[extraPrincipal].(idflow.Principal)
+	if !isPrincipal || found.Kind != idflow.KindUser || found.UserID == "" {
+		return p, info, false
+	}
+	info, _ = extra.TokenInfo.Extra[extraRequest].(idflow.RequestInfo)
+	return found, info, true
+}
+
+// checkScopes refuses, before the SDK sees it, a tools/call for which the
+// token lacks a configured scope: 403 with an insufficient_scope challenge
+// naming the scopes to ask for (MCP authorization spec, step-up). The body
+// is put back for the SDK.
+func (s *Server) checkScopes(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	if len(s.cfg.ToolScopes) == 0 {
+		return nil
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err // a *http.MaxBytesError answers 413
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	for _, name := range calledTools(body) {
+		if _, known := s.tools[name]; !known {
+			continue // the SDK answers an unknown tool; its name never reaches a header
+		}
+		missing := s.missingScopes(p, name)
+		if len(missing) == 0 {
+			continue
+		}
+		err := idflow.Errorf(idflow.EFORBIDDEN, "the tool %s needs the scope %s", name, strings.Join(missing, " "))
+		s.svc.Audit(r.Context(), p, "mcp."+name, "mcp_tool/"+name, err)
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope="%s", resource_metadata="%s", error_description="the tool %s needs more scope"`,
+			strings.Join(s.requiredScopes(name), " "), s.MetadataURL(), name))
+		return err
+	}
+	return nil
+}
+
+// calledTools returns the tool names of the tools/call requests in a
+// JSON-RPC message or batch. Anything it cannot read is left to the SDK,
+// which refuses it.
+func calledTools(body []byte) []string {
+	type message struct {
+		Method string          `json:"method"`
+		Params json.RawMessage `json:"params"`
+	}
+	var msgs []message
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		if json.Unmarshal(body, &msgs) != nil {
+			return nil
+		}
+	} else {
+		var m message
+		if json.Unmarshal(body, &m) != nil {
+			return nil
+		}
+		msgs = []message{m}
+	}
+	var names []string
+	for _, m := range msgs {
+		if m.Method != "tools/call" {
+			continue
+		}
+		var params struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(m.Params, &params) == nil {
+			names = append(names, params.Name)
+		}
+	}
+	return names
+}
+
+// requiredScopes are the scopes a call of name needs.
+func (s *Server) requiredScopes(name string) []string {
+	return append(slices.Clone(s.cfg.ToolScopes[AllTools]), s.cfg.ToolScopes[name]...)
+}
+
+// missingScopes are the required scopes of name that p's token lacks.
+func (s *Server) missingScopes(p idflow.Principal, name string) []string {
+	var missing []string
+	for _, sc := range s.requiredScopes(name) {
+		if !p.HasScope(sc) {
+			missing = append(missing, sc)
+		}
+	}
+	return missing
+}
+
+// liveSessions reports the ids of the sessions the SDK still holds.
+func (s *Server) liveSessions() map[string]bool {
+	live := map[string]bool{}
+	for ss := range s.sdk.Sessions() {
+		live[ss.ID()] = true
+	}
+	return live
+}
+
+// Close ends every MCP session, releasing their open SSE streams, so that
+// an HTTP server shutting down is not held up by them.
+func (s *Server) Close() {
+	var open []*sdk.ServerSession
+	for ss := range s.sdk.Sessions() {
+		open = append(open, ss)
+	}
+	for _, ss := range open {
+		_ = ss.Close()
+	}
+}
+
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
