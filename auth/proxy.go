@@ -38,6 +38,7 @@ type proxyAuth struct {
 	prefix    string
 	assertion string
 	verifier  *Verifier
+	headers   []string // every identity header, computed once
 }
 
 func newProxyAuth(cfg ProxyConfig) *proxyAuth {
@@ -54,7 +55,9 @@ func newProxyAuth(cfg ProxyConfig) *proxyAuth {
 	if cfg.AssertionHeader != "" {
 		assertion = http.CanonicalHeaderKey(cfg.AssertionHeader)
 	}
-	return &proxyAuth{trusted: cfg.Trusted, user: user, prefix: prefix, assertion: assertion, verifier: cfg.Assertions}
+	a := &proxyAuth{trusted: cfg.Trusted, user: user, prefix: prefix, assertion: assertion, verifier: cfg.Assertions}
+	a.headers = a.identityHeaders()
+	return a
 }
 
 // companionSuffixes name the headers that accompany the user header.
@@ -76,7 +79,7 @@ func (a *proxyAuth) identityHeaders() []string {
 
 // claimed reports whether r carries any identity header.
 func (a *proxyAuth) claimed(r *http.Request) bool {
-	for _, h := range a.identityHeaders() {
+	for _, h := range a.headers {
 		if _, ok := r.Header[h]; ok {
 			return true
 		}
