@@ -48,6 +48,9 @@ const (
 	PublicClientID = "idflow-dev"     // browser login, CLI: PKCE, no secret
 	AppClientID    = "idflow-dev-app" // client_credentials: an app-only caller
 	AppClientRole  = "idflow.internal"
+	// DownstreamClientID is the confidential client of the dev downstream
+	// provider "dev" (downstream.go): idflow connects users to it.
+	DownstreamClientID = "idflow-dev-downstream"
 )
 
 // Config configures the dev issuer.
@@ -58,6 +61,10 @@ type Config struct {
 	AppSecret     string // client_credentials secret of AppClientID
 	KeyFile       string // RSA signing key, created when missing
 	Now           func() time.Time
+
+	// Downstream, when its Secret is set, turns on the demo downstream
+	// provider: the DownstreamClientID client and /dev/downstream.
+	Downstream DownstreamConfig
 }
 
 // Issuer is the dev OpenID issuer.

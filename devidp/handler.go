@@ -23,6 +23,9 @@ func (i *Issuer) Handler() http.Handler {
 	mux.HandleFunc("GET "+Path+"/userinfo", i.userinfo)
 	mux.HandleFunc("POST "+Path+"/revoke", i.revoke)
 	mux.HandleFunc("GET "+Path+"/logout", i.logout)
+	if i.downstreamOn() {
+		mux.HandleFunc("GET "+DownstreamPath+"/whoami", i.downstreamWhoami)
+	}
 	return mux
 }
 
@@ -93,12 +96,21 @@ type authorizeRequest struct {
 }
 
 func (i *Issuer) checkAuthorize(q url.Values) (authorizeRequest, error) {
-	if q.Get("client_id") != PublicClientID {
+	var u *url.URL
+	switch q.Get("client_id") {
+	case PublicClientID:
+		var err error
+		u, err = url.Parse(q.Get("redirect_uri"))
+		if err != nil || !allowedRedirect(u, i.cfg.Issuer) {
+			return authorizeRequest{}, errf("redirect_uri must be a loopback http URL or this server's")
+		}
+	case DownstreamClientID:
+		var err error
+		if u, err = i.checkDownstreamAuthorize(q); err != nil {
+			return authorizeRequest{}, err
+		}
+	default:
 		return authorizeRequest{}, errf("unknown client_id")
-	}
-	u, err := url.Parse(q.Get("redirect_uri"))
-	if err != nil || !allowedRedirect(u, i.cfg.Issuer) {
-		return authorizeRequest{}, errf("redirect_uri must be a loopback http URL or this server's")
 	}
 	if q.Get("response_type") != "code" {
 		return authorizeRequest{}, errf("response_type must be code")
@@ -141,7 +153,7 @@ func (i *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	code := randomToken()
 	i.mu.Lock()
 	i.codes[code] = authCode{
-		grant:       grant{user: user, clientID: PublicClientID, scope: f.Get("scope"), resource: f.Get("resource"), ttl: ttl},
+		grant:       grant{user: user, clientID: f.Get("client_id"), scope: f.Get("scope"), resource: f.Get("resource"), ttl: ttl},
 		redirectURI: f.Get("redirect_uri"), challenge: f.Get("code_challenge"), nonce: f.Get("nonce"),
 		expires: i.cfg.Now().Add(time.Minute),
 	}
@@ -174,7 +186,7 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown or expired code")
 			return
 		}
-		if f.Get("client_id") != c.clientID || f.Get("redirect_uri") != c.redirectURI {
+		if cid, ok := i.tokenClient(r); !ok || cid != c.clientID || f.Get("redirect_uri") != c.redirectURI {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "client or redirect_uri mismatch")
 			return
 		}
@@ -189,7 +201,7 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 		g, ok := i.refresh[rt]
 		delete(i.refresh, rt) // rotation: every refresh token is used once
 		i.mu.Unlock()
-		if !ok || f.Get("client_id") != g.clientID {
+		if cid, cok := i.tokenClient(r); !ok || !cok || cid != g.clientID {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown refresh token")
 			return
 		}
@@ -242,7 +254,11 @@ func (i *Issuer) issue(w http.ResponseWriter, g grant, nonce string, withRefresh
 	if g.resource != "" {
 		aud = g.resource
 	}
-	at, err := i.sign(i.AccessClaims(g.user, aud, g.scope, now, g.ttl))
+	claims := i.AccessClaims(g.user, aud, g.scope, now, g.ttl)
+	if g.clientID == DownstreamClientID {
+		i.downstreamClaims(claims) // a token for the demo downstream API, not for idflow
+	}
+	at, err := i.sign(claims)
 	if err != nil {
 		oauthError(w, http.StatusInternalServerError, "server_error", "signing failed")
 		return

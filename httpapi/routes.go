@@ -60,7 +60,7 @@ func (s *Server) routes() []route {
 		runs      = idflow.List[idflow.Run]
 		lookups   = idflow.List[lookupItem]
 	)
-	return []route{
+	rs := []route{
 		{method: "GET", pattern: "/healthz", access: accessOpen, summary: "Liveness", open: s.handleHealthz},
 		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers", open: s.handleReadyz},
 		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: s.handleAssertionJWKS},
@@ -137,6 +137,7 @@ func (s *Server) routes() []route {
 
 		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: s.handleStats},
 	}
+	return append(rs, s.connectionRoutes()...) // handlers_connections.go; only when providers are configured
 }
 
 // mux registers every route, grouped by path so that a wrong method answers
@@ -158,6 +159,7 @@ func (s *Server) mux() http.Handler {
 	}
 	if s.devIdP != nil {
 		mux.Handle("/dev/idp/", s.devIdP)
+		mux.Handle("/dev/downstream/", s.devIdP) // the dev issuer's demo downstream API
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, idflow.ENOTFOUND, "no such route")
@@ -216,6 +218,9 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		ctx := idflow.NewContext(r.Context(), p)
+		if raw, ok := bearerOf(r); ok && p.AuthMethod == idflow.AuthBearer {
+			ctx = idflow.WithInboundToken(ctx, p, raw) // for token exchange only; never logged or stored
+		}
 		setLogUser(ctx, p.UserID)
 		r = r.WithContext(ctx)
 		if err := rt.serve(w, r, p); err != nil {

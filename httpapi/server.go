@@ -43,9 +43,13 @@ type Deps struct {
 	Login  *web.Login // browser sign-in; nil when not configured
 	Bus    idflow.EventBus
 	Signer *auth.Signer // X-Idflow-Assertion
-	DevIdP http.Handler // mounted under /dev/idp in dev mode only
+	DevIdP http.Handler // mounted under /dev/idp (and /dev/downstream) in dev mode only
 	MCP    MCP          // /mcp and its metadata; nil answers 404
 	Ready  func(ctx context.Context) error
+
+	// Connections serves /api/v1/connections; nil when no downstream
+	// provider is configured (the routes then do not exist).
+	Connections Connections
 }
 
 // Server serves the API.
@@ -60,6 +64,7 @@ type Server struct {
 	bus     idflow.EventBus
 	signer  *auth.Signer
 	devIdP  http.Handler
+	conns   Connections
 	mcp     MCP
 	ready   func(ctx context.Context) error
 	handler http.Handler
@@ -86,7 +91,7 @@ func New(cfg Config, d Deps) *Server {
 		cfg.AdminRole = "admin"
 	}
 	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
-		devIdP: d.DevIdP, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
+		devIdP: d.DevIdP, conns: d.Connections, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -3,7 +3,10 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/service"
@@ -82,4 +85,53 @@ func decodeArgs(args json.RawMessage, dst any) error {
 		return idflow.WrapError(idflow.EINVALID, "tool arguments must be a JSON object", err)
 	}
 	return nil
+}
+
+// maxDownstreamBody bounds what downstream_get reads of an answer.
+const maxDownstreamBody = 1 << 20
+
+// DownstreamGet is the downstream_get tool: {provider, path} sends a GET to
+// the provider's API as p, with p's own downstream credential (never the
+// run's trigger token: a background run has none). A JSON answer is the
+// step's output as JSON; anything else, as text.
+func DownstreamGet(d idflow.Downstream) Tool {
+	return func(ctx context.Context, p idflow.Principal, args json.RawMessage) (any, error) {
+		var in struct {
+			Provider string `json:"provider"`
+			Path     string `json:"path"`
+		}
+		if err := decodeArgs(args, &in); err != nil {
+			return nil, err
+		}
+		if in.Provider == "" || in.Path == "" {
+			return nil, idflow.Errorf(idflow.EINVALID, "downstream_get needs provider and path")
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.Path, nil)
+		if err != nil || req.URL.IsAbs() || req.URL.Host != "" {
+			return nil, idflow.Errorf(idflow.EINVALID, "downstream_get: path must be a path under the provider's API")
+		}
+		req.Header.Set("Accept", "application/json")
+		resp, err := d.Do(ctx, p, in.Provider, req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxDownstreamBody))
+		if err != nil {
+			return nil, idflow.WrapError(idflow.EUNAVAILABLE, "downstream_get: reading the answer failed", err)
+		}
+		switch {
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+			return nil, idflow.Errorf(idflow.EUNAVAILABLE, "downstream_get: %s answered %d", in.Provider, resp.StatusCode)
+		case resp.StatusCode >= 300: // retrying will not change the answer
+			return nil, idflow.Errorf(idflow.EINVALID, "downstream_get: %s answered %d", in.Provider, resp.StatusCode)
+		}
+		out := map[string]any{"status": resp.StatusCode}
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && json.Valid(body) {
+			out["body"] = json.RawMessage(body)
+		} else {
+			out["body"] = string(body)
+		}
+		return out, nil
+	}
 }

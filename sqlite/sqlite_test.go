@@ -47,6 +47,10 @@ func TestRunConformance(t *testing.T) {
 		})
 }
 
+func TestConnectionConformance(t *testing.T) {
+	storetest.RunConnections(t, func(t *testing.T) idflow.ConnectionStore { return openTest(t) })
+}
+
 func TestOpenRefusesNonFilePaths(t *testing.T) {
 	for _, p := range []string{"", ":memory:", "file:x.db", "x.db?_pragma=foreign_keys(OFF)"} {
 		if db, err := Open(t.Context(), p, nil); err == nil {

@@ -55,6 +55,7 @@ type config struct {
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
+	getenv       func(string) string // the process environment (e.g. providers' client_secret_env)
 }
 
 type setting struct {
@@ -112,7 +113,7 @@ func (c *config) settings() []setting {
 
 // loadConfig reads the environment, then flags.
 func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, *flag.FlagSet, error) {
-	c := &config{}
+	c := &config{getenv: getenv}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&c.Dev, "dev", false, "the embedded default: SQLite, memory cache, a built-in dev issuer, loopback only")

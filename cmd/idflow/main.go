@@ -27,6 +27,10 @@ commands:
   serve       run the server (serve --dev: the embedded default with a dev issuer)
   migrate     apply database migrations and exit
   dev-token   print a bearer token for a dev user: idflow dev-token alice
+  login       sign in (authorization code + PKCE on loopback; --device for the device flow)
+  whoami      show who the stored token belongs to (GET /api/v1/me)
+  token       print a fresh access token (refreshed when < 5 min remain)
+  logout      revoke the refresh token and delete the stored credentials
   version     print the version
 `
 
@@ -43,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "dev-token":
 		return cmdDevToken(ctx, args[1:], getenv, stdout, stderr)
+	case "login", "whoami", "token", "logout":
+		return newCLI(getenv, stdout, stderr).cmd(ctx, args[0], args[1:]) // cli_login.go, cli_token.go
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "idflow", version())
 		return nil

@@ -119,6 +119,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		devIssuer, err = devidp.New(devidp.Config{
 			Issuer: cfg.PublicURL + devidp.Path, Audience: apiAudiences[0], ExtraAudience: mcpAudience,
 			AppSecret: devAppSecret, KeyFile: filepath.Join(cfg.DataDir, "dev-issuer-key.pem"),
+			Downstream: devDownstream(cfg), // connections.go
 		})
 		if err != nil {
 			return nil, err
@@ -180,7 +181,12 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		Model: model, Policy: policy, Log: log,
 	})
 	bus := events.NewMemory(0)
-	ex := runner.NewExecutor(svc, db, bus, runner.NewTools(svc), log)
+	downstream, err := buildDownstream(cfg, db, svc, log) // connections.go: vault, providers, connect flow
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	ex := runner.NewExecutor(svc, db, bus, downstream.Tools(svc), log)
 	runs, client, err := sqliteRunner(cfg, db, ex, log)
 	if err != nil {
 		app.Close()
@@ -197,7 +203,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	})
 
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping}
-	mcpServer, err := newMCP(cfg, svc, runs, nil /* the vault's idflow.Downstream, once wired */, log)
+	deps.Connections = downstream.HTTP()
+	mcpServer, err := newMCP(cfg, svc, runs, downstream.Downstream(), log)
 	if err != nil {
 		app.Close()
 		return nil, err
@@ -349,6 +356,8 @@ func printDevBanner(w io.Writer, cfg *config, addr string) {
  sign in:     open %s/ in a browser
  curl:        curl -H "Authorization: Bearer $(go run ./cmd/idflow dev-token alice)" %s/api/v1/me
  app token:   client_credentials with %s / %s at %s/dev/idp/token
+ downstream:  POST /api/v1/connections/dev/connect, then a workflow tool step
+              downstream_get {"provider":"dev","path":"/whoami"} (docs/CONNECTIONS.md)
 ================================================================
 `, addr, cfg.DataDir, base, strings.Join(users, ", "), base, base, devidp.AppClientID, devAppSecret, base)
 }

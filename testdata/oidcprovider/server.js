@@ -15,6 +15,16 @@
 //   idflow-test-public   public, authorization code + PKCE (S256)
 //   idflow-test-web      confidential (client_secret_basic/post), authorization code + PKCE
 //   idflow-test-service  confidential, client_credentials only
+//   idflow-test-downstream  confidential (client_secret_basic), authorization
+//                        code + refresh tokens: the provider in the downstream
+//                        role of idflow's connect flow
+//   idflow-test-cli      public native client of `idflow login`: authorization
+//                        code (any loopback port, RFC 8252), device flow
+//                        (RFC 8628), refresh tokens
+//
+// The two clients allowed refresh_token get a refresh token on every grant
+// (without offline_access/prompt=consent), rotated on every use; the
+// revocation endpoint is on.
 //
 // devInteractions are on: the login form accepts any account id with any
 // password, so a test can sign in as alice, bob, ... Claims: sub (the
@@ -90,6 +100,21 @@ server.listen(Number(opts.port), '127.0.0.1', () => {
         redirect_uris: ['http://127.0.0.1/callback', ...extraRedirects],
       },
       {
+        client_id: 'idflow-test-downstream',
+        client_secret: 'idflow-test-downstream-secret',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/callback', ...extraRedirects],
+      },
+      {
+        client_id: 'idflow-test-cli',
+        token_endpoint_auth_method: 'none',
+        application_type: 'native',
+        grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/callback'],
+      },
+      {
         client_id: 'idflow-test-service',
         client_secret: 'idflow-test-service-secret',
         grant_types: ['client_credentials'],
@@ -117,8 +142,12 @@ server.listen(Number(opts.port), '127.0.0.1', () => {
       const { email, name, tid } = accountClaims(token.accountId);
       return { email, name, tid };
     },
+    // Only the clients allowed refresh_token (downstream, cli) get one.
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: () => true,
     features: {
       devInteractions: { enabled: true },
+      deviceFlow: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },

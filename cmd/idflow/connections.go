@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/connections"
+	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/httpapi"
+	"github.com/idflow/idflow/runner"
+	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow/vault"
+)
+
+// devDownstreamSecret is the client secret of the dev downstream client. It
+// is only ever accepted by the dev issuer, which only exists on loopback.
+const devDownstreamSecret = "idflow-dev-downstream-secret"
+
+// devProviderName is the downstream provider --dev configures when no
+// providers file is given.
+const devProviderName = "dev"
+
+// devProviderActive reports whether --dev runs its own downstream provider.
+func devProviderActive(cfg *config) bool { return cfg.Dev && cfg.ProvidersFile == "" }
+
+// devDownstream configures the dev issuer's demo downstream API.
+func devDownstream(cfg *config) devidp.DownstreamConfig {
+	if !devProviderActive(cfg) {
+		return devidp.DownstreamConfig{}
+	}
+	return devidp.DownstreamConfig{Secret: devDownstreamSecret,
+		RedirectURI: cfg.PublicURL + "/api/v1/connections/" + devProviderName + "/callback",
+		Audience:    cfg.PublicURL + devidp.DownstreamPath}
+}
+
+// downstreamParts is the vault and connect flow, when configured.
+type downstreamParts struct {
+	mgr *connections.Manager // nil: no downstream provider is configured
+}
+
+// HTTP is what httpapi serves /api/v1/connections with (nil: no routes).
+func (d downstreamParts) HTTP() httpapi.Connections {
+	if d.mgr == nil {
+		return nil
+	}
+	return d.mgr
+}
+
+// Downstream is what the MCP tools call (nil: none).
+func (d downstreamParts) Downstream() idflow.Downstream {
+	if d.mgr == nil {
+		return nil
+	}
+	return d.mgr
+}
+
+// Tools returns the built-in workflow tools, with downstream_get when a
+// provider is configured.
+func (d downstreamParts) Tools(svc *service.Service) *runner.Tools {
+	t := runner.NewTools(svc)
+	if d.mgr != nil {
+		t.Add("downstream_get", runner.DownstreamGet(d.mgr))
+	}
+	return t
+}
+
+// buildDownstream reads the providers (IDFLOW_PROVIDERS_FILE, or the dev
+// provider in --dev) and the vault keys (IDFLOW_VAULT_KEY, or in --dev only
+// a key generated into the data dir). Without any provider there is nothing
+// to build, and no key is needed; with providers, production refuses to
+// start without IDFLOW_VAULT_KEY.
+func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, log *slog.Logger) (downstreamParts, error) {
+	var keys *vault.Keyring
+	if cfg.VaultKey != "" {
+		k, err := vault.ParseKeyring(cfg.VaultKey)
+		if err != nil {
+			return downstreamParts{}, fmt.Errorf("IDFLOW_VAULT_KEY: %w", err)
+		}
+		keys = k
+	}
+	var reg *connections.Registry
+	switch {
+	case cfg.ProvidersFile != "":
+		r, err := connections.LoadProviders(cfg.ProvidersFile, cfg.getenv)
+		if err != nil {
+			return downstreamParts{}, fmt.Errorf("IDFLOW_PROVIDERS_FILE: %w", err)
+		}
+		reg = r
+	case devProviderActive(cfg):
+		iss := cfg.PublicURL + devidp.Path
+		r, err := connections.NewRegistry([]connections.Provider{{
+			Name: devProviderName, AuthorizeURL: iss + "/authorize", TokenURL: iss + "/token", RevocationURL: iss + "/revoke",
+			ClientID: devidp.DownstreamClientID, ClientSecret: devDownstreamSecret, Scopes: []string{"openid", "profile"},
+			APIBaseURL: cfg.PublicURL + devidp.DownstreamPath,
+		}}, cfg.getenv)
+		if err != nil {
+			return downstreamParts{}, fmt.Errorf("dev provider: %w", err)
+		}
+		reg = r
+	default:
+		return downstreamParts{}, nil
+	}
+	if keys == nil {
+		if !cfg.Dev {
+			return downstreamParts{}, errors.New("IDFLOW_VAULT_KEY is required when IDFLOW_PROVIDERS_FILE is set: " +
+				"downstream credentials are sealed with it (generate one with `head -c 32 /dev/urandom | base64`)")
+		}
+		k, err := vault.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "vault-key"))
+		if err != nil {
+			return downstreamParts{}, err
+		}
+		if keys, err = vault.ParseKeyring(k); err != nil {
+			return downstreamParts{}, err
+		}
+		log.Warn("dev mode: vault key kept in the data dir; production needs IDFLOW_VAULT_KEY")
+	}
+	cs, ok := store.(idflow.ConnectionStore)
+	if !ok {
+		return downstreamParts{}, errors.New("IDFLOW_PROVIDERS_FILE: this database backend does not keep downstream connections yet (use SQLite)")
+	}
+	mgr, err := connections.New(connections.Config{PublicURL: cfg.PublicURL, Providers: reg, Store: cs, Keys: keys,
+		Audit: svc, Log: log.With("component", "connections")})
+	if err != nil {
+		return downstreamParts{}, err
+	}
+	log.Info("downstream connections", "providers", reg.Names(), "vault_keys", keys.KeyIDs())
+	return downstreamParts{mgr: mgr}, nil
+}
