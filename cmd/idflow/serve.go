@@ -155,20 +155,17 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		return nil, err
 	}
 
-	path, ok := sqlitePath(cfg)
-	if !ok {
-		return nil, fmt.Errorf("IDFLOW_DATABASE_URL: unsupported database %q (use sqlite:///path)", redactURL(cfg.DatabaseURL))
-	}
-	db, closeDB, err := openSQLite(ctx, cfg, path, log)
+	be, err := openBackend(ctx, cfg, log) // SQLite by default, PostgreSQL for postgres:// (postgres.go)
 	if err != nil {
 		return nil, err
 	}
-	app.closers = append(app.closers, closeDB)
-
-	blobs, err := files.New(filepath.Join(cfg.DataDir, "files"))
-	if err != nil {
-		app.Close()
-		return nil, err
+	app.closers = append(app.closers, be.close)
+	db, blobs := be.store, be.blobs
+	if blobs == nil {
+		if blobs, err = files.New(filepath.Join(cfg.DataDir, "files")); err != nil {
+			app.Close()
+			return nil, err
+		}
 	}
 	policy, err := authz.Load(cfg.PolicyFile)
 	if err != nil {
@@ -187,7 +184,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		return nil, err
 	}
 	ex := runner.NewExecutor(svc, db, bus, downstream.Tools(svc), log)
-	runs, client, err := sqliteRunner(cfg, db, ex, log)
+	runs, client, err := be.runner(ex)
 	if err != nil {
 		app.Close()
 		return nil, err
@@ -360,8 +357,4 @@ func printDevBanner(w io.Writer, cfg *config, addr string) {
               downstream_get {"provider":"dev","path":"/whoami"} (docs/CONNECTIONS.md)
 ================================================================
 `, addr, cfg.DataDir, base, strings.Join(users, ", "), base, base, devidp.AppClientID, devAppSecret, base)
-}
-
-func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return errors.New("migrate: no database backend is built in yet")
 }

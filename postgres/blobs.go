@@ -1,0 +1,72 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idflow/idflow"
+)
+
+// The BlobStore on PostgreSQL: when idflow runs on more than one machine,
+// documents' original bytes live in document_blobs (DESIGN §6), a user table
+// like any other: keyed by (user_id, document_id), behind the owner
+// predicate and the owner_rows policy. A document id can only ever name one
+// of the caller's own blobs.
+
+// PutBlob stores (or replaces) the bytes of p's document id.
+func (db *DB) PutBlob(ctx context.Context, p idflow.Principal, id string, data []byte) error {
+	owner, err := p.Owner()
+	if err != nil {
+		return err
+	}
+	if !validDocumentID(id) {
+		return idflow.Errorf(idflow.EINVALID, "invalid document id")
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return db.asUser(ctx, "put blob", owner, readWrite, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO document_blobs (user_id, document_id, bytes, created_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (user_id, document_id) DO UPDATE SET bytes = excluded.bytes, created_at = excluded.created_at`,
+			owner, id, data, db.now())
+		return err
+	})
+}
+
+// GetBlob answers the bytes of p's document id; another user's, or none, is
+// not found.
+func (db *DB) GetBlob(ctx context.Context, p idflow.Principal, id string) ([]byte, error) {
+	owner, err := p.Owner()
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	err = db.asUser(ctx, "get blob", owner, readOnly, func(tx pgx.Tx) error {
+		var err error
+		b, err = getOne(ctx, tx, "document", `SELECT bytes FROM document_blobs WHERE user_id = $1 AND document_id = $2`,
+			func(r rowScanner) ([]byte, error) {
+				var b []byte
+				err := r.Scan(&b)
+				return b, err
+			}, owner, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// DeleteBlob removes the bytes of p's document id; removing none is no
+// error, as with the file store.
+func (db *DB) DeleteBlob(ctx context.Context, p idflow.Principal, id string) error {
+	owner, err := p.Owner()
+	if err != nil {
+		return err
+	}
+	return db.asUser(ctx, "delete blob", owner, readWrite, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM document_blobs WHERE user_id = $1 AND document_id = $2`, owner, id)
+		return err
+	})
+}

@@ -1,0 +1,59 @@
+-- The app role's privileges, applied by Migrate after every migration (it is
+-- idempotent, so pointing idflow at a new app role only takes a migrate).
+-- The role's name arrives in the transaction-local setting idflow.app_role.
+-- Each table gets only what the store does with it:
+--
+--   users                SELECT, INSERT, UPDATE         (TouchUser upserts)
+--   apps, agents, sessions, workflows, documents, runs
+--                        SELECT, INSERT, UPDATE, DELETE
+--   messages, workflow_versions, facts
+--                        SELECT, INSERT, DELETE         (never edited)
+--   document_blobs       SELECT, INSERT, UPDATE, DELETE (PutBlob replaces)
+--   connections          SELECT, INSERT, UPDATE, DELETE
+--   connect_states       SELECT, INSERT, DELETE         (taken = deleted)
+--   run_events           SELECT, INSERT                 (append-only)
+--   audit_events         SELECT, INSERT                 (append-only: no edit, no delete)
+--   audit_chain_head     SELECT, UPDATE                 (the one head row)
+--   idflow_stats()       EXECUTE
+--
+-- River (durable jobs) needs, on the tables its own migrations create:
+--
+--   river_job, river_leader, river_queue, river_notification
+--                        SELECT, INSERT, UPDATE, DELETE
+--   river_migration      SELECT
+--   river_job_id_seq, river_notification_id_seq
+--                        USAGE, SELECT
+--
+-- plus EXECUTE on its functions and USAGE on its enum type, which
+-- PostgreSQL grants to PUBLIC by default. River's periodic REINDEX needs
+-- table ownership, so idflow turns River's reindexer off and leaves
+-- reindexing to the owner (docs/POSTGRES.md).
+DO $$
+DECLARE
+    app text := current_setting('idflow.app_role');
+    t text;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), app);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON users TO %I', app);
+    FOREACH t IN ARRAY ARRAY['apps', 'agents', 'sessions', 'workflows', 'documents', 'runs', 'document_blobs',
+                             'connections'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['messages', 'workflow_versions', 'facts', 'connect_states'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, DELETE ON %I TO %I', t, app);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['run_events', 'audit_events'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT ON %I TO %I', t, app);
+    END LOOP;
+    EXECUTE format('GRANT SELECT, UPDATE ON audit_chain_head TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stats() TO %I', app);
+
+    FOREACH t IN ARRAY ARRAY['river_job', 'river_leader', 'river_queue', 'river_notification'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON river_migration TO %I', app);
+    FOREACH t IN ARRAY ARRAY['river_job_id_seq', 'river_notification_id_seq'] LOOP
+        EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %I TO %I', t, app);
+    END LOOP;
+END
+$$;
