@@ -15,6 +15,14 @@ import (
 // dropped.
 const DefaultBuffer = 256
 
+// chanBuffer is the capacity of a subscription's channel. Events beyond it,
+// up to the subscriber's buffer, wait in a queue that a pump goroutine —
+// running only while the queue is not empty — moves into the channel in
+// order. An idle subscriber (a WebSocket between events) thus holds a
+// channel of 8 events instead of a full buffer: an idflow.Event is 120
+// bytes, so 256 of them were 30 KiB per subscriber.
+const chanBuffer = 8
+
 // Topic is the channel of one owner's run. Both parts are escaped so that
 // no id can name another user's topic.
 func Topic(userID, runID string) string {
@@ -71,7 +79,7 @@ func (m *Memory) Subscribe(ctx context.Context, p idflow.Principal, runID string
 
 // SubscribeTopic subscribes to a topic computed by Topic.
 func (m *Memory) SubscribeTopic(ctx context.Context, topic string) *subscription {
-	s := &subscription{ch: make(chan idflow.Event, m.buffer), bus: m, topic: topic}
+	s := &subscription{ch: make(chan idflow.Event, min(chanBuffer, m.buffer)), bus: m, topic: topic, limit: m.buffer, done: make(chan struct{})}
 	m.mu.Lock()
 	if m.topics[topic] == nil {
 		m.topics[topic] = map[*subscription]struct{}{}
@@ -102,14 +110,23 @@ func (m *Memory) remove(s *subscription) {
 	}
 }
 
+// subscription delivers events in order through ch; up to limit events
+// may wait (in ch, then in queue) before the subscriber is dropped.
 type subscription struct {
 	ch    chan idflow.Event
 	bus   *Memory
 	topic string
+	limit int
+	done  chan struct{} // closed by Close: a running pump stops
 
-	mu      sync.Mutex
-	closed  bool
-	dropped bool
+	mu       sync.Mutex
+	queue    []idflow.Event // behind a full channel, oldest first
+	pumping  bool           // a pump goroutine owns sending the queue
+	pumpDone chan struct{}  // closed when the current pump returns
+	closed   bool           // no more events are accepted
+	dropped  bool
+	chClosed bool
+	stopped  bool // Close has run
 }
 
 func (s *subscription) Events() <-chan idflow.Event { return s.ch }
@@ -120,36 +137,107 @@ func (s *subscription) Dropped() bool {
 	return s.dropped
 }
 
-// offer sends without blocking; false means the buffer is full.
+// offer accepts e without blocking; false means limit events already wait.
 func (s *subscription) offer(e idflow.Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return true
 	}
-	select {
-	case s.ch <- e:
-		return true
-	default:
+	if !s.pumping {
+		select {
+		case s.ch <- e:
+			return true
+		default:
+		}
+	}
+	if len(s.ch)+len(s.queue) >= s.limit {
 		return false
+	}
+	s.queue = append(s.queue, e)
+	if !s.pumping {
+		s.pumping = true
+		s.pumpDone = make(chan struct{})
+		go s.pump(s.pumpDone)
+	}
+	return true
+}
+
+// pump moves the queue into the channel, in order, until the queue is empty
+// or the subscription is closed. After a drop it delivers what was queued,
+// then closes the channel.
+func (s *subscription) pump(done chan struct{}) {
+	defer close(done)
+	for {
+		s.mu.Lock()
+		if s.stopped { // Close is waiting for this pump
+			s.pumping = false
+			s.mu.Unlock()
+			return
+		}
+		if len(s.queue) == 0 {
+			s.queue = nil
+			s.pumping = false
+			if s.dropped {
+				s.closeChLocked()
+			}
+			s.mu.Unlock()
+			return
+		}
+		e := s.queue[0]
+		s.mu.Unlock()
+		select {
+		case s.ch <- e:
+			s.mu.Lock()
+			s.queue[0] = idflow.Event{}
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+		case <-s.done:
+			return
+		}
 	}
 }
 
+// drop stops accepting events; the subscriber still receives what was
+// buffered, then its channel closes.
 func (s *subscription) drop() {
-	s.mu.Lock()
-	s.dropped = true
-	s.mu.Unlock()
-	s.Close()
-}
-
-func (s *subscription) Close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	s.closed = true
-	close(s.ch)
+	s.closed, s.dropped = true, true
+	if !s.pumping {
+		s.closeChLocked()
+	}
+	s.mu.Unlock()
+	s.bus.remove(s)
+}
+
+func (s *subscription) closeChLocked() {
+	if !s.chClosed {
+		s.chClosed = true
+		close(s.ch)
+	}
+}
+
+// Close ends the subscription at once; events still queued are discarded.
+func (s *subscription) Close() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped, s.closed = true, true
+	close(s.done)
+	pumping, pumpDone := s.pumping, s.pumpDone
+	s.mu.Unlock()
+	if pumping {
+		<-pumpDone // the pump never sends on a closed channel
+	}
+	s.mu.Lock()
+	s.queue = nil
+	s.closeChLocked()
 	s.mu.Unlock()
 	s.bus.remove(s)
 }

@@ -108,6 +108,13 @@ func (s *Server) acquireWS(userID string) (release func(), err error) {
 // handleRunSocket streams a run's events: history first, then live ones,
 // closing with 1000 when the run ends and 4401 when the token expires.
 // Another user's run answers 404 before any upgrade.
+//
+// Everything that can fail — the owner check, the per-user limit, the
+// subscription and the first page of history — happens before the upgrade,
+// on the request's goroutine. The stream itself then runs on a goroutine of
+// its own and the handler returns: the request's goroutine, whose stack grew
+// through authentication and the store, is not kept for the socket's life.
+// (The access log therefore times the handshake, not the socket.)
 func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	runID := r.PathValue("run_id")
 	if _, err := s.svc.GetRun(r.Context(), p, runID); err != nil {
@@ -117,15 +124,26 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 	if err != nil {
 		return err
 	}
-	defer release()
 	// Subscribe before replaying, so no event falls between the two.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
-	sub, err := s.bus.Subscribe(ctx, p, runID)
+	var sub idflow.Subscription
+	handedOff := false // to the stream goroutine, which then releases all this
+	defer func() {
+		if !handedOff {
+			if sub != nil {
+				sub.Close()
+			}
+			cancel()
+			release()
+		}
+	}()
+	if sub, err = s.bus.Subscribe(ctx, p, runID); err != nil {
+		return err
+	}
+	history, err := s.svc.ListEvents(ctx, p, runID, 0, wsReplayPage)
 	if err != nil {
 		return err
 	}
-	defer sub.Close()
 
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{wsSubprotocol},
@@ -134,16 +152,25 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 	if err != nil {
 		return nil // Accept has answered the client
 	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(4096)
-	ctx = conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
-
-	code, reason := s.streamRun(ctx, conn, p, runID, sub)
-	_ = conn.Close(code, reason)
+	handedOff = true
+	go func() {
+		defer release()
+		defer cancel()
+		defer sub.Close()
+		defer conn.CloseNow()
+		conn.SetReadLimit(4096)
+		ctx := conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
+		first := history
+		history = nil // not kept for the socket's life
+		code, reason := s.streamRun(ctx, conn, p, runID, sub, first)
+		_ = conn.Close(code, reason)
+	}()
 	return nil
 }
 
-func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.Principal, runID string, sub idflow.Subscription) (websocket.StatusCode, string) {
+// streamRun sends history (the first page of the run's events), the rest
+// of the stored history, then live events until the run ends.
+func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.Principal, runID string, sub idflow.Subscription, history []idflow.Event) (websocket.StatusCode, string) {
 	var lastSeq int64
 	send := func(e idflow.Event) error {
 		b, err := json.Marshal(e)
@@ -155,11 +182,7 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 		lastSeq = e.Seq
 		return conn.Write(wctx, websocket.MessageText, b)
 	}
-	for {
-		evs, err := s.svc.ListEvents(ctx, p, runID, lastSeq, wsReplayPage)
-		if err != nil {
-			return websocket.StatusInternalError, "could not read the run's history"
-		}
+	for evs := history; ; {
 		for _, e := range evs {
 			if err := send(e); err != nil {
 				return websocket.StatusGoingAway, ""
@@ -170,6 +193,10 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 		}
 		if len(evs) < wsReplayPage {
 			break
+		}
+		var err error
+		if evs, err = s.svc.ListEvents(ctx, p, runID, lastSeq, wsReplayPage); err != nil {
+			return websocket.StatusInternalError, "could not read the run's history"
 		}
 	}
 	var expired <-chan time.Time

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -296,14 +298,6 @@ func TestRunSocketRefusesAttacks(t *testing.T) {
 		refused(t, http.StatusUnauthorized, &websocket.DialOptions{HTTPHeader: http.Header{
 			"X-Authenticated-User": {"alice"}, "Authorization": {"Bearer " + w.alice}}}, "")
 	})
-	t.Run("cross-site Origin with the session cookie", func(t *testing.T) {
-		// The session cookie is set by the browser login (BFF), which does not
-		// exist yet: there is no cookie to ride along with a cross-site
-		// handshake. authenticateWS refuses a cookie from a foreign Origin;
-		// test it end to end once /auth/login issues sessions.
-		t.Skip("no browser login yet: no session cookie to test the Origin check with")
-	})
-
 	t.Run("token expiring mid-stream: 4401", func(t *testing.T) {
 		lifetime := 3 * time.Second
 		issued := time.Now()
@@ -326,6 +320,114 @@ func TestRunSocketRefusesAttacks(t *testing.T) {
 			t.Fatalf("before expiry the socket delivered %d events", len(evs))
 		}
 	})
+}
+
+// runsBrowserSession signs login in through the browser login (BFF) of a
+// dev server, the way a browser does — /auth/login, the dev issuer's
+// authorize form, /auth/callback — and answers the session cookie. It skips
+// the test when the server has no browser login.
+func runsBrowserSession(t *testing.T, base, login string) *http.Cookie {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(base + "/auth/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		t.Skip("this server has no browser login (/auth/login answers 404): no session cookie to test with")
+	}
+	authz, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil || authz.Query().Get("state") == "" {
+		t.Fatalf("/auth/login: %s, Location %q; want a redirect to the issuer", resp.Status, resp.Header.Get("Location"))
+	}
+	form := authz.Query()
+	form.Set("login", login)
+	resp, err = c.PostForm(authz.Scheme+"://"+authz.Host+authz.Path, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	callback := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(callback, "/auth/callback") {
+		t.Fatalf("dev issuer authorize: %s, Location %q; want a redirect to /auth/callback", resp.Status, callback)
+	}
+	resp, err = c.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	u, _ := url.Parse(base)
+	for _, ck := range jar.Cookies(u) {
+		if ck.Name == "idflow_session" {
+			return ck
+		}
+	}
+	t.Fatalf("/auth/callback: %s and no idflow_session cookie", resp.Status)
+	return nil
+}
+
+// TestRunSocketSessionCookieNeedsOurOrigin: a session cookie rides along
+// with any page's WebSocket, so with the cookie the handshake must come
+// from this server's own Origin; a cross-site (or missing) Origin is 403.
+func TestRunSocketSessionCookieNeedsOurOrigin(t *testing.T) {
+	t.Parallel()
+	srv := startIdflow(t, nil, "--dev")
+	ctx := runsCtx(t, 60*time.Second)
+	cookie := runsBrowserSession(t, srv.URL, "alice")
+	bobCookie := runsBrowserSession(t, srv.URL, "bob")
+	token, err := devToken(ctx, srv.URL, "alice", time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &runsWorld{srv: srv, URL: srv.URL, alice: token}
+	run := wsLongRun(t, w, token)
+
+	withCookie := func(ck *http.Cookie, origin string) *websocket.DialOptions {
+		h := http.Header{"Cookie": {ck.Name + "=" + ck.Value}}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		return &websocket.DialOptions{HTTPHeader: h}
+	}
+	for name, tc := range map[string]struct {
+		opts *websocket.DialOptions
+		want int
+	}{
+		"cross-site Origin": {withCookie(cookie, "https://evil.example"), http.StatusForbidden},
+		"no Origin":         {withCookie(cookie, ""), http.StatusForbidden},
+		"null Origin":       {withCookie(cookie, "null"), http.StatusForbidden},
+		"bob's cookie":      {withCookie(bobCookie, srv.URL), http.StatusNotFound},
+	} {
+		c, resp, err := websocket.Dial(ctx, wsURL(srv.URL, run.ID), tc.opts)
+		if err == nil {
+			c.CloseNow()
+			t.Fatalf("%s: the socket opened; want HTTP %d", name, tc.want)
+		}
+		if resp == nil || resp.StatusCode != tc.want {
+			t.Fatalf("%s: %v (%s); want HTTP %d", name, err, runsRespStatus(resp), tc.want)
+		}
+	}
+	// The same cookie from this server's own page works: the Origin is what
+	// was refused above.
+	c, resp, err := websocket.Dial(ctx, wsURL(srv.URL, run.ID), withCookie(cookie, srv.URL))
+	if err != nil {
+		t.Fatalf("same-origin dial with alice's cookie: %v (%s)", err, runsRespStatus(resp))
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e idflow.Event
+	if err := json.Unmarshal(b, &e); err != nil || e.UserID != "dev-alice" || e.RunID != run.ID || e.Seq != 1 {
+		t.Fatalf("first event on alice's cookie socket: %s (%v)", b, err)
+	}
 }
 
 func TestRunSocketPerUserLimit(t *testing.T) {
