@@ -30,6 +30,10 @@ type Sealer interface {
 	Open(userID, purpose, keyID string, ciphertext []byte) ([]byte, error)
 }
 
+// pendingOwner stands for the not-yet-known user in the associated data of
+// a pending login's sealed state.
+const pendingOwner = "(sign-in in progress)"
+
 // Cookie names.
 const (
 	loginCookie = "idflow_login" // the pending login: state, nonce, PKCE verifier
@@ -92,12 +96,23 @@ func NewLogin(cfg Config, disc auth.Discovery, idKeys auth.KeySet, access *auth.
 		oauth: oauth2.Config{
 			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Scopes: cfg.Scopes,
 			RedirectURL: cfg.PublicURL + "/auth/callback",
-			Endpoint:    oauth2.Endpoint{AuthURL: disc.AuthorizationEndpoint, TokenURL: disc.TokenEndpoint},
+			Endpoint:    oauth2.Endpoint{AuthURL: disc.AuthorizationEndpoint, TokenURL: disc.TokenEndpoint, AuthStyle: authStyle(cfg.ClientSecret)},
 		},
 	}
 	l.idTokens = oidc.NewVerifier(disc.Issuer, idKeys, &oidc.Config{ClientID: cfg.ClientID,
 		SupportedSigningAlgs: []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}})
 	return l, nil
+}
+
+// authStyle sends a public client's id in the form and a confidential
+// client's credentials as HTTP Basic (client_secret_basic), never guessing:
+// auto-detection retries with the same code, which a strict issuer has
+// already spent.
+func authStyle(secret string) oauth2.AuthStyle {
+	if secret == "" {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
 }
 
 func loopbackHost(h string) bool { return h == "127.0.0.1" || h == "localhost" || h == "::1" }
@@ -143,7 +158,7 @@ func (l *Login) HandleLogin(w http.ResponseWriter, r *http.Request) error {
 	p := pending{State: random(24), Nonce: random(24), Verifier: oauth2.GenerateVerifier(),
 		ReturnTo: safeReturn(r.URL.Query().Get("return_to")), Expires: l.now().Add(10 * time.Minute).Unix()}
 	b, _ := json.Marshal(p)
-	kid, ct, err := l.sealer.Seal("", "login", b)
+	kid, ct, err := l.sealer.Seal(pendingOwner, "login", b)
 	if err != nil {
 		return fmt.Errorf("seal login state: %w", err)
 	}
@@ -166,7 +181,7 @@ func (l *Login) readPending(r *http.Request) (pending, error) {
 	if !ok || err != nil {
 		return p, idflow.Errorf(idflow.EINVALID, "bad sign-in state; start again at /auth/login")
 	}
-	b, err := l.sealer.Open("", "login", kid, ct)
+	b, err := l.sealer.Open(pendingOwner, "login", kid, ct)
 	if err != nil || json.Unmarshal(b, &p) != nil || l.now().Unix() > p.Expires {
 		return p, idflow.Errorf(idflow.EINVALID, "sign-in state expired or invalid; start again at /auth/login")
 	}

@@ -73,14 +73,6 @@ func (d downstreamParts) Tools(svc *service.Service) *runner.Tools {
 // to build, and no key is needed; with providers, production refuses to
 // start without IDFLOW_VAULT_KEY.
 func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, log *slog.Logger) (downstreamParts, error) {
-	var keys *vault.Keyring
-	if cfg.VaultKey != "" {
-		k, err := vault.ParseKeyring(cfg.VaultKey)
-		if err != nil {
-			return downstreamParts{}, fmt.Errorf("IDFLOW_VAULT_KEY: %w", err)
-		}
-		keys = k
-	}
 	var reg *connections.Registry
 	switch {
 	case cfg.ProvidersFile != "":
@@ -103,19 +95,9 @@ func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, log 
 	default:
 		return downstreamParts{}, nil
 	}
-	if keys == nil {
-		if !cfg.Dev {
-			return downstreamParts{}, errors.New("IDFLOW_VAULT_KEY is required when IDFLOW_PROVIDERS_FILE is set: " +
-				"downstream credentials are sealed with it (generate one with `head -c 32 /dev/urandom | base64`)")
-		}
-		k, err := vault.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "vault-key"))
-		if err != nil {
-			return downstreamParts{}, err
-		}
-		if keys, err = vault.ParseKeyring(k); err != nil {
-			return downstreamParts{}, err
-		}
-		log.Warn("dev mode: vault key kept in the data dir; production needs IDFLOW_VAULT_KEY")
+	keys, err := vaultKeyring(cfg, "IDFLOW_PROVIDERS_FILE is set: downstream credentials", log)
+	if err != nil {
+		return downstreamParts{}, err
 	}
 	cs, ok := store.(idflow.ConnectionStore)
 	if !ok {
@@ -128,4 +110,26 @@ func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, log 
 	}
 	log.Info("downstream connections", "providers", reg.Names(), "vault_keys", keys.KeyIDs())
 	return downstreamParts{mgr: mgr}, nil
+}
+
+// vaultKeyring returns the keys of IDFLOW_VAULT_KEY; in dev only, a key
+// generated into the data dir. need names what needs it, for the error.
+func vaultKeyring(cfg *config, need string, log *slog.Logger) (*vault.Keyring, error) {
+	if cfg.VaultKey != "" {
+		k, err := vault.ParseKeyring(cfg.VaultKey)
+		if err != nil {
+			return nil, fmt.Errorf("IDFLOW_VAULT_KEY: %w", err)
+		}
+		return k, nil
+	}
+	if !cfg.Dev {
+		return nil, errors.New("IDFLOW_VAULT_KEY is required because " + need + " are sealed with it " +
+			"(generate one with `head -c 32 /dev/urandom | base64`)")
+	}
+	k, err := vault.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "vault-key"))
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("dev mode: vault key kept in the data dir; production needs IDFLOW_VAULT_KEY")
+	return vault.ParseKeyring(k)
 }

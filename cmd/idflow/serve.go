@@ -20,7 +20,6 @@ import (
 	"github.com/idflow/idflow/authz"
 	"github.com/idflow/idflow/cache"
 	"github.com/idflow/idflow/devidp"
-	"github.com/idflow/idflow/events"
 	"github.com/idflow/idflow/files"
 	"github.com/idflow/idflow/httpapi"
 	"github.com/idflow/idflow/llm"
@@ -110,6 +109,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 
 	var verifier *auth.Verifier
 	var devIssuer *devidp.Issuer
+	var login *loginParts // the browser login's issuer, when one is configured
 	internalClients := splitComma(cfg.InternalClients)
 	if cfg.Dev {
 		if len(apiAudiences) == 0 {
@@ -136,11 +136,25 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		if err != nil {
 			return nil, err
 		}
+		iss := cfg.PublicURL + devidp.Path
+		login = &loginParts{clientID: devidp.PublicClientID, keys: auth.NewStaticKeySet(devIssuer.PublicJWK()),
+			scopes: []string{"openid", "profile", "email", "offline_access", "idflow"},
+			disc: auth.Discovery{Issuer: iss, AuthorizationEndpoint: iss + "/authorize", TokenEndpoint: iss + "/token",
+				EndSessionEndpoint: iss + "/logout", JWKSURI: iss + "/jwks.json"}}
 	} else if cfg.OIDCIssuer != "" {
+		var disc auth.Discovery
+		var keys auth.KeySet
 		var err error
-		verifier, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, log)
+		verifier, disc, keys, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, log)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.OIDCClientID != "" {
+			scopes := []string{"openid", "profile", "email", "offline_access"}
+			if cfg.OIDCRequiredScope != "" {
+				scopes = append(scopes, cfg.OIDCRequiredScope)
+			}
+			login = &loginParts{clientID: cfg.OIDCClientID, secret: cfg.OIDCClientSecret, disc: disc, keys: keys, scopes: scopes}
 		}
 	}
 
@@ -148,7 +162,6 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	if err != nil {
 		return nil, err
 	}
-	authn := auth.New(auth.Config{Bearer: verifier, Proxy: proxy})
 
 	signer, err := assertionSigner(cfg)
 	if err != nil {
@@ -172,12 +185,23 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
+	webLogin, err := browserLogin(cfg, login, verifier, db, log) // browser.go
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	authn := auth.New(auth.Config{Bearer: verifier, Proxy: proxy, Sessions: sessionsOf(webLogin)})
+	cacheBackend, bus, cacheClosers, err := cacheAndBus(ctx, cfg, log)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	app.closers = append(app.closers, cacheClosers...)
 	model, models := chatModel(cfg)
 	svc := service.New(service.Config{AdminRole: cfg.AdminRole, DefaultModel: models[0], Models: models}, service.Deps{
-		Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(10000), 5*time.Minute),
+		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
 		Model: model, Policy: policy, Log: log,
 	})
-	bus := events.NewMemory(0)
 	downstream, err := buildDownstream(cfg, db, svc, log) // connections.go: vault, providers, connect flow
 	if err != nil {
 		app.Close()
@@ -199,7 +223,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		return client.Stop(stopCtx)
 	})
 
-	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping}
+	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping, Login: webLogin}
 	deps.Connections = downstream.HTTP()
 	mcpServer, err := newMCP(cfg, svc, runs, downstream.Downstream(), log)
 	if err != nil {
@@ -244,7 +268,7 @@ func redactURL(s string) string {
 
 // productionVerifier discovers the issuer (retrying while it is down at
 // start) and verifies against its JWKS.
-func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, log *slog.Logger) (*auth.Verifier, error) {
+func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, log *slog.Logger) (*auth.Verifier, auth.Discovery, auth.KeySet, error) {
 	issuers := splitComma(cfg.OIDCIssuer)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var disc auth.Discovery
@@ -257,25 +281,26 @@ func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string,
 		log.Warn("oidc discovery failed; retrying", "issuer", issuers[0], "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, disc, nil, ctx.Err()
 		case <-time.After(time.Duration(attempt+1) * time.Second):
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("oidc discovery: %w", err)
+		return nil, disc, nil, fmt.Errorf("oidc discovery: %w", err)
 	}
 	accepted := append([]string{disc.Issuer}, issuers[1:]...)
 	keys := auth.NewRemoteKeySet(disc.JWKSURI, client, 0, log)
 	if err := keys.Refresh(ctx); err != nil {
 		log.Warn("initial jwks fetch failed; will retry on demand", "err", err)
 	}
-	return auth.NewVerifier(auth.VerifierConfig{
+	v, err := auth.NewVerifier(auth.VerifierConfig{
 		Issuers:       accepted,
 		Audiences:     append(append([]string{}, apiAudiences...), mcpAudience),
 		UserClaims:    splitComma(cfg.OIDCUserClaim),
 		Tenants:       splitComma(cfg.OIDCTenants),
 		RequiredScope: cfg.OIDCRequiredScope,
 	}, keys)
+	return v, disc, keys, err
 }
 
 func proxyConfig(cfg *config, log *slog.Logger) (*auth.ProxyConfig, error) {

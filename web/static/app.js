@@ -13,7 +13,7 @@ function h(tag, attrs, ...children) {
     else if (k === 'class') el.className = v;
     else el.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -45,7 +45,7 @@ const main = () => document.getElementById('main');
 
 function render(...nodes) {
   const m = main();
-  m.replaceChildren(...nodes);
+  m.replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false));
   m.focus({ preventScroll: true });
 }
 
@@ -231,7 +231,7 @@ async function viewRun(id) {
   render(h('h1', {}, 'Run ', h('code', {}, run.id), ' ', status),
     h('p', {}, h('a', { href: '#/workflows/' + run.workflow_id }, 'Workflow'), ' · started ', when(run.created_at)),
     h('section', { class: 'card' }, h('h2', {}, 'Events'), note, list),
-    h('button', { class: 'danger', id: 'cancel-run', onclick: async () => {
+    ['succeeded', 'failed', 'cancelled'].includes(run.status) ? null : h('button', { class: 'danger', id: 'cancel-run', onclick: async () => {
       try { await api('POST', '/api/v1/runs/' + run.id + '/cancel'); } catch (e) { toast(e.message); }
     } }, 'Cancel run'));
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -241,9 +241,11 @@ async function viewRun(id) {
     const e = JSON.parse(m.data);
     list.append(h('li', { 'data-type': e.type, 'data-user': e.user_id }, '#' + e.seq + ' ' + e.type + (e.step_id ? ' [' + e.step_id + ']' : '') +
       (e.data ? ' ' + JSON.stringify(e.data) : '')));
-    if (e.type === 'run.completed') { status.textContent = 'succeeded'; status.className = 'badge succeeded'; }
-    if (e.type === 'run.failed') { status.textContent = 'failed'; status.className = 'badge failed'; }
-    if (e.type === 'run.cancelled') { status.textContent = 'cancelled'; status.className = 'badge cancelled'; }
+    const ended = { 'run.completed': 'succeeded', 'run.failed': 'failed', 'run.cancelled': 'cancelled' }[e.type];
+    if (ended) {
+      status.textContent = ended; status.className = 'badge ' + ended;
+      document.getElementById('cancel-run')?.remove();
+    }
   };
   socket.onclose = (ev) => {
     note.textContent = ev.code === 1000 ? 'Run ended.' : ev.code === 4401 ? 'Session expired — sign in again.' : 'Disconnected (' + ev.code + ').';

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/web"
+)
+
+// loginParts describes the issuer the browser login signs in with.
+type loginParts struct {
+	clientID, secret string
+	disc             auth.Discovery
+	keys             auth.KeySet // verifies ID tokens
+	scopes           []string
+}
+
+// browserLogin builds the browser login (BFF) when an issuer and a client
+// are configured: the dev issuer in --dev, IDFLOW_OIDC_CLIENT_ID otherwise.
+// Its sessions are kept in the store, their tokens sealed with the vault key.
+func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idflow.Store, log *slog.Logger) (*web.Login, error) {
+	if lp == nil || access == nil {
+		return nil, nil
+	}
+	sessions, ok := store.(idflow.BrowserSessionStore)
+	if !ok {
+		return nil, errors.New("IDFLOW_OIDC_CLIENT_ID: this database backend does not keep browser sessions yet (use SQLite, or unset the client id)")
+	}
+	keys, err := vaultKeyring(cfg, "IDFLOW_OIDC_CLIENT_ID is set: browser sessions", log)
+	if err != nil {
+		return nil, err
+	}
+	return web.NewLogin(web.Config{PublicURL: cfg.PublicURL, ClientID: lp.clientID, ClientSecret: lp.secret, Scopes: lp.scopes},
+		lp.disc, lp.keys, access, sessions, keys, log.With("component", "browser-login"))
+}
+
+// sessionsOf hides a nil *web.Login from the Authenticator's interface.
+func sessionsOf(l *web.Login) auth.Sessions {
+	if l == nil {
+		return nil
+	}
+	return l
+}
