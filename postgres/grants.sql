@@ -9,7 +9,8 @@
 --   messages, workflow_versions, facts
 --                        SELECT, INSERT, DELETE         (never edited)
 --   document_blobs       SELECT, INSERT, UPDATE, DELETE (PutBlob replaces)
---   connections          SELECT, INSERT, UPDATE, DELETE
+--   connections, browser_sessions
+--                        SELECT, INSERT, UPDATE, DELETE
 --   connect_states       SELECT, INSERT, DELETE         (taken = deleted)
 --   run_events           SELECT, INSERT                 (append-only)
 --   audit_events         SELECT, INSERT                 (append-only: no edit, no delete)
@@ -36,7 +37,7 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), app);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON users TO %I', app);
     FOREACH t IN ARRAY ARRAY['apps', 'agents', 'sessions', 'workflows', 'documents', 'runs', 'document_blobs',
-                             'connections'] LOOP
+                             'connections', 'browser_sessions'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
     END LOOP;
     FOREACH t IN ARRAY ARRAY['messages', 'workflow_versions', 'facts', 'connect_states'] LOOP

@@ -46,12 +46,14 @@ var (
 	_ idflow.Store           = (*DB)(nil)
 	_ idflow.BlobStore       = (*DB)(nil)
 	_ idflow.ConnectionStore = (*DB)(nil)
+
+	_ idflow.BrowserSessionStore = (*DB)(nil)
 )
 
 // userTables are the tables that hold user data, each with its own user_id,
 // ENABLE and FORCE ROW LEVEL SECURITY and the owner_rows policy.
 var userTables = []string{"users", "apps", "agents", "sessions", "messages", "workflows", "workflow_versions",
-	"documents", "document_blobs", "facts", "runs", "run_events", "connections", "connect_states"}
+	"documents", "document_blobs", "facts", "runs", "run_events", "connections", "connect_states", "browser_sessions"}
 
 // UserTables answers the tables that hold user data (audit_events included),
 // for tests and tools that check the policies.

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,6 +141,12 @@ func TestPostgres(t *testing.T) {
 			func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {
 				return s.(*DB).CreateRun(ctx, p, r, nil)
 			})
+	})
+	t.Run("ConnectionConformance", func(t *testing.T) {
+		storetest.RunConnections(t, func(t *testing.T) idflow.ConnectionStore { return sv.fixture(t).s })
+	})
+	t.Run("BrowserSessionConformance", func(t *testing.T) {
+		storetest.RunBrowserSessions(t, func(t *testing.T) idflow.Store { return sv.fixture(t).s })
 	})
 	t.Run("OpenRefusesUnsafeRoles", func(t *testing.T) { testOpenRefuses(t, sv) })
 	t.Run("Migrate", func(t *testing.T) { testMigrate(t, sv) })
@@ -345,12 +353,16 @@ func wallData(t *testing.T, s *DB, p idflow.Principal) {
 	_, err = s.PutCredential(ctx, p, idflow.SealedCredential{Provider: "github", KeyID: "k1", Ciphertext: []byte(p.UserID + " sealed")})
 	must(err)
 	must(s.SaveConnectState(ctx, p, idflow.ConnectState{State: "st", Provider: "github", ExpiresAt: time.Now().Add(time.Hour)}))
+	now := time.Now().UTC()
+	sum := sha256.Sum256([]byte(p.UserID + " session secret"))
+	must(s.CreateBrowserSession(ctx, idflow.BrowserSession{IDHash: hex.EncodeToString(sum[:]), UserID: p.UserID, CSRF: "c",
+		KeyID: "k1", Sealed: []byte(p.UserID + " tokens"), CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 }
 
 // childFirst orders the user tables so that deleting in this order never
 // trips a foreign key.
 var childFirst = []string{"run_events", "runs", "facts", "document_blobs", "documents", "messages", "sessions",
-	"workflow_versions", "workflows", "agents", "apps", "users", "audit_events", "connections", "connect_states"}
+	"workflow_versions", "workflows", "agents", "apps", "users", "audit_events", "connections", "connect_states", "browser_sessions"}
 
 // plantSQL inserts, into each user table, a row owned by alice.
 var plantSQL = map[string]string{
@@ -370,6 +382,7 @@ var plantSQL = map[string]string{
 	"connections": `INSERT INTO connections VALUES ('alice', 'evil', 'k', '\\x00', 'active', '[]', NULL, now(), now())`,
 	"connect_states": `INSERT INTO connect_states VALUES ('alice', 'planted', 'github', 'v', 'https://evil.example/cb',
 		now() + interval '1 hour', now())`,
+	"browser_sessions": `INSERT INTO browser_sessions VALUES (repeat('a', 64), 'alice', 'c', 'k', '\x00', now(), now(), now() + interval '1 hour')`,
 }
 
 // countAs answers how many rows of each user table are visible in tx as

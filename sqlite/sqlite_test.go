@@ -40,6 +40,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) idflow.Store { return openTest(t) })
 }
 
+func TestBrowserSessionConformance(t *testing.T) {
+	storetest.RunBrowserSessions(t, func(t *testing.T) idflow.Store { return openTest(t) })
+}
+
 func TestRunConformance(t *testing.T) {
 	storetest.RunRuns(t, func(t *testing.T) idflow.Store { return openTest(t) },
 		func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {

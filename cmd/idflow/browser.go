@@ -26,7 +26,7 @@ func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idfl
 	}
 	sessions, ok := store.(idflow.BrowserSessionStore)
 	if !ok {
-		return nil, errors.New("IDFLOW_OIDC_CLIENT_ID: this database backend does not keep browser sessions yet (use SQLite, or unset the client id)")
+		return nil, errors.New("IDFLOW_OIDC_CLIENT_ID: this database backend does not keep browser sessions")
 	}
 	keys, err := vaultKeyring(cfg, "IDFLOW_OIDC_CLIENT_ID is set: browser sessions", log)
 	if err != nil {
