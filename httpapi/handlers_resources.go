@@ -422,6 +422,26 @@ func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request, p idfl
 	})
 }
 
+type auditVerifyOut struct {
+	OK      bool   `json:"ok"`
+	Checked int    `json:"checked"`
+	Error   string `json:"error,omitempty"`
+}
+
+// handleAuditVerify recomputes every hash of the chain. A broken chain is a
+// finding, not a failure of the request: it answers 200 with ok=false.
+func (s *Server) handleAuditVerify(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	n, err := s.svc.VerifyAuditChain(r.Context(), p)
+	if err != nil && idflow.ErrorCode(err) == idflow.EFORBIDDEN {
+		return err
+	}
+	out := auditVerifyOut{OK: err == nil, Checked: n}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.User], error) {
 		return s.svc.AdminListUsers(r.Context(), p, pg)

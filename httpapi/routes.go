@@ -128,6 +128,7 @@ func (s *Server) routes() []route {
 
 		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: s.handleAudit},
 		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "Every user seen (admin role)", out: users{}, serve: s.handleAdminUsers},
+		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Recompute the audit hash chain (admin role)", out: auditVerifyOut{}, serve: s.handleAuditVerify},
 		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The whole audit trail (admin role)", out: audits{}, serve: s.handleAdminAudit},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: s.handleMCPMetadata},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: s.handleMCPMetadata},

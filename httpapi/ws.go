@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -145,7 +149,7 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 		return err
 	}
 
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{wsSubprotocol},
 		OriginPatterns: originHosts(s.cfg.CORSOrigins),
 	})
@@ -241,6 +245,43 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 			return websocket.StatusGoingAway, ""
 		}
 	}
+}
+
+// Buffers of a run socket after the upgrade. It reads only control frames
+// and writes events of a few hundred bytes; net/http's hijacked buffers are
+// 4 KiB each, a quarter of a socket's memory. A larger event is written
+// through (one more write call), never truncated.
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 2048
+)
+
+// smallBuffers hands websocket.Accept a hijacked connection with buffers
+// of wsReadBuffer and wsWriteBuffer bytes.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil { // normally empty: never lose a byte
+		conn.Close()
+		return nil, nil, err
+	}
+	// Whatever the client sent right behind the handshake, and net/http read
+	// already, moves into the new reader's buffer (Accept keeps what is
+	// buffered there and reads the connection after it).
+	n := brw.Reader.Buffered()
+	early, _ := brw.Reader.Peek(n)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(wsReadBuffer, n))
+	if n > 0 {
+		if _, err := br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsWriteBuffer)), nil
 }
 
 // originHosts turns CORS origins into coder/websocket origin patterns.

@@ -171,6 +171,7 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/audit":                            {},
 	"GET /api/v1/admin/users":                      {},
 	"GET /api/v1/admin/audit":                      {},
+	"GET /api/v1/admin/audit/verify":               {},
 	"GET /internal/v1/stats":                       {},
 
 	"GET /.well-known/oauth-protected-resource":     {},
