@@ -196,6 +196,48 @@ func TestBrowserTwoUsers(t *testing.T) {
 	}
 	alice.screenshot("run")
 
+	// bob makes his own chat, document and run.
+	bob.run("bob creates a chat",
+		chromedp.Navigate(srv.URL+"/#/chats"),
+		chromedp.WaitVisible(chromedp.ID("new-chat")),
+		chromedp.SendKeys(chromedp.CSS(`#new-chat input[name=title]`), "bob roadmap"),
+		chromedp.Click(chromedp.CSS(`#new-chat button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("send")))
+	bobDoc := filepath.Join(t.TempDir(), "bob-notes.txt")
+	if err := os.WriteFile(bobDoc, []byte("bob's quarterly numbers"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bob.run("bob uploads",
+		chromedp.Navigate(srv.URL+"/#/documents"),
+		chromedp.WaitVisible(chromedp.ID("upload")),
+		chromedp.SetUploadFiles(chromedp.CSS(`#upload input[type=file]`), []string{bobDoc}),
+		chromedp.Click(chromedp.CSS(`#upload button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.Search(`//a[text()="bob-notes.txt"]`)))
+	bob.run("bob runs a workflow",
+		chromedp.Navigate(srv.URL+"/#/workflows"),
+		chromedp.WaitVisible(chromedp.ID("new-workflow")),
+		chromedp.SendKeys(chromedp.CSS(`#new-workflow input[name=name]`), "bob flow"),
+		chromedp.Click(chromedp.CSS(`#new-workflow button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("start-run")),
+		chromedp.Click(chromedp.CSS(`#start-run button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#events li[data-type="run.completed"]`)))
+	bobUsers := value(bob, "bob's event owners", chromedp.Evaluate[[]string](`[...document.querySelectorAll('#events li')].map(li => li.dataset.user)`))
+	for _, u := range bobUsers {
+		if u != "dev-bob" {
+			t.Fatalf("an event on bob's page belongs to %q", u)
+		}
+	}
+	for _, page := range []struct{ hash, wait, forbidden string }{
+		{"#/chats", "#new-chat", "bob roadmap"},
+		{"#/documents", "#upload", "bob-notes.txt"},
+		{"#/workflows", "#new-workflow", "bob flow"},
+	} {
+		alice.run("alice opens "+page.hash, chromedp.Navigate(srv.URL+"/"+page.hash), chromedp.WaitVisible(chromedp.CSS(page.wait)))
+		if body := value(alice, "read "+page.hash, chromedp.Text(chromedp.CSS("main"))); strings.Contains(body, page.forbidden) {
+			t.Fatalf("alice's %s shows bob's %q", page.hash, page.forbidden)
+		}
+	}
+
 	// bob's lists hold none of alice's things.
 	for _, page := range []struct{ hash, wait, forbidden string }{
 		{"#/chats", "#new-chat", "alice secret plans"},
