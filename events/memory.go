@@ -201,17 +201,16 @@ func (s *subscription) pump(done chan struct{}) {
 // drop stops accepting events; the subscriber still receives what was
 // buffered, then its channel closes.
 func (s *subscription) drop() {
+	s.bus.remove(s) // first: once the channel closes, the bus no longer counts it
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return
 	}
 	s.closed, s.dropped = true, true
 	if !s.pumping {
 		s.closeChLocked()
-	}
-	s.mu.Unlock()
-	s.bus.remove(s)
+	} // else the pump closes it after the queue
 }
 
 func (s *subscription) closeChLocked() {
@@ -223,6 +222,7 @@ func (s *subscription) closeChLocked() {
 
 // Close ends the subscription at once; events still queued are discarded.
 func (s *subscription) Close() {
+	s.bus.remove(s) // first: once the channel closes, the bus no longer counts it
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
@@ -239,5 +239,4 @@ func (s *subscription) Close() {
 	s.queue = nil
 	s.closeChLocked()
 	s.mu.Unlock()
-	s.bus.remove(s)
 }

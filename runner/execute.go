@@ -23,7 +23,8 @@ func (e *Executor) execute(ctx context.Context, p idflow.Principal, runID string
 		return river.JobCancel(fmt.Errorf("load run: %w", err))
 	}
 	if run.Terminal() {
-		return nil // cancelled while queued, or finished by an earlier attempt
+		// Cancelled while queued, or finished by an earlier attempt.
+		return e.ensureEndEvent(ctx, p, run, attempt, final)
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -100,6 +101,38 @@ func (e *Executor) execute(ctx context.Context, p idflow.Principal, runID string
 		return err
 	}
 	return e.emit(context.WithoutCancel(ctx), p, runID, idflow.EventRunCompleted, "", map[string]json.RawMessage{"output": last})
+}
+
+// ensureEndEvent makes sure a run that has ended has its terminal event.
+// The end is recorded in two writes — the status (which decides between a
+// cancel and the worker's own end), then the event — so a process killed
+// between the two leaves a run that has ended without the event its
+// subscribers wait for. The job of such a run is rescued and comes back
+// here: a later attempt writes the missing event. On a first attempt the
+// request that ended the run (a cancel of a queued run) may still be about
+// to write it, so the job is retried instead.
+func (e *Executor) ensureEndEvent(ctx context.Context, p idflow.Principal, run idflow.Run, attempt int, final bool) error {
+	history, err := e.runs.ListEvents(ctx, p, run.ID, 0, 10000)
+	if err != nil {
+		return fmt.Errorf("load events: %w", err)
+	}
+	for _, ev := range history {
+		if ev.Terminal() {
+			return nil
+		}
+	}
+	if attempt <= 1 && !final {
+		return fmt.Errorf("run %s has ended without its terminal event yet", run.ID)
+	}
+	e.log.WarnContext(ctx, "writing the terminal event of a run interrupted after it ended", "run_id", run.ID, "status", run.Status)
+	switch run.Status {
+	case idflow.RunSucceeded:
+		return e.emit(ctx, p, run.ID, idflow.EventRunCompleted, "", map[string]json.RawMessage{"output": run.Output})
+	case idflow.RunFailed:
+		return e.emit(ctx, p, run.ID, idflow.EventRunFailed, "", map[string]string{"error": run.Error})
+	default:
+		return e.emit(ctx, p, run.ID, idflow.EventRunCancelled, "", map[string]string{"by": p.UserID})
+	}
 }
 
 func completedSteps(history []idflow.Event) []string {

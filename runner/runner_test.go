@@ -433,3 +433,71 @@ func TestEveryEventNamesItsOwner(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestEndedRunGetsItsTerminalEvent: a process killed between recording a
+// run's end and writing its terminal event leaves a run that ended without
+// the event its WebSocket subscribers wait for. When the run's job comes
+// back (rescued after the restart), the event is written, exactly once.
+func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
+	r := newRig(t, runner.Config{MaxAttempts: 3}, 2)
+	ctx := context.Background()
+	wf := r.workflow(t, alice, idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"})
+	for _, tc := range []struct {
+		update idflow.RunUpdate
+		event  string
+		data   string
+	}{
+		{idflow.RunUpdate{Status: idflow.RunSucceeded, Output: json.RawMessage(`{"reply":"done"}`)}, idflow.EventRunCompleted, `{"output":{"reply":"done"}}`},
+		{idflow.RunUpdate{Status: idflow.RunFailed, Error: "step failed"}, idflow.EventRunFailed, `{"error":"step failed"}`},
+		{idflow.RunUpdate{Status: idflow.RunCancelled}, idflow.EventRunCancelled, `{"by":"alice"}`},
+	} {
+		t.Run(tc.update.Status, func(t *testing.T) {
+			run, err := r.db.CreateRun(ctx, alice, idflow.Run{ID: idflow.NewID(idflow.PrefixRun), TenantID: "t-one", WorkflowID: wf.ID, Definition: wf.Definition}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.db.UpdateRun(ctx, alice, run.ID, idflow.RunUpdate{Status: idflow.RunRunning, Attempt: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.db.UpdateRun(ctx, alice, run.ID, tc.update); err != nil { // … and then the process died
+				t.Fatal(err)
+			}
+			res, err := r.client.Insert(ctx, runner.Args{RunID: run.ID, Owner: alice.Snapshot()}, &river.InsertOpts{MaxAttempts: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := r.waitJob(t, run.ID, res.Job.ID)
+			if ev.Kind != river.EventKindJobCompleted {
+				t.Fatalf("job: %s at attempt %d", ev.Kind, ev.Job.Attempt)
+			}
+			evs := r.history(t, alice, run.ID)
+			ownedBy(t, evs, "alice")
+			last := evs[len(evs)-1]
+			if count(evs, tc.event, "") != 1 || last.Type != tc.event || string(last.Data) != tc.data {
+				t.Fatalf("history %+v; want one %s with %s, last", evs, tc.event, tc.data)
+			}
+			if count(evs, idflow.EventStepStarted, "") != 0 {
+				t.Fatalf("a step ran in a run that had ended: %+v", evs)
+			}
+			if got := r.run(t, alice, run.ID); got.Status != tc.update.Status {
+				t.Fatalf("status %s; want %s unchanged", got.Status, tc.update.Status)
+			}
+		})
+	}
+	t.Run("ended with its event", func(t *testing.T) {
+		run := r.start(t, alice, wf)
+		r.waitJob(t, run.ID, 0)
+		// The same job once more (as after a rescue): nothing is added.
+		before := r.history(t, alice, run.ID)
+		res, err := r.client.Insert(ctx, runner.Args{RunID: run.ID, Owner: alice.Snapshot()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev := r.waitJob(t, run.ID, res.Job.ID); ev.Kind != river.EventKindJobCompleted || ev.Job.Attempt != 1 {
+			t.Fatalf("job: %s at attempt %d", ev.Kind, ev.Job.Attempt)
+		}
+		if after := r.history(t, alice, run.ID); len(after) != len(before) {
+			t.Fatalf("%d events after re-running an ended job; %d before", len(after), len(before))
+		}
+	})
+}

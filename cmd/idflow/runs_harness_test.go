@@ -203,13 +203,26 @@ func runsPoll(t testing.TB, within time.Duration, what string, check func() (don
 	}
 }
 
-// runsWaitEnd polls a run until it has ended and returns it.
+// runsWaitEnd polls a run until it has ended — its status is final and
+// its terminal event is stored — and returns it. The runner records the
+// end in two writes, the status first (it decides a race between a cancel
+// and the worker's own end), then the event, so for a moment the status
+// can be final before the event exists; the runner test
+// TestEndedRunGetsItsTerminalEvent covers a crash between the two.
 func runsWaitEnd(t testing.TB, base, token, runID string, within time.Duration) idflow.Run {
 	t.Helper()
 	var run idflow.Run
 	runsPoll(t, within, "run "+runID+" ends", func() (bool, string) {
 		run = runsJSON[idflow.Run](t, base, "GET", "/api/v1/runs/"+runID, token, nil, http.StatusOK)
-		return run.Terminal(), run.Status
+		if !run.Terminal() {
+			return false, run.Status
+		}
+		for _, e := range runsEvents(t, base, token, runID) {
+			if e.Terminal() {
+				return true, ""
+			}
+		}
+		return false, run.Status + " without its terminal event yet"
 	})
 	return run
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -584,4 +587,76 @@ func TestRunSocketSlowConsumerIsDropped(t *testing.T) {
 	if end := runsJSON[idflow.Run](t, w.URL, "GET", "/api/v1/runs/"+run.ID, w.alice, nil, http.StatusOK); end.Status != idflow.RunSucceeded {
 		t.Fatalf("the run is %s; a slow subscriber must not affect it", end.Status)
 	}
+}
+
+// TestRunSocketKeepsBytesSentWithTheHandshake: a client may send frames in
+// the same packet as its handshake; the server must not lose them when it
+// takes the connection over from net/http. A raw client sends the upgrade
+// request and a ping in one write, and must get the pong.
+func TestRunSocketKeepsBytesSentWithTheHandshake(t *testing.T) {
+	t.Parallel()
+	w := startRunsWorld(t, nil)
+	run := wsLongRun(t, w, w.alice)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(w.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	payload := []byte("sent-with-the-handshake")
+	mask := [4]byte{1, 2, 3, 4}
+	frame := append([]byte{0x89, 0x80 | byte(len(payload))}, mask[:]...) // FIN + ping, masked
+	for i, b := range payload {
+		frame = append(frame, b^mask[i%4])
+	}
+	req := "GET /ws/execution/" + run.ID + " HTTP/1.1\r\nHost: " + strings.TrimPrefix(w.URL, "http://") + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+		"Sec-WebSocket-Protocol: idflow.v1, bearer." + w.alice + "\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %s", resp.Status)
+	}
+	for frames := 0; frames < 100; frames++ {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			t.Fatalf("after %d frames: %v; want the pong", frames, err)
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var ext [2]byte
+			if _, err := io.ReadFull(br, ext[:]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(binary.BigEndian.Uint16(ext[:]))
+		case 127:
+			var ext [8]byte
+			if _, err := io.ReadFull(br, ext[:]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(binary.BigEndian.Uint64(ext[:]))
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			t.Fatal(err)
+		}
+		switch h[0] & 0x0f {
+		case 0xA: // pong
+			if string(body) != string(payload) {
+				t.Fatalf("pong %q; want %q", body, payload)
+			}
+			return
+		case 0x8:
+			t.Fatalf("the server closed the socket (%x) instead of answering the ping", body)
+		}
+	}
+	t.Fatal("no pong within 100 frames")
 }
