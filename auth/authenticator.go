@@ -84,7 +84,7 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 		if err != nil {
 			return idflow.Principal{}, err
 		}
-		if !safeMethod(r.Method) && (csrf == "" || r.Header.Get(CSRFHeader) != csrf) {
+		if changesState(r) && (csrf == "" || r.Header.Get(CSRFHeader) != csrf) {
 			return idflow.Principal{}, idflow.WrapError(idflow.EFORBIDDEN, "a valid "+CSRFHeader+" header is required", ErrCSRF)
 		}
 		return p, nil
@@ -135,4 +135,27 @@ func bearerToken(h string) (string, bool) {
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// originalMethodHeaders carry, on a forward-auth request (nginx
+// auth_request, Traefik ForwardAuth, Caddy forward_auth), the method of the
+// request the proxy is asking about: the question itself is always a GET.
+var originalMethodHeaders = []string{"X-Original-Method", "X-Forwarded-Method"}
+
+// changesState reports whether a cookie-authenticated request needs the
+// CSRF token: its own method is not safe, or it asks on behalf of a request
+// whose method is not (forward-auth). A client that sets these headers
+// itself can only make the check stricter.
+func changesState(r *http.Request) bool {
+	if !safeMethod(r.Method) {
+		return true
+	}
+	for _, h := range originalMethodHeaders {
+		for _, m := range r.Header.Values(h) {
+			if m = strings.ToUpper(strings.TrimSpace(m)); m != "" && !safeMethod(m) {
+				return true
+			}
+		}
+	}
+	return false
 }
