@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -176,19 +177,24 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 // of the stored history, then live events until the run ends.
 func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.Principal, runID string, sub idflow.Subscription, history []idflow.Event) (websocket.StatusCode, string) {
 	var lastSeq int64
-	send := func(e idflow.Event) error {
-		b, err := json.Marshal(e)
+	// write sends e unless it was sent already; the caller's ctx bounds it.
+	write := func(wctx context.Context, e idflow.Event) error {
+		if e.Seq <= lastSeq {
+			return nil // already replayed
+		}
+		b, err := eventJSON.encode(e)
 		if err != nil {
 			return err
 		}
-		wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
-		defer cancel()
 		lastSeq = e.Seq
 		return conn.Write(wctx, websocket.MessageText, b)
 	}
 	for evs := history; ; {
 		for _, e := range evs {
-			if err := send(e); err != nil {
+			wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
+			err := write(wctx, e)
+			cancel()
+			if err != nil {
 				return websocket.StatusGoingAway, ""
 			}
 			if e.Terminal() {
@@ -203,6 +209,33 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 			return websocket.StatusInternalError, "could not read the run's history"
 		}
 	}
+	// burst writes e and every event already waiting behind it, all within
+	// one write timeout (a step emits several events at once; one timer
+	// each was a tenth of the CPU of a 1,000-socket fan-out). end reports
+	// that the socket must close with code and reason.
+	burst := func(e idflow.Event, ok bool) (code websocket.StatusCode, reason string, end bool) {
+		wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
+		defer cancel()
+		for {
+			if !ok {
+				if sub.Dropped() {
+					return websocket.StatusTryAgainLater, "too slow: reconnect to resume", true
+				}
+				return websocket.StatusGoingAway, "", true
+			}
+			if err := write(wctx, e); err != nil {
+				return websocket.StatusGoingAway, "", true
+			}
+			if e.Terminal() {
+				return websocket.StatusNormalClosure, "run ended", true
+			}
+			select {
+			case e, ok = <-sub.Events():
+			default:
+				return 0, "", false
+			}
+		}
+	}
 	var expired <-chan time.Time
 	if !p.ExpiresAt.IsZero() && p.AuthMethod != idflow.AuthProxyHeader {
 		t := time.NewTimer(time.Until(p.ExpiresAt))
@@ -214,20 +247,8 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 	for {
 		select {
 		case e, ok := <-sub.Events():
-			if !ok {
-				if sub.Dropped() {
-					return websocket.StatusTryAgainLater, "too slow: reconnect to resume"
-				}
-				return websocket.StatusGoingAway, ""
-			}
-			if e.Seq <= lastSeq {
-				continue // already replayed
-			}
-			if err := send(e); err != nil {
-				return websocket.StatusGoingAway, ""
-			}
-			if e.Terminal() {
-				return websocket.StatusNormalClosure, "run ended"
+			if code, reason, end := burst(e, ok); end {
+				return code, reason
 			}
 		case <-expired:
 			return wsCloseExpired, "token expired"
@@ -245,6 +266,56 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 			return websocket.StatusGoingAway, ""
 		}
 	}
+}
+
+// eventJSON shares the encoding of an event among the sockets streaming
+// it: a run watched by 1,000 sockets is encoded once, not 1,000 times.
+// (user, run, seq) names exactly one event and a stored event never
+// changes, so the key cannot hand one user's event to another. Only small
+// encodings are kept: at most eventJSONEntries of eventJSONMaxBytes.
+var eventJSON = &eventEncodings{m: map[eventKey][]byte{}}
+
+const (
+	eventJSONEntries  = 1024
+	eventJSONMaxBytes = 4 << 10
+)
+
+type eventKey struct {
+	user, run string
+	seq       int64
+}
+
+type eventEncodings struct {
+	mu   sync.Mutex
+	m    map[eventKey][]byte
+	ring [eventJSONEntries]eventKey // insertion order, for eviction
+	next int
+}
+
+func (c *eventEncodings) encode(e idflow.Event) ([]byte, error) {
+	k := eventKey{e.UserID, e.RunID, e.Seq}
+	c.mu.Lock()
+	b, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil || len(b) > eventJSONMaxBytes {
+		return b, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; ok {
+		return b, nil // encoded meanwhile by another socket
+	}
+	if old := c.ring[c.next]; old != (eventKey{}) {
+		delete(c.m, old)
+	}
+	c.ring[c.next] = k
+	c.next = (c.next + 1) % len(c.ring)
+	c.m[k] = b
+	return b, nil
 }
 
 // Buffers of a run socket after the upgrade. It reads only control frames
