@@ -24,7 +24,7 @@ func (e *Executor) execute(ctx context.Context, p idflow.Principal, runID string
 	}
 	if run.Terminal() {
 		// Cancelled while queued, or finished by an earlier attempt.
-		return e.ensureEndEvent(ctx, p, run, attempt, final)
+		return e.ensureEndEvent(ctx, p, run, final)
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -103,15 +103,21 @@ func (e *Executor) execute(ctx context.Context, p idflow.Principal, runID string
 	return e.emit(context.WithoutCancel(ctx), p, runID, idflow.EventRunCompleted, "", map[string]json.RawMessage{"output": last})
 }
 
+// endEventGrace is how long after a run's end its terminal event may still
+// be on its way from the writer of the end (a cancel request, on this or
+// another replica). It is written milliseconds after the status.
+const endEventGrace = 10 * time.Second
+
 // ensureEndEvent makes sure a run that has ended has its terminal event.
 // The end is recorded in two writes — the status (which decides between a
 // cancel and the worker's own end), then the event — so a process killed
 // between the two leaves a run that has ended without the event its
 // subscribers wait for. The job of such a run is rescued and comes back
-// here: a later attempt writes the missing event. On a first attempt the
-// request that ended the run (a cancel of a queued run) may still be about
-// to write it, so the job is retried instead.
-func (e *Executor) ensureEndEvent(ctx context.Context, p idflow.Principal, run idflow.Run, attempt int, final bool) error {
+// here, and the missing event is written. While the end is recent, its
+// writer may still be about to write the event itself, so the job is
+// retried later instead (River's backoff outlasts the grace); the last
+// attempt writes it regardless.
+func (e *Executor) ensureEndEvent(ctx context.Context, p idflow.Principal, run idflow.Run, final bool) error {
 	history, err := e.runs.ListEvents(ctx, p, run.ID, 0, 10000)
 	if err != nil {
 		return fmt.Errorf("load events: %w", err)
@@ -121,7 +127,7 @@ func (e *Executor) ensureEndEvent(ctx context.Context, p idflow.Principal, run i
 			return nil
 		}
 	}
-	if attempt <= 1 && !final {
+	if !final && (run.FinishedAt == nil || time.Since(*run.FinishedAt) < endEventGrace) {
 		return fmt.Errorf("run %s has ended without its terminal event yet", run.ID)
 	}
 	e.log.WarnContext(ctx, "writing the terminal event of a run interrupted after it ended", "run_id", run.ID, "status", run.Status)

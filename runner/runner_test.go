@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -437,21 +438,26 @@ func TestEveryEventNamesItsOwner(t *testing.T) {
 // TestEndedRunGetsItsTerminalEvent: a process killed between recording a
 // run's end and writing its terminal event leaves a run that ended without
 // the event its WebSocket subscribers wait for. When the run's job comes
-// back (rescued after the restart), the event is written, exactly once.
+// back (rescued after the restart), the event is written, exactly once:
+// at once when the end is older than the grace its writer had, on the last
+// attempt otherwise.
 func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
 	r := newRig(t, runner.Config{MaxAttempts: 3}, 2)
 	ctx := context.Background()
 	wf := r.workflow(t, alice, idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"})
 	for _, tc := range []struct {
-		update idflow.RunUpdate
-		event  string
-		data   string
+		update  idflow.RunUpdate
+		event   string
+		data    string
+		aged    bool // the end was recorded a minute ago
+		attempt int  // the attempt that writes the event
 	}{
-		{idflow.RunUpdate{Status: idflow.RunSucceeded, Output: json.RawMessage(`{"reply":"done"}`)}, idflow.EventRunCompleted, `{"output":{"reply":"done"}}`},
-		{idflow.RunUpdate{Status: idflow.RunFailed, Error: "step failed"}, idflow.EventRunFailed, `{"error":"step failed"}`},
-		{idflow.RunUpdate{Status: idflow.RunCancelled}, idflow.EventRunCancelled, `{"by":"alice"}`},
+		{idflow.RunUpdate{Status: idflow.RunSucceeded, Output: json.RawMessage(`{"reply":"done"}`)}, idflow.EventRunCompleted, `{"output":{"reply":"done"}}`, true, 1},
+		{idflow.RunUpdate{Status: idflow.RunFailed, Error: "step failed"}, idflow.EventRunFailed, `{"error":"step failed"}`, true, 1},
+		{idflow.RunUpdate{Status: idflow.RunCancelled}, idflow.EventRunCancelled, `{"by":"alice"}`, true, 1},
+		{idflow.RunUpdate{Status: idflow.RunCancelled}, idflow.EventRunCancelled, `{"by":"alice"}`, false, 3},
 	} {
-		t.Run(tc.update.Status, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s aged=%v", tc.update.Status, tc.aged), func(t *testing.T) {
 			run, err := r.db.CreateRun(ctx, alice, idflow.Run{ID: idflow.NewID(idflow.PrefixRun), TenantID: "t-one", WorkflowID: wf.ID, Definition: wf.Definition}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -462,13 +468,18 @@ func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
 			if _, err := r.db.UpdateRun(ctx, alice, run.ID, tc.update); err != nil { // … and then the process died
 				t.Fatal(err)
 			}
+			if tc.aged {
+				if _, err := r.db.SQL().ExecContext(ctx, `UPDATE runs SET finished_at = ? WHERE id = ?`, time.Now().Add(-time.Minute).UnixNano(), run.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
 			res, err := r.client.Insert(ctx, runner.Args{RunID: run.ID, Owner: alice.Snapshot()}, &river.InsertOpts{MaxAttempts: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ev := r.waitJob(t, run.ID, res.Job.ID)
-			if ev.Kind != river.EventKindJobCompleted {
-				t.Fatalf("job: %s at attempt %d", ev.Kind, ev.Job.Attempt)
+			if ev.Kind != river.EventKindJobCompleted || ev.Job.Attempt != tc.attempt {
+				t.Fatalf("job: %s at attempt %d; want completed at attempt %d", ev.Kind, ev.Job.Attempt, tc.attempt)
 			}
 			evs := r.history(t, alice, run.ID)
 			ownedBy(t, evs, "alice")
