@@ -210,10 +210,20 @@ func (e *Executor) fail(ctx context.Context, p idflow.Principal, runID, stepID, 
 	return errors.New(msg)
 }
 
+// maxPromptBytes bounds a prompt step's text after substitution.
+const maxPromptBytes = 256 << 10
+
 // step executes one step as p and returns its output.
 func (e *Executor) step(ctx context.Context, p idflow.Principal, run idflow.Run, st idflow.Step, previous json.RawMessage) (any, error) {
 	switch st.Type {
 	case idflow.StepPrompt:
+		// Bound the prompt before building it: a template repeating
+		// {{input}} must not multiply a large input into memory.
+		size := len(st.Prompt) + strings.Count(st.Prompt, "{{input}}")*len(run.Input) +
+			strings.Count(st.Prompt, "{{previous}}")*len(previous)
+		if size > maxPromptBytes {
+			return nil, idflow.Errorf(idflow.EINVALID, "the prompt would be %d bytes after substitution; the limit is %d", size, maxPromptBytes)
+		}
 		prompt := strings.NewReplacer("{{input}}", string(run.Input), "{{previous}}", string(previous)).Replace(st.Prompt)
 		reply, err := e.svc.Complete(ctx, p, "", prompt)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -511,4 +512,15 @@ func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
 			t.Fatalf("%d events after re-running an ended job; %d before", len(after), len(before))
 		}
 	})
+}
+
+func TestPromptExpansionIsBounded(t *testing.T) {
+	e := &Executor{}
+	big := json.RawMessage(`"` + strings.Repeat("x", 64<<10) + `"`)
+	run := idflow.Run{Input: big}
+	st := idflow.Step{ID: "p", Type: idflow.StepPrompt, Prompt: strings.Repeat("{{input}}", 10)}
+	_, err := e.step(t.Context(), authtest.User("alice", "t-one"), run, st, json.RawMessage("null"))
+	if idflow.ErrorCode(err) != idflow.EINVALID {
+		t.Fatalf("a prompt of 10 × 64 KiB was not refused: %v", err)
+	}
 }
