@@ -512,4 +512,3 @@ func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
 		}
 	})
 }
-
