@@ -327,8 +327,7 @@ func TestRunSocketRefusesAttacks(t *testing.T) {
 
 // runsBrowserSession signs login in through the browser login (BFF) of a
 // dev server, the way a browser does — /auth/login, the dev issuer's
-// authorize form, /auth/callback — and answers the session cookie. It skips
-// the test when the server has no browser login.
+// authorize form, /auth/callback — and answers the session cookie.
 func runsBrowserSession(t *testing.T, base, login string) *http.Cookie {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
@@ -341,9 +340,6 @@ func runsBrowserSession(t *testing.T, base, login string) *http.Cookie {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		t.Skip("this server has no browser login (/auth/login answers 404): no session cookie to test with")
-	}
 	authz, err := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusFound || err != nil || authz.Query().Get("state") == "" {
 		t.Fatalf("/auth/login: %s, Location %q; want a redirect to the issuer", resp.Status, resp.Header.Get("Location"))
