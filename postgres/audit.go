@@ -25,7 +25,7 @@ func scanAudit(r rowScanner) (idflow.AuditEvent, error) {
 	return e, err
 }
 
-func auditKey(e idflow.AuditEvent) cursor { return cursor{e.Seq, e.ID} }
+func auditKey(e idflow.AuditEvent) cursor { return cursor{Key: e.Seq, ID: e.ID} }
 
 // RecordAudit appends e to the chain. The chain head row is locked
 // (SELECT … FOR UPDATE) for the transaction, so appends from every

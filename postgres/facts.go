@@ -22,7 +22,7 @@ func scanDocument(r rowScanner) (idflow.Document, error) {
 	return d, err
 }
 
-func documentKey(d idflow.Document) cursor { return cursor{timeKey(d.CreatedAt), d.ID} }
+func documentKey(d idflow.Document) cursor { return cursor{Key: timeKey(d.CreatedAt), ID: d.ID} }
 
 // validDocumentID accepts a document id the service minted (its bytes are
 // stored under it before the document is recorded): the prefix and at least
@@ -150,7 +150,7 @@ func scanFact(r rowScanner) (idflow.Fact, error) {
 	return f, err
 }
 
-func factKey(f idflow.Fact) cursor { return cursor{timeKey(f.CreatedAt), f.ID} }
+func factKey(f idflow.Fact) cursor { return cursor{Key: timeKey(f.CreatedAt), ID: f.ID} }
 
 // CreateFact records a fact; a non-empty SourceDocumentID must name the
 // caller's own document.

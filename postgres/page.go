@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,50 +11,17 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// cursor is the keyset position after which the next page starts: the sort
-// key (a timestamp in unix nanoseconds, or the audit seq) and the row's id.
-// It encodes exactly as the SQLite store's, so a cursor means the same on
-// both backends.
-type cursor struct {
-	Key int64
-	ID  string
-}
+// cursor and pageLimit are the root package's, shared by every backend.
+type cursor = idflow.Cursor
 
-func (c cursor) encode() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.Key, 10) + "." + c.ID))
-}
-
-func decodeCursor(s string) (cursor, error) {
-	bad := idflow.Errorf(idflow.EINVALID, "invalid cursor")
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return cursor{}, bad
-	}
-	key, id, ok := strings.Cut(string(b), ".")
-	if !ok || id == "" {
-		return cursor{}, bad
-	}
-	n, err := strconv.ParseInt(key, 10, 64)
-	if err != nil {
-		return cursor{}, bad
-	}
-	return cursor{Key: n, ID: id}, nil
-}
+var (
+	decodeCursor = idflow.DecodeCursor
+	pageLimit    = idflow.PageLimit
+)
 
 // timeKey is the cursor key of a timestamp.
 func timeKey(t time.Time) int64 { return t.UnixNano() }
 
-// pageLimit applies the default and the maximum; a negative limit is invalid.
-func pageLimit(limit, def, maxLimit int) (int, error) {
-	switch {
-	case limit < 0:
-		return 0, idflow.Errorf(idflow.EINVALID, "limit must not be negative")
-	case limit == 0:
-		return def, nil
-	default:
-		return min(limit, maxLimit), nil
-	}
-}
 
 // keyset names the two columns a list is ordered by, and whether the first
 // is a timestamp (its cursor key then counts nanoseconds).
@@ -134,7 +99,7 @@ func list[T any](ctx context.Context, tx pgx.Tx, base string, args []any, ks key
 	}
 	if len(out.Items) > limit {
 		out.Items = out.Items[:limit]
-		out.NextCursor = key(out.Items[limit-1]).encode()
+		out.NextCursor = key(out.Items[limit-1]).Encode()
 	}
 	return out, nil
 }

@@ -37,7 +37,7 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 	return run, nil
 }
 
-func runKey(r idflow.Run) cursor { return cursor{timeKey(r.CreatedAt), r.ID} }
+func runKey(r idflow.Run) cursor { return cursor{Key: timeKey(r.CreatedAt), ID: r.ID} }
 
 // CreateRun records run, its run.queued event (seq 1), and whatever enqueue
 // writes (the River job, through riverpgxv5's InsertTx), in one transaction:

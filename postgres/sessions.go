@@ -21,7 +21,7 @@ func scanSession(r rowScanner) (idflow.ChatSession, error) {
 	return s, err
 }
 
-func sessionKey(s idflow.ChatSession) cursor { return cursor{timeKey(s.CreatedAt), s.ID} }
+func sessionKey(s idflow.ChatSession) cursor { return cursor{Key: timeKey(s.CreatedAt), ID: s.ID} }
 
 // requireRefs checks, inside the transaction, that a session's app and agent
 // belong to its owner.
@@ -144,7 +144,7 @@ func scanMessage(r rowScanner) (idflow.Message, error) {
 	return m, err
 }
 
-func messageKey(m idflow.Message) cursor { return cursor{timeKey(m.CreatedAt), m.ID} }
+func messageKey(m idflow.Message) cursor { return cursor{Key: timeKey(m.CreatedAt), ID: m.ID} }
 
 // AddMessages appends msgs to the caller's session, in order, and touches the
 // session's updated_at.

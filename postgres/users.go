@@ -34,7 +34,7 @@ func scanUser(r rowScanner) (idflow.User, error) {
 	return u, err
 }
 
-func userKey(u idflow.User) cursor { return cursor{timeKey(u.FirstSeen), u.UserID} }
+func userKey(u idflow.User) cursor { return cursor{Key: timeKey(u.FirstSeen), ID: u.UserID} }
 
 // AdminListUsers lists every user, most recently first seen first, on the
 // admin path (admin_read policy); the caller has checked the admin role.

@@ -27,7 +27,7 @@ func scanWorkflow(r rowScanner) (idflow.Workflow, error) {
 	return w, err
 }
 
-func workflowKey(w idflow.Workflow) cursor { return cursor{timeKey(w.CreatedAt), w.ID} }
+func workflowKey(w idflow.Workflow) cursor { return cursor{Key: timeKey(w.CreatedAt), ID: w.ID} }
 
 // encodeDefinition answers the JSON text of def (steps never null) and the
 // definition as it will read back.

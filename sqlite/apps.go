@@ -21,7 +21,7 @@ func scanApp(r rowScanner) (idflow.App, error) {
 	return a, err
 }
 
-func appKey(a idflow.App) cursor { return cursor{nanos(a.CreatedAt), a.ID} }
+func appKey(a idflow.App) cursor { return cursor{Key: nanos(a.CreatedAt), ID: a.ID} }
 
 func (db *DB) CreateApp(ctx context.Context, p idflow.Principal, a idflow.App) (idflow.App, error) {
 	owner, err := p.Owner()
@@ -99,7 +99,7 @@ func scanAgent(r rowScanner) (idflow.Agent, error) {
 	return a, json.Unmarshal([]byte(tools), &a.Tools)
 }
 
-func agentKey(a idflow.Agent) cursor { return cursor{nanos(a.CreatedAt), a.ID} }
+func agentKey(a idflow.Agent) cursor { return cursor{Key: nanos(a.CreatedAt), ID: a.ID} }
 
 // toolsJSON encodes tools as a JSON array, never null.
 func toolsJSON(tools []string) string {

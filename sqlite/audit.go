@@ -27,7 +27,7 @@ func scanAudit(r rowScanner) (idflow.AuditEvent, error) {
 	return e, err
 }
 
-func auditKey(e idflow.AuditEvent) cursor { return cursor{e.Seq, e.ID} }
+func auditKey(e idflow.AuditEvent) cursor { return cursor{Key: e.Seq, ID: e.ID} }
 
 // RecordAudit appends e to the chain. The write transaction serializes
 // concurrent callers, so each event links to the one committed before it.

@@ -23,7 +23,7 @@ func scanDocument(r rowScanner) (idflow.Document, error) {
 	return d, err
 }
 
-func documentKey(d idflow.Document) cursor { return cursor{nanos(d.CreatedAt), d.ID} }
+func documentKey(d idflow.Document) cursor { return cursor{Key: nanos(d.CreatedAt), ID: d.ID} }
 
 // CreateDocument records d and one fact per chunk in one transaction. A
 // non-empty AppID must name the caller's own app. d.ID is kept when it is a
@@ -147,7 +147,7 @@ func scanFact(r rowScanner) (idflow.Fact, error) {
 	return f, err
 }
 
-func factKey(f idflow.Fact) cursor { return cursor{nanos(f.CreatedAt), f.ID} }
+func factKey(f idflow.Fact) cursor { return cursor{Key: nanos(f.CreatedAt), ID: f.ID} }
 
 // CreateFact records a fact; a non-empty SourceDocumentID must name the
 // caller's own document.

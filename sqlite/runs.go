@@ -46,7 +46,7 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 	return run, nil
 }
 
-func runKey(r idflow.Run) cursor { return cursor{nanos(r.CreatedAt), r.ID} }
+func runKey(r idflow.Run) cursor { return cursor{Key: nanos(r.CreatedAt), ID: r.ID} }
 
 // CreateRun records run, its run.queued event (seq 1), and whatever enqueue
 // writes (the River job), in one transaction.

@@ -32,7 +32,7 @@ func scanUser(r rowScanner) (idflow.User, error) {
 	return u, err
 }
 
-func userKey(u idflow.User) cursor { return cursor{nanos(u.FirstSeen), u.UserID} }
+func userKey(u idflow.User) cursor { return cursor{Key: nanos(u.FirstSeen), ID: u.UserID} }
 
 // AdminListUsers lists every user, most recently first seen first; the
 // caller has checked the admin role.
