@@ -22,7 +22,6 @@ var (
 // timeKey is the cursor key of a timestamp.
 func timeKey(t time.Time) int64 { return t.UnixNano() }
 
-
 // keyset names the two columns a list is ordered by, and whether the first
 // is a timestamp (its cursor key then counts nanoseconds).
 type keyset struct {

@@ -16,7 +16,6 @@ var (
 	pageLimit    = idflow.PageLimit
 )
 
-
 // keyset names the two columns a list is ordered by.
 type keyset struct{ key, id string }
 
