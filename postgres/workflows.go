@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/jackc/pgx/v5"
@@ -23,43 +22,18 @@ func scanWorkflow(r rowScanner) (idflow.Workflow, error) {
 	}
 	w.PublishedAt = utc(w.PublishedAt)
 	var err error
-	w.Definition, err = decodeDefinition(def)
+	w.Definition, err = idflow.DecodeDefinition(def)
 	return w, err
 }
 
 func workflowKey(w idflow.Workflow) cursor { return cursor{Key: timeKey(w.CreatedAt), ID: w.ID} }
-
-// encodeDefinition answers the JSON text of def (steps never null) and the
-// definition as it will read back.
-func encodeDefinition(def idflow.Definition) (string, idflow.Definition, error) {
-	if def.Steps == nil {
-		def.Steps = []idflow.Step{}
-	}
-	b, err := json.Marshal(def)
-	if err != nil { // a step's Args that is not valid JSON
-		return "", def, idflow.WrapError(idflow.EINVALID, "invalid workflow definition", err)
-	}
-	def, err = decodeDefinition(string(b))
-	return string(b), def, err
-}
-
-func decodeDefinition(s string) (idflow.Definition, error) {
-	var def idflow.Definition
-	if err := json.Unmarshal([]byte(s), &def); err != nil {
-		return def, err
-	}
-	if def.Steps == nil {
-		def.Steps = []idflow.Step{}
-	}
-	return def, nil
-}
 
 func (db *DB) CreateWorkflow(ctx context.Context, p idflow.Principal, w idflow.Workflow) (idflow.Workflow, error) {
 	owner, err := p.Owner()
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	def, decoded, err := encodeDefinition(w.Definition)
+	def, decoded, err := idflow.EncodeDefinition(w.Definition)
 	if err != nil {
 		return idflow.Workflow{}, fail("create workflow", err)
 	}
@@ -106,7 +80,7 @@ func (db *DB) ReplaceWorkflow(ctx context.Context, p idflow.Principal, id string
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	text, _, err := encodeDefinition(def)
+	text, _, err := idflow.EncodeDefinition(def)
 	if err != nil {
 		return idflow.Workflow{}, fail("replace workflow", err)
 	}
@@ -180,7 +154,7 @@ func (db *DB) GetWorkflowVersion(ctx context.Context, p idflow.Principal, id str
 		if err := r.Scan(&s); err != nil {
 			return idflow.Definition{}, err
 		}
-		return decodeDefinition(s)
+		return idflow.DecodeDefinition(s)
 	}
 	if version < 0 {
 		return idflow.Definition{}, idflow.Errorf(idflow.EINVALID, "version must not be negative")

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 
 	"github.com/idflow/idflow"
@@ -28,43 +27,18 @@ func scanWorkflow(r rowScanner) (idflow.Workflow, error) {
 	}
 	w.CreatedAt, w.UpdatedAt = fromNanos(created), fromNanos(updated)
 	var err error
-	w.Definition, err = decodeDefinition(def)
+	w.Definition, err = idflow.DecodeDefinition(def)
 	return w, err
 }
 
 func workflowKey(w idflow.Workflow) cursor { return cursor{Key: nanos(w.CreatedAt), ID: w.ID} }
-
-// encodeDefinition answers the JSON text of def (steps never null) and the
-// definition as it will read back.
-func encodeDefinition(def idflow.Definition) (string, idflow.Definition, error) {
-	if def.Steps == nil {
-		def.Steps = []idflow.Step{}
-	}
-	b, err := json.Marshal(def)
-	if err != nil { // a step's Args that is not valid JSON
-		return "", def, idflow.WrapError(idflow.EINVALID, "invalid workflow definition", err)
-	}
-	def, err = decodeDefinition(string(b))
-	return string(b), def, err
-}
-
-func decodeDefinition(s string) (idflow.Definition, error) {
-	var def idflow.Definition
-	if err := json.Unmarshal([]byte(s), &def); err != nil {
-		return def, err
-	}
-	if def.Steps == nil {
-		def.Steps = []idflow.Step{}
-	}
-	return def, nil
-}
 
 func (db *DB) CreateWorkflow(ctx context.Context, p idflow.Principal, w idflow.Workflow) (idflow.Workflow, error) {
 	owner, err := p.Owner()
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	def, decoded, err := encodeDefinition(w.Definition)
+	def, decoded, err := idflow.EncodeDefinition(w.Definition)
 	if err != nil {
 		return idflow.Workflow{}, fail("create workflow", err)
 	}
@@ -102,7 +76,7 @@ func (db *DB) ReplaceWorkflow(ctx context.Context, p idflow.Principal, id string
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	text, _, err := encodeDefinition(def)
+	text, _, err := idflow.EncodeDefinition(def)
 	if err != nil {
 		return idflow.Workflow{}, fail("replace workflow", err)
 	}
@@ -169,7 +143,7 @@ func (db *DB) GetWorkflowVersion(ctx context.Context, p idflow.Principal, id str
 		if err := r.Scan(&s); err != nil {
 			return idflow.Definition{}, err
 		}
-		return decodeDefinition(s)
+		return idflow.DecodeDefinition(s)
 	}
 	switch {
 	case version < 0:

@@ -1,0 +1,30 @@
+package idflow
+
+import "encoding/json"
+
+// EncodeDefinition answers the JSON text a store keeps for def (steps never
+// null) and the definition as it will read back. A step's Args that is not
+// valid JSON is EINVALID.
+func EncodeDefinition(def Definition) (string, Definition, error) {
+	if def.Steps == nil {
+		def.Steps = []Step{}
+	}
+	b, err := json.Marshal(def)
+	if err != nil {
+		return "", def, WrapError(EINVALID, "invalid workflow definition", err)
+	}
+	def, err = DecodeDefinition(string(b))
+	return string(b), def, err
+}
+
+// DecodeDefinition reads a stored definition; steps are never nil.
+func DecodeDefinition(s string) (Definition, error) {
+	var def Definition
+	if err := json.Unmarshal([]byte(s), &def); err != nil {
+		return def, err
+	}
+	if def.Steps == nil {
+		def.Steps = []Step{}
+	}
+	return def, nil
+}
