@@ -26,7 +26,7 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 		return run, err
 	}
 	var err error
-	if run.Definition, err = decodeDefinition(def); err != nil {
+	if run.Definition, err = idflow.DecodeDefinition(def); err != nil {
 		return run, err
 	}
 	run.Input = json.RawMessage(input)
@@ -48,7 +48,7 @@ func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run,
 	if err != nil {
 		return idflow.Run{}, err
 	}
-	def, decoded, err := encodeDefinition(run.Definition)
+	def, decoded, err := idflow.EncodeDefinition(run.Definition)
 	if err != nil {
 		return idflow.Run{}, fail("create run", err)
 	}
