@@ -1,6 +1,9 @@
 package auth
 
-import "errors"
+import (
+	"errors"
+	"net/http"
+)
 
 // ErrTokenExpired marks a refused token whose exp has passed, so that
 // callers can count expiries apart from other refusals.
@@ -24,4 +27,10 @@ func (v *Verifier) observeCache(hit bool) {
 	if v.cfg.OnCacheLookup != nil {
 		v.cfg.OnCacheLookup(hit)
 	}
+}
+
+// ClaimsProxyIdentity reports whether r carries any identity header of a
+// proxy, trusted or not (to label refusals by the credential presented).
+func (a *Authenticator) ClaimsProxyIdentity(r *http.Request) bool {
+	return a.proxy.claimed(r)
 }
