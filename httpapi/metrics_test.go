@@ -9,6 +9,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/auth/authtest"
 )
 
 // sampleLog is an Observer that keeps every sample.
@@ -53,6 +54,7 @@ func TestLabelsAreBounded(t *testing.T) {
 		}
 	}
 	s := New(Config{}, Deps{Authn: auth.New(auth.Config{})})
+	var refused idflow.Principal // what authenticate returns with an error
 	for _, tc := range []struct {
 		name string
 		set  func(r *http.Request)
@@ -68,12 +70,17 @@ func TestLabelsAreBounded(t *testing.T) {
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/api/v1/me", nil)
 		tc.set(r)
-		if got := s.authLabel(r, idflow.Principal{}); got != tc.want {
+		if got := s.authLabel(r, refused); got != tc.want {
 			t.Errorf("%s: authLabel = %q; want %q", tc.name, got, tc.want)
 		}
 	}
+	// An authenticated request is labelled by its Principal, whatever else
+	// it carries.
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/me", nil)
-	if got := s.authLabel(r, idflow.Principal{AuthMethod: idflow.AuthProxyAssertion}); got != "proxy_assertion" {
+	r.Header.Set("Authorization", "Bearer x")
+	p := authtest.User("alice", "t-one")
+	p.AuthMethod = idflow.AuthProxyAssertion
+	if got := s.authLabel(r, p); got != "proxy_assertion" {
 		t.Errorf("authLabel of a proxy-assertion Principal = %q", got)
 	}
 }
