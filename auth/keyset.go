@@ -55,6 +55,8 @@ type RemoteKeySet struct {
 	keys      map[string]*jose.JSONWebKey // by kid; kid-less keys under "\x00"-prefixed synthetic names
 	lastFetch time.Time                   // last attempt, successful or not
 	fetches   int64                       // attempts, for tests and metrics
+
+	onFetch func(err error) // monitoring (ObserveFetches); nil: none
 }
 
 // DefaultJWKSCooldown bounds refetches on unknown kids; rotation is still
@@ -170,7 +172,8 @@ func (s *RemoteKeySet) lookup(kid, alg string) []*jose.JSONWebKey {
 // Refresh fetches the JWKS now, ignoring the cooldown.
 func (s *RemoteKeySet) Refresh(ctx context.Context) error { return s.refresh(ctx) }
 
-func (s *RemoteKeySet) refresh(ctx context.Context) error {
+func (s *RemoteKeySet) refresh(ctx context.Context) (err error) {
+	defer func() { s.observeFetch(err) }()
 	s.mu.Lock()
 	s.lastFetch = s.now()
 	s.fetches++

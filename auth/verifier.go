@@ -49,6 +49,9 @@ type VerifierConfig struct {
 	CacheSize int
 	// Now is the clock (tests).
 	Now func() time.Time
+	// OnCacheLookup, when set, is told whether each lookup in the
+	// verified-token cache hit (monitoring).
+	OnCacheLookup func(hit bool)
 }
 
 // Verifier checks bearer JWTs and turns them into Principals.
@@ -133,8 +136,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Token, error) {
 	if v.cache != nil {
 		digest = tokenDigest(raw)
 		if tok, ok := v.cache.get(digest, now); ok {
+			v.observeCache(true)
 			return tok, nil
 		}
+		v.observeCache(false)
 	}
 	payload, err := v.keys.VerifySignature(ctx, raw)
 	if err != nil {
@@ -177,7 +182,7 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	}
 	leeway := v.cfg.Leeway
 	if !now.Before(c.Exp.Add(leeway)) {
-		return Token{}, idflow.WrapError(idflow.EUNAUTHORIZED, "token expired", errors.New("expired"))
+		return Token{}, idflow.WrapError(idflow.EUNAUTHORIZED, "token expired", ErrTokenExpired)
 	}
 	if c.Nbf != nil && now.Add(leeway).Before(c.Nbf.Time) {
 		return Token{}, unauthorized(errors.New("not valid yet (nbf)"))

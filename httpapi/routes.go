@@ -137,6 +137,7 @@ func (s *Server) routes() []route {
 		{method: "DELETE", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: end the session", serve: s.handleMCP},
 
 		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: s.handleStats},
+		{method: "GET", pattern: "/metrics", access: accessInternal, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: s.handleMetrics},
 	}
 	return append(rs, s.connectionRoutes()...) // handlers_connections.go; only when providers are configured
 }
@@ -156,15 +157,15 @@ func (s *Server) mux() http.Handler {
 	}
 	for _, pattern := range order {
 		methods := byPath[pattern]
-		mux.Handle(pattern, methodDispatch(methods))
+		mux.Handle(pattern, s.measure(pattern, methodDispatch(methods)))
 	}
 	if s.devIdP != nil {
-		mux.Handle("/dev/idp/", s.devIdP)
-		mux.Handle("/dev/downstream/", s.devIdP) // the dev issuer's demo downstream API
+		mux.Handle("/dev/idp/", s.measure("/dev/idp/", s.devIdP))
+		mux.Handle("/dev/downstream/", s.measure("/dev/downstream/", s.devIdP)) // the dev issuer's demo downstream API
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/", s.measure(RouteUnmatched, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, idflow.ENOTFOUND, "no such route")
-	})
+	})))
 	return mux
 }
 
@@ -207,6 +208,7 @@ func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		p, err := s.authenticate(r, rt.access, rt.ws, rt.mcp)
+		s.noteAuth(w, r, p, err) // request metrics: auth method and refusal reason
 		if err != nil && rt.mcp && s.mcp != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {
 			w.Header().Set("WWW-Authenticate", s.mcp.Challenge(r, err))
 		}

@@ -50,6 +50,12 @@ type Deps struct {
 	// Connections serves /api/v1/connections; nil when no downstream
 	// provider is configured (the routes then do not exist).
 	Connections Connections
+
+	// Metrics serves GET /metrics (the Prometheus exposition) to
+	// allowlisted app-only callers; nil: the route answers 404.
+	Metrics http.Handler
+	// Observer receives a sample of every request; nil: none are taken.
+	Observer Observer
 }
 
 // Server serves the API.
@@ -68,6 +74,9 @@ type Server struct {
 	mcp     MCP
 	ready   func(ctx context.Context) error
 	handler http.Handler
+
+	metrics http.Handler // GET /metrics
+	obs     Observer     // request samples; nil: none
 
 	openAPIOnce sync.Once
 	openAPIDoc  []byte
@@ -92,6 +101,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
 		devIdP: d.DevIdP, conns: d.Connections, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
+	s.metrics, s.obs = d.Metrics, d.Observer
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

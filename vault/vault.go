@@ -108,6 +108,11 @@ type Config struct {
 	Audit func(ctx context.Context, p idflow.Principal, action, resource string, err error)
 	Log   *slog.Logger
 	Now   func() time.Time
+
+	// OnRefresh, when set, is told the outcome of every refresh sent to a
+	// provider (monitoring): nil, an error wrapping ErrInvalidGrant, or
+	// another error.
+	OnRefresh func(err error)
 }
 
 // Vault hands out users' downstream access tokens.
@@ -256,6 +261,9 @@ func (v *Vault) refresh(ctx context.Context, p idflow.Principal, owner, provider
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.cfg.RefreshTimeout)
 	defer cancel()
 	nt, err := v.cfg.Refresher.Refresh(rctx, provider, tok.RefreshToken)
+	if v.cfg.OnRefresh != nil {
+		v.cfg.OnRefresh(err)
+	}
 	if errors.Is(err, ErrInvalidGrant) {
 		// Another replica may have rotated the refresh token after we read
 		// it: its row then holds a newer, fresh token.

@@ -52,6 +52,7 @@ type config struct {
 	PolicyFile             string
 	MCPToolScopes          string
 	MCPScopes              string
+	MetricsListen          string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -108,6 +109,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
+		s("IDFLOW_METRICS_LISTEN", "metrics-listen", "", "address serving /metrics without a token (loopback or a pod-internal port); default: only on the API, to allowlisted app-only tokens", &c.MetricsListen),
 	}
 }
 
@@ -164,6 +166,9 @@ func (c *config) validate() error {
 		}
 		if c.TrustedProxies != "" {
 			return errors.New("--dev does not trust proxies; unset IDFLOW_TRUSTED_PROXIES or drop --dev")
+		}
+		if c.MetricsListen != "" && !loopback(c.MetricsListen) {
+			return fmt.Errorf("--dev listens on loopback only; IDFLOW_METRICS_LISTEN %q is not a loopback address", c.MetricsListen)
 		}
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/idflow/idflow/connections"
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/httpapi"
+	"github.com/idflow/idflow/metrics"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
 	"github.com/idflow/idflow/vault"
@@ -72,7 +73,7 @@ func (d downstreamParts) Tools(svc *service.Service) *runner.Tools {
 // a key generated into the data dir). Without any provider there is nothing
 // to build, and no key is needed; with providers, production refuses to
 // start without IDFLOW_VAULT_KEY.
-func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, log *slog.Logger) (downstreamParts, error) {
+func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, m *metrics.Metrics, log *slog.Logger) (downstreamParts, error) {
 	var reg *connections.Registry
 	switch {
 	case cfg.ProvidersFile != "":
@@ -104,7 +105,7 @@ func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, log 
 		return downstreamParts{}, errors.New("IDFLOW_PROVIDERS_FILE: this database backend does not keep downstream connections yet (use SQLite)")
 	}
 	mgr, err := connections.New(connections.Config{PublicURL: cfg.PublicURL, Providers: reg, Store: cs, Keys: keys,
-		Audit: svc, Log: log.With("component", "connections")})
+		Audit: svc, Log: log.With("component", "connections"), Vault: vault.Config{OnRefresh: m.VaultRefreshes()}})
 	if err != nil {
 		return downstreamParts{}, err
 	}

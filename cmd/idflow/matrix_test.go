@@ -173,6 +173,7 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/admin/audit":                      {},
 	"GET /api/v1/admin/audit/verify":               {},
 	"GET /internal/v1/stats":                       {},
+	"GET /metrics":                                 {},
 
 	"GET /.well-known/oauth-protected-resource":     {},
 	"GET /.well-known/oauth-protected-resource/mcp": {},

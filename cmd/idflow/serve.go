@@ -23,6 +23,7 @@ import (
 	"github.com/idflow/idflow/files"
 	"github.com/idflow/idflow/httpapi"
 	"github.com/idflow/idflow/llm"
+	"github.com/idflow/idflow/metrics"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
 )
@@ -56,6 +57,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var mln net.Listener // IDFLOW_METRICS_LISTEN
+	if cfg.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("IDFLOW_METRICS_LISTEN: %w", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           app.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -70,10 +78,17 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		printDevBanner(stdout, cfg, ln.Addr().String())
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "dev", cfg.Dev)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if mln != nil {
+		msrv := metricsServer(app.metrics, log)
+		defer msrv.Close()
+		log.Info("metrics listening without authentication", "addr", mln.Addr().String())
+		go func() { errc <- fmt.Errorf("metrics: %w", msrv.Serve(mln)) }()
+	}
 	select {
 	case err := <-errc:
+		_ = srv.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -89,6 +104,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 // application is everything `serve` wires together.
 type application struct {
 	handler    http.Handler
+	metrics    http.Handler // the Prometheus exposition, for IDFLOW_METRICS_LISTEN
 	closers    []func() error
 	onShutdown []func() // run when the HTTP server starts shutting down
 }
@@ -101,6 +117,7 @@ func (a *application) Close() {
 
 func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, error) {
 	app := &application{}
+	m := metrics.New(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -132,6 +149,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 			Audiences:     append(append([]string{}, apiAudiences...), mcpAudience),
 			UserClaims:    splitComma(cfg.OIDCUserClaim),
 			RequiredScope: cfg.OIDCRequiredScope,
+			OnCacheLookup: m.TokenCacheLookups(),
 		}, auth.NewStaticKeySet(devIssuer.PublicJWK()))
 		if err != nil {
 			return nil, err
@@ -145,7 +163,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		var disc auth.Discovery
 		var keys auth.KeySet
 		var err error
-		verifier, disc, keys, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, log)
+		verifier, disc, keys, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, m, log)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +176,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		}
 	}
 
-	proxy, err := proxyConfig(cfg, log)
+	proxy, err := proxyConfig(cfg, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -202,17 +220,18 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
 		Model: model, Policy: policy, Log: log,
 	})
-	downstream, err := buildDownstream(cfg, db, svc, log) // connections.go: vault, providers, connect flow
+	downstream, err := buildDownstream(cfg, db, svc, m, log) // connections.go: vault, providers, connect flow
 	if err != nil {
 		app.Close()
 		return nil, err
 	}
-	ex := runner.NewExecutor(svc, db, bus, downstream.Tools(svc), log)
+	ex := runner.NewExecutor(svc, m.CountRunStates(db), bus, downstream.Tools(svc), log)
 	runs, client, err := be.runner(ex)
 	if err != nil {
 		app.Close()
 		return nil, err
 	}
+	runs = m.CountRunStarts(runs)
 	if err := client.Start(ctx); err != nil {
 		app.Close()
 		return nil, fmt.Errorf("river start: %w", err)
@@ -225,6 +244,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping, Login: webLogin}
 	deps.Connections = downstream.HTTP()
+	deps.Metrics, deps.Observer = m.Handler(), m
 	mcpServer, err := newMCP(cfg, svc, runs, downstream.Downstream(), log)
 	if err != nil {
 		app.Close()
@@ -242,7 +262,28 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 	}, deps)
 	app.handler = srv
+	app.metrics = m.Handler()
+	if err := errors.Join(m.Gauge(metrics.GaugeWebSockets, srv.OpenWebSockets),
+		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing)); err != nil {
+		app.Close()
+		return nil, err
+	}
 	return app, nil
+}
+
+// metricsServer serves /metrics without authentication, for the listener
+// of IDFLOW_METRICS_LISTEN: an address only the scraper reaches (loopback,
+// a pod-internal port). Everything else there answers 404.
+func metricsServer(h http.Handler, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // chatModel is the configured model and the names callers may use.
@@ -268,7 +309,7 @@ func redactURL(s string) string {
 
 // productionVerifier discovers the issuer (retrying while it is down at
 // start) and verifies against its JWKS.
-func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, log *slog.Logger) (*auth.Verifier, auth.Discovery, auth.KeySet, error) {
+func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, m *metrics.Metrics, log *slog.Logger) (*auth.Verifier, auth.Discovery, auth.KeySet, error) {
 	issuers := splitComma(cfg.OIDCIssuer)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var disc auth.Discovery
@@ -289,7 +330,7 @@ func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string,
 		return nil, disc, nil, fmt.Errorf("oidc discovery: %w", err)
 	}
 	accepted := append([]string{disc.Issuer}, issuers[1:]...)
-	keys := auth.NewRemoteKeySet(disc.JWKSURI, client, 0, log)
+	keys := auth.NewRemoteKeySet(disc.JWKSURI, client, 0, log).ObserveFetches(m.JWKSFetches("oidc"))
 	if err := keys.Refresh(ctx); err != nil {
 		log.Warn("initial jwks fetch failed; will retry on demand", "err", err)
 	}
@@ -299,11 +340,12 @@ func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string,
 		UserClaims:    splitComma(cfg.OIDCUserClaim),
 		Tenants:       splitComma(cfg.OIDCTenants),
 		RequiredScope: cfg.OIDCRequiredScope,
+		OnCacheLookup: m.TokenCacheLookups(),
 	}, keys)
 	return v, disc, keys, err
 }
 
-func proxyConfig(cfg *config, log *slog.Logger) (*auth.ProxyConfig, error) {
+func proxyConfig(cfg *config, m *metrics.Metrics, log *slog.Logger) (*auth.ProxyConfig, error) {
 	trusted, err := auth.ParsePrefixes(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
@@ -322,7 +364,7 @@ func proxyConfig(cfg *config, log *slog.Logger) (*auth.ProxyConfig, error) {
 		if aud == "" {
 			aud = cfg.PublicURL
 		}
-		keys := auth.NewRemoteKeySet(cfg.ProxyAssertionJWKSURL, nil, 0, log)
+		keys := auth.NewRemoteKeySet(cfg.ProxyAssertionJWKSURL, nil, 0, log).ObserveFetches(m.JWKSFetches("proxy_assertion"))
 		pc.Assertions, err = auth.NewAssertionVerifier(iss, aud, keys)
 		if err != nil {
 			return nil, err
