@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/idflow/idflow/runner"
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
@@ -110,7 +112,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
-		s("IDFLOW_RUNS_PER_USER", "runs-per-user", "2", "runs of one user executing at once; the rest wait in order", &c.RunsPerUser),
+		s("IDFLOW_RUNS_PER_USER", "runs-per-user", strconv.Itoa(runner.DefaultRunsPerUser), "runs of one user executing at once; the rest wait in order", &c.RunsPerUser),
 	}
 }
 
