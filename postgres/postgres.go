@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,8 @@ type DB struct {
 
 	mu   sync.Mutex
 	last time.Time // last timestamp handed out by now
+
+	admission atomic.Pointer[idflow.RunAdmission[pgx.Tx]] // runs.go
 }
 
 var (

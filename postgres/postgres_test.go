@@ -139,8 +139,11 @@ func TestPostgres(t *testing.T) {
 	t.Run("RunConformance", func(t *testing.T) {
 		storetest.RunRuns(t, func(t *testing.T) idflow.Store { return sv.fixture(t).s },
 			func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {
-				return s.(*DB).CreateRun(ctx, p, r, nil)
+				return s.(*DB).CreateRun(ctx, p, r)
 			})
+	})
+	t.Run("RunAdmissionConformance", func(t *testing.T) {
+		storetest.RunAdmission[pgx.Tx](t, func(t *testing.T) idflow.Store { return sv.fixture(t).s })
 	})
 	t.Run("ConnectionConformance", func(t *testing.T) {
 		storetest.RunConnections(t, func(t *testing.T) idflow.ConnectionStore { return sv.fixture(t).s })
@@ -344,7 +347,7 @@ func wallData(t *testing.T, s *DB, p idflow.Principal) {
 	must(err)
 	_, err = s.CreateFact(ctx, p, idflow.Fact{Content: p.UserID + " fact", SourceDocumentID: doc.ID})
 	must(err)
-	run, err := s.CreateRun(ctx, p, idflow.Run{WorkflowID: wf.ID, Definition: wf.Definition}, nil)
+	run, err := s.CreateRun(ctx, p, idflow.Run{WorkflowID: wf.ID, Definition: wf.Definition})
 	must(err)
 	_, err = s.AppendEvent(ctx, p, idflow.Event{RunID: run.ID, Type: idflow.EventRunStarted})
 	must(err)
@@ -850,6 +853,8 @@ func testQueryPlans(t *testing.T, sv *server) {
 		{listSQL(listDocumentsSQL, 1, byCreated, false, true), "documents_user_created", []any{"u", now, "x", 10}},
 		{listSQL(listFactsSQL, 1, byCreated, false, true), "facts_user_created", []any{"u", now, "x", 10}},
 		{listSQL(listRunsSQL, 1, byCreated, false, true), "runs_user_created", []any{"u", now, "x", 10}},
+		{admittedSQL, "runs_user_admitted", []any{"u"}},
+		{nextWaitingSQL, "runs_user_waiting", []any{"u", 2}},
 		{listSQL(listAuditSQL, 1, bySeq, false, true), "audit_events_user_seq", []any{"u", int64(5), "x", 10}},
 		{listSQL(listFactsSQL, 1, byCreated, false, false), "facts_user_created", []any{"u", 10}},
 		{searchSQL, "facts_", []any{"u", "'budget'", 10}},
@@ -899,16 +904,22 @@ type testArgs struct {
 
 func (testArgs) Kind() string { return "idflow.postgres_test" }
 
-// testWorker marks the run as running, then succeeded, as its owner.
+// testWorker marks the run as running, then succeeded, as its owner; a run
+// listed in strand is left running while its job is cancelled (as if its
+// worker's replica had died on the last attempt).
 type testWorker struct {
 	river.WorkerDefaults[testArgs]
-	store *DB
+	store  *DB
+	strand *sync.Map
 }
 
 func (w *testWorker) Work(ctx context.Context, job *river.Job[testArgs]) error {
 	p := authtest.User(job.Args.Owner, "t-one")
 	if _, err := w.store.UpdateRun(ctx, p, job.Args.RunID, idflow.RunUpdate{Status: idflow.RunRunning, Attempt: job.Attempt}); err != nil {
 		return err
+	}
+	if _, ok := w.strand.Load(job.Args.RunID); ok {
+		return river.JobCancel(errors.New("stranded on purpose"))
 	}
 	_, err := w.store.UpdateRun(ctx, p, job.Args.RunID, idflow.RunUpdate{Status: idflow.RunSucceeded, Output: json.RawMessage(`"done"`)})
 	return err
@@ -933,15 +944,17 @@ func (l *errorLog) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *errorLog) WithGroup(string) slog.Handler      { return l }
 
 // testRiver: River runs on the app role with the grants of grants.sql: a run
-// recorded with CreateRun is enqueued in the same transaction, worked and
-// completed; a failed enqueue records nothing.
+// admitted by CreateRun is enqueued in the same transaction, worked and
+// completed; a failed enqueue records nothing; a run whose job ends without
+// ending it is failed by FailStrandedRuns, which admits the owner's next run.
 func testRiver(t *testing.T, sv *server) {
 	f := sv.fixture(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	logs := &errorLog{}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &testWorker{store: f.s})
+	strand := &sync.Map{}
+	river.AddWorker(workers, &testWorker{store: f.s, strand: strand})
 	client, err := river.NewClient(riverpgxv5.New(f.s.Pool()), &river.Config{
 		Queues:              map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
 		Workers:             workers,
@@ -953,32 +966,55 @@ func testRiver(t *testing.T, sv *server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var refuse atomic.Bool
+	f.s.SetRunAdmission(idflow.RunAdmission[pgx.Tx]{PerUser: 1,
+		Enqueue: func(ctx context.Context, tx pgx.Tx, runID string, owner idflow.Snapshot) (int64, error) {
+			res, err := client.InsertTx(ctx, tx, testArgs{RunID: runID, Owner: owner.UserID}, nil)
+			if err != nil {
+				return 0, err
+			}
+			if refuse.Load() {
+				return 0, errors.New("enqueue refused")
+			}
+			return res.Job.ID, nil
+		}})
 	events, unsubscribe := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
 	defer unsubscribe()
 	if err := client.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	waitJob := func(runID string, want river.EventKind) {
+		t.Helper()
+		for {
+			select {
+			case ev := <-events:
+				var args testArgs
+				if err := json.Unmarshal(ev.Job.EncodedArgs, &args); err != nil {
+					t.Fatal(err)
+				}
+				if args.RunID != runID {
+					continue
+				}
+				if ev.Kind != want {
+					t.Fatalf("job of %s ended with %s (%+v); want %s", runID, ev.Kind, ev.Job.Errors, want)
+				}
+				return
+			case <-ctx.Done():
+				t.Fatalf("the job of %s did not end in time", runID)
+			}
+		}
 	}
 	wf, err := f.s.CreateWorkflow(ctx, alice, idflow.Workflow{Name: "wf", Definition: idflow.Definition{
 		Steps: []idflow.Step{{ID: "a", Type: idflow.StepWait, Ms: 1}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := f.s.CreateRun(ctx, alice, idflow.Run{WorkflowID: wf.ID, Definition: wf.Definition},
-		func(ctx context.Context, tx pgx.Tx, r idflow.Run) error {
-			_, err := client.InsertTx(ctx, tx, testArgs{RunID: r.ID, Owner: r.UserID}, nil)
-			return err
-		})
+	newRun := idflow.Run{WorkflowID: wf.ID, Definition: wf.Definition}
+	run, err := f.s.CreateRun(ctx, alice, newRun)
 	if err != nil {
 		t.Fatalf("CreateRun with River: %v", err)
 	}
-	select {
-	case ev := <-events:
-		if ev.Kind != river.EventKindJobCompleted {
-			t.Fatalf("job ended with %s: %+v", ev.Kind, ev.Job.Errors)
-		}
-	case <-ctx.Done():
-		t.Fatal("the job did not complete in time")
-	}
+	waitJob(run.ID, river.EventKindJobCompleted)
 	got, err := f.s.GetRun(ctx, alice, run.ID)
 	if err != nil || got.Status != idflow.RunSucceeded || string(got.Output) != `"done"` {
 		t.Fatalf("run after its job: %+v, %v", got, err)
@@ -988,16 +1024,11 @@ func testRiver(t *testing.T, sv *server) {
 	if err := f.s.Pool().QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.s.CreateRun(ctx, alice, idflow.Run{WorkflowID: wf.ID, Definition: wf.Definition},
-		func(ctx context.Context, tx pgx.Tx, r idflow.Run) error {
-			if _, err := client.InsertTx(ctx, tx, testArgs{RunID: r.ID, Owner: r.UserID}, nil); err != nil {
-				return err
-			}
-			return errors.New("enqueue refused")
-		})
-	if err == nil {
+	refuse.Store(true)
+	if _, err = f.s.CreateRun(ctx, alice, newRun); err == nil {
 		t.Fatal("CreateRun succeeded although enqueue failed")
 	}
+	refuse.Store(false)
 	runs, err := f.s.ListRuns(ctx, alice, idflow.Page{})
 	if err != nil || len(runs.Items) != 1 {
 		t.Fatalf("runs after a failed enqueue: %+v, %v; want only the first", runs.Items, err)
@@ -1005,6 +1036,39 @@ func testRiver(t *testing.T, sv *server) {
 	var after int
 	if err := f.s.Pool().QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&after); err != nil || after != before {
 		t.Fatalf("river_job has %d rows after a failed enqueue, %d before (%v)", after, before, err)
+	}
+
+	// A stranded run holds alice's only slot until FailStrandedRuns.
+	strandedID := idflow.NewID(idflow.PrefixRun)
+	strand.Store(strandedID, true)
+	stranded, err := f.s.CreateRun(ctx, alice, idflow.Run{ID: strandedID, WorkflowID: wf.ID, Definition: wf.Definition})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := f.s.CreateRun(ctx, alice, newRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(stranded.ID, river.EventKindJobCancelled)
+	if got, err := f.s.GetRun(ctx, alice, next.ID); err != nil || got.Status != idflow.RunQueued {
+		t.Fatalf("alice's next run: %+v, %v; want queued behind the stranded one", got, err)
+	}
+	evs, err := f.s.FailStrandedRuns(ctx, 10)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("FailStrandedRuns = %+v, %v; want the stranded run's run.failed", evs, err)
+	}
+	if e := evs[0]; e.RunID != stranded.ID || e.UserID != "alice" || e.Type != idflow.EventRunFailed || e.Seq != 2 {
+		t.Fatalf("event %+v; want alice's run.failed of %s, seq 2", e, stranded.ID)
+	}
+	if got, err := f.s.GetRun(ctx, alice, stranded.ID); err != nil || got.Status != idflow.RunFailed || got.Error != idflow.RunStrandedError {
+		t.Fatalf("stranded run after the sweep: %+v, %v", got, err)
+	}
+	if stored, err := f.s.ListEvents(ctx, alice, stranded.ID, 1, 10); err != nil || len(stored) != 1 || stored[0].Type != idflow.EventRunFailed {
+		t.Fatalf("stranded run's stored events after seq 1: %+v, %v", stored, err)
+	}
+	waitJob(next.ID, river.EventKindJobCompleted)
+	if evs, err := f.s.FailStrandedRuns(ctx, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("second sweep: %+v, %v; want nothing", evs, err)
 	}
 
 	stopCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)

@@ -4,15 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idflow/idflow"
 )
 
-var _ idflow.RunCreator[pgx.Tx] = (*DB)(nil)
+var _ idflow.RunQueue[pgx.Tx] = (*DB)(nil)
 
 const (
+	// admittedSQL counts the owner's admitted runs that have not ended (the
+	// slots in use); nextWaitingSQL lists the owner's waiting runs, oldest
+	// first. Each reads its own partial index (migrations/0004).
+	admittedSQL    = `SELECT count(*) FROM runs WHERE user_id = $1 AND NOT waiting AND status IN ('queued', 'running')`
+	nextWaitingSQL = `SELECT id, owner_snapshot::text FROM runs
+		WHERE user_id = $1 AND waiting AND status = 'queued' ORDER BY created_at, id LIMIT $2`
+
 	runCols     = `id, user_id, tenant_id, workflow_id, workflow_version, definition, status, input, output, error, attempt, created_at, updated_at, started_at, finished_at`
 	listRunsSQL = `SELECT ` + runCols + ` FROM runs WHERE user_id = $1`
 )
@@ -39,16 +47,24 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 
 func runKey(r idflow.Run) cursor { return cursor{Key: timeKey(r.CreatedAt), ID: r.ID} }
 
-// CreateRun records run, its run.queued event (seq 1), and whatever enqueue
-// writes (the River job, through riverpgxv5's InsertTx), in one transaction:
-// a run is never recorded without its job, nor a job enqueued for a run that
-// was not recorded.
-func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run, enqueue func(context.Context, pgx.Tx, idflow.Run) error) (idflow.Run, error) {
+// SetRunAdmission sets how runs are admitted (idflow.RunQueue).
+func (db *DB) SetRunAdmission(a idflow.RunAdmission[pgx.Tx]) { db.admission.Store(&a) }
+
+// CreateRun records run, its run.queued event (seq 1) and the owner's
+// snapshot, and admits the owner's oldest waiting runs while there is room
+// (their River jobs inserted through riverpgxv5's InsertTx), in one
+// transaction: a run is never recorded without its job or its place in the
+// queue, nor a job enqueued for a run that was not recorded.
+func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run) (idflow.Run, error) {
 	owner, err := p.Owner()
 	if err != nil {
 		return idflow.Run{}, err
 	}
 	def, decoded, err := idflow.EncodeDefinition(run.Definition)
+	if err != nil {
+		return idflow.Run{}, fail("create run", err)
+	}
+	snapshot, err := json.Marshal(p.Snapshot())
 	if err != nil {
 		return idflow.Run{}, fail("create run", err)
 	}
@@ -61,32 +77,93 @@ func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run,
 	if run.ID == "" {
 		run.ID = idflow.NewID(idflow.PrefixRun)
 	}
-	now := db.now()
-	run.UserID, run.Definition, run.Status, run.CreatedAt, run.UpdatedAt = owner, decoded, idflow.RunQueued, now, now
+	run.UserID, run.Definition, run.Status = owner, decoded, idflow.RunQueued
 	run.Output, run.Error, run.Attempt, run.StartedAt, run.FinishedAt = nil, "", 0, nil, nil
 	err = db.asUser(ctx, "create run", owner, readWrite, func(tx pgx.Tx) error {
+		if err := lockAdmission(ctx, tx, owner); err != nil {
+			return err
+		}
 		if err := requireOwned(ctx, tx, "workflows", "workflow", owner, run.WorkflowID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+runCols+`, next_seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '', 0, $9, $10, NULL, NULL, 2)`,
+		// Taken under the lock, so the owner's runs are created, and
+		// admitted, in the order they commit.
+		now := db.now()
+		run.CreatedAt, run.UpdatedAt = now, now
+		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+runCols+`, next_seq, waiting, owner_snapshot)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '', 0, $9, $10, NULL, NULL, 2, true, $11)`,
 			run.ID, owner, run.TenantID, run.WorkflowID, run.WorkflowVersion, def, run.Status, string(run.Input),
-			now, now); err != nil {
+			now, now, string(snapshot)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO run_events (user_id, run_id, seq, type, step_id, data, at)
 			VALUES ($1, $2, 1, $3, '', NULL, $4)`, owner, run.ID, idflow.EventRunQueued, now); err != nil {
 			return err
 		}
-		if enqueue != nil {
-			return enqueue(ctx, tx, run)
-		}
-		return nil
+		return db.admit(ctx, tx, owner)
 	})
 	if err != nil {
 		return idflow.Run{}, err
 	}
 	return run, nil
+}
+
+// admissionLockClass is the first key of the per-user advisory locks that
+// serialize admission ("idfr"); the second is a hash of the user id. A
+// collision of two users' hashes only makes them take turns.
+const admissionLockClass = 0x69646672
+
+// lockAdmission takes owner's admission lock until the transaction ends, on
+// every replica: counting the owner's admitted runs and admitting the next
+// ones cannot interleave with another transaction doing the same.
+func lockAdmission(ctx context.Context, tx pgx.Tx, owner string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(admissionLockClass), owner)
+	return err
+}
+
+// admit admits owner's oldest waiting runs while fewer than PerUser of
+// theirs are admitted and not ended, enqueueing each one's job in tx. The
+// caller holds owner's admission lock (lockAdmission), taken before any
+// write of the transaction.
+func (db *DB) admit(ctx context.Context, tx pgx.Tx, owner string) error {
+	a := db.admission.Load()
+	if a == nil {
+		return nil
+	}
+	var active int
+	if err := tx.QueryRow(ctx, admittedSQL, owner).Scan(&active); err != nil {
+		return err
+	}
+	if active >= a.PerUser {
+		return nil
+	}
+	rows, err := tx.Query(ctx, nextWaitingSQL, owner, a.PerUser-active)
+	if err != nil {
+		return err
+	}
+	type waiting struct{ id, snapshot string }
+	next, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (waiting, error) {
+		var w waiting
+		return w, r.Scan(&w.id, &w.snapshot)
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range next {
+		snapshot, err := idflow.DecodeSnapshot(w.snapshot, owner)
+		if err != nil {
+			return err
+		}
+		jobID, err := a.Enqueue(ctx, tx, w.id, snapshot)
+		if err != nil {
+			return fmt.Errorf("enqueue run %s: %w", w.id, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE runs SET waiting = false, job_id = $1 WHERE user_id = $2 AND id = $3`,
+			jobID, owner, w.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (db *DB) GetRun(ctx context.Context, p idflow.Principal, id string) (idflow.Run, error) {
@@ -113,7 +190,9 @@ func (db *DB) ListRuns(ctx context.Context, p idflow.Principal, page idflow.Page
 
 // UpdateRun moves a run to u.Status. An ended run is never changed again
 // (ECONFLICT), so a late worker cannot overwrite a cancel: the row is locked
-// (FOR NO KEY UPDATE) between the check and the update, across replicas.
+// (FOR NO KEY UPDATE) between the check and the update, across replicas. A
+// run that ends admits the owner's next waiting run in the same
+// transaction, under the owner's admission lock.
 func (db *DB) UpdateRun(ctx context.Context, p idflow.Principal, id string, u idflow.RunUpdate) (idflow.Run, error) {
 	owner, err := p.Owner()
 	if err != nil {
@@ -133,7 +212,13 @@ func (db *DB) UpdateRun(ctx context.Context, p idflow.Principal, id string, u id
 	}
 	now := db.now()
 	var run idflow.Run
+	ends := u.Status != idflow.RunRunning
 	err = db.asUser(ctx, "update run", owner, readWrite, func(tx pgx.Tx) error {
+		if ends {
+			if err := lockAdmission(ctx, tx, owner); err != nil {
+				return err
+			}
+		}
 		cur, err := getOne(ctx, tx, "run", `SELECT `+runCols+` FROM runs WHERE user_id = $1 AND id = $2 FOR NO KEY UPDATE`,
 			scanRun, owner, id)
 		if err != nil {
@@ -151,7 +236,10 @@ func (db *DB) UpdateRun(ctx context.Context, p idflow.Principal, id string, u id
 				updated_at = $5
 			WHERE user_id = $6 AND id = $7 RETURNING `+runCols, scanRun,
 			u.Status, u.Error, output, u.Attempt, now, owner, id)
-		return err
+		if err != nil || !ends {
+			return err
+		}
+		return db.admit(ctx, tx, owner) // the run's slot is free
 	})
 	return run, err
 }

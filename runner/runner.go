@@ -33,7 +33,14 @@ func (Args) Kind() string { return "idflow.run" }
 type Config struct {
 	RunTimeout  time.Duration // whole-run limit (default 5 min)
 	MaxAttempts int           // River attempts before a run fails (default 3)
+	RunsPerUser int           // runs of one user admitted at once (default 2)
+	// SweepInterval is how often runs whose jobs ended without them are
+	// failed (default 1 min).
+	SweepInterval time.Duration
 }
+
+// DefaultRunsPerUser is RunsPerUser when unset (IDFLOW_RUNS_PER_USER).
+const DefaultRunsPerUser = 2
 
 func (c *Config) defaults() {
 	if c.RunTimeout <= 0 {
@@ -41,6 +48,12 @@ func (c *Config) defaults() {
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
+	}
+	if c.RunsPerUser <= 0 {
+		c.RunsPerUser = DefaultRunsPerUser
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Minute
 	}
 }
 
@@ -53,40 +66,63 @@ type RunStore interface {
 // Runner starts, executes and cancels runs. TTx is the backend's
 // transaction type (database/sql for SQLite, pgx for PostgreSQL).
 type Runner[TTx any] struct {
-	cfg     Config
-	client  *river.Client[TTx]
-	creator idflow.RunCreator[TTx]
-	exec    *Executor
+	cfg    Config
+	client *river.Client[TTx]
+	queue  idflow.RunQueue[TTx]
+	exec   *Executor
 }
 
-// New returns a Runner. Register(workers) must have been called on the
-// River config that built client.
-func New[TTx any](cfg Config, creator idflow.RunCreator[TTx], exec *Executor) *Runner[TTx] {
+// New returns a Runner, and sets queue to admit at most cfg.RunsPerUser
+// runs of each user at once, each as a job of client. Register must have
+// been called on the River config that built client.
+func New[TTx any](cfg Config, queue idflow.RunQueue[TTx], exec *Executor, client *river.Client[TTx]) *Runner[TTx] {
 	cfg.defaults()
-	return &Runner[TTx]{cfg: cfg, creator: creator, exec: exec}
+	r := &Runner[TTx]{cfg: cfg, client: client, queue: queue, exec: exec}
+	queue.SetRunAdmission(idflow.RunAdmission[TTx]{PerUser: cfg.RunsPerUser, Enqueue: r.enqueue})
+	return r
 }
 
-// SetClient attaches the River client (built after the workers it runs).
-func (r *Runner[TTx]) SetClient(c *river.Client[TTx]) { r.client = c }
+// enqueue inserts the job of an admitted run, in the store's transaction.
+func (r *Runner[TTx]) enqueue(ctx context.Context, tx TTx, runID string, owner idflow.Snapshot) (int64, error) {
+	res, err := r.client.InsertTx(ctx, tx, Args{RunID: runID, Owner: owner}, &river.InsertOpts{MaxAttempts: r.cfg.MaxAttempts})
+	if err != nil {
+		return 0, err
+	}
+	return res.Job.ID, nil
+}
 
-// Register adds the run worker to workers.
-func Register(workers *river.Workers, exec *Executor, cfg Config) {
+// Sweeper fails the runs whose jobs ended without them (idflow.RunQueue).
+type Sweeper interface {
+	FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, error)
+}
+
+// Register adds the run worker and the stranded-run sweeper to workers.
+func Register(workers *river.Workers, exec *Executor, sweeper Sweeper, cfg Config) {
 	cfg.defaults()
 	river.AddWorker(workers, &worker{exec: exec, cfg: cfg})
+	river.AddWorker(workers, &sweepWorker{exec: exec, sweeper: sweeper})
 }
 
-// Start records a run of workflowID as p and enqueues its job, in one
-// transaction. version 0 runs the current draft; N runs frozen version N.
+// PeriodicJobs are the River periodic jobs of runs: the stranded-run sweep,
+// at start and every cfg.SweepInterval. River's leader enqueues them, so one
+// replica sweeps at a time.
+func PeriodicJobs(cfg Config) []*river.PeriodicJob {
+	cfg.defaults()
+	return []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+		func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, &river.InsertOpts{MaxAttempts: 1} },
+		&river.PeriodicJobOpts{RunOnStart: true})}
+}
+
+// Start records a run of workflowID as p; it is admitted (its job
+// enqueued) in the same transaction when p has fewer than RunsPerUser runs
+// admitted, else it waits, queued, behind p's earlier runs. version 0 runs
+// the current draft; N runs frozen version N.
 func (r *Runner[TTx]) Start(ctx context.Context, p idflow.Principal, workflowID string, input json.RawMessage, version int) (idflow.Run, error) {
 	run, err := r.exec.prepare(ctx, p, workflowID, input, version)
 	if err != nil {
 		return idflow.Run{}, err
 	}
-	args := Args{RunID: run.ID, Owner: p.Snapshot()}
-	created, err := r.creator.CreateRun(ctx, p, run, func(ctx context.Context, tx TTx, _ idflow.Run) error {
-		_, err := r.client.InsertTx(ctx, tx, args, &river.InsertOpts{MaxAttempts: r.cfg.MaxAttempts})
-		return err
-	})
+	created, err := r.queue.CreateRun(ctx, p, run)
 	r.exec.svc.Audit(ctx, p, "run.start", "workflow/"+workflowID, err)
 	if err != nil {
 		return idflow.Run{}, err
@@ -213,8 +249,43 @@ func (w *worker) Timeout(*river.Job[Args]) time.Duration { return w.cfg.RunTimeo
 func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	p, err := auth.FromSnapshot(job.Args.Owner)
 	if err != nil {
-		return river.JobCancel(err) // a job without an owner never runs
+		return river.JobCancel(err) // a job without an owner never runs (its run is swept)
 	}
 	final := job.Attempt >= job.MaxAttempts
 	return w.exec.execute(ctx, p, job.Args.RunID, job.Attempt, final)
+}
+
+// strandedBatch bounds the runs one sweep transaction fails.
+const strandedBatch = 100
+
+// sweepArgs is the periodic job of the stranded-run sweep.
+type sweepArgs struct{}
+
+// Kind implements river.JobArgs.
+func (sweepArgs) Kind() string { return "idflow.runs.sweep" }
+
+// sweepWorker fails the runs whose jobs ended without them, so that they
+// stop holding their owners' slots, and publishes their run.failed events.
+type sweepWorker struct {
+	river.WorkerDefaults[sweepArgs]
+	exec    *Executor
+	sweeper Sweeper
+}
+
+func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[sweepArgs]) error {
+	for {
+		evs, err := w.sweeper.FailStrandedRuns(ctx, strandedBatch)
+		if err != nil {
+			return fmt.Errorf("sweep stranded runs: %w", err)
+		}
+		for _, ev := range evs {
+			w.exec.log.WarnContext(ctx, "failed a run whose job ended without it", "run_id", ev.RunID)
+			if err := w.exec.bus.Publish(ctx, ev); err != nil {
+				w.exec.log.WarnContext(ctx, "publish event", "run_id", ev.RunID, "err", err)
+			}
+		}
+		if len(evs) < strandedBatch {
+			return nil
+		}
+	}
 }

@@ -36,6 +36,7 @@ func (quickRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now() }
 // rig is a runner on a real SQLite store with River on it, as cmd/idflow
 // wires it.
 type rig struct {
+	cfg    runner.Config
 	db     *sqlite.DB
 	svc    *service.Service
 	bus    *events.Memory
@@ -68,13 +69,14 @@ func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
 		t.Fatal(err)
 	}
 	svc := service.New(service.Config{}, service.Deps{Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(1000), time.Minute), Model: llm.Echo{}})
-	r := &rig{db: db, svc: svc, bus: events.NewMemory(0), tools: runner.NewTools(svc)}
+	r := &rig{cfg: cfg, db: db, svc: svc, bus: events.NewMemory(0), tools: runner.NewTools(svc)}
 	ex := runner.NewExecutor(svc, db, r.bus, r.tools, nil)
 	ws := river.NewWorkers()
-	runner.Register(ws, ex, cfg)
+	runner.Register(ws, ex, db, cfg)
 	r.client, err = river.NewClient(riversqlite.New(db.SQL()), &river.Config{
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
 		Workers:           ws,
+		PeriodicJobs:      runner.PeriodicJobs(cfg),
 		RetryPolicy:       quickRetry{},
 		FetchPollInterval: 10 * time.Millisecond,
 		FetchCooldown:     5 * time.Millisecond,
@@ -83,8 +85,7 @@ func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.runs = runner.New[*sql.Tx](cfg, db, ex)
-	r.runs.SetClient(r.client)
+	r.runs = runner.New[*sql.Tx](cfg, db, ex, r.client)
 	var stop func()
 	r.jobs, stop = r.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed)
 	t.Cleanup(stop)
@@ -119,6 +120,16 @@ func (r *rig) start(t testing.TB, p idflow.Principal, wf idflow.Workflow) idflow
 		t.Fatal(err)
 	}
 	return run
+}
+
+// holdSlots starts n runs of p that wait ten minutes, holding n of p's
+// admission slots: p's next runs are recorded and wait, without a job.
+func (r *rig) holdSlots(t testing.TB, p idflow.Principal, n int) {
+	t.Helper()
+	wf := r.workflow(t, p, idflow.Step{ID: "hold", Type: idflow.StepWait, Ms: 600000})
+	for range n {
+		r.start(t, p, wf)
+	}
 }
 
 // waitJob waits for River to finalize a job of runID (or of job id when
@@ -299,7 +310,8 @@ func TestPermanentErrorFailsOnTheFirstAttempt(t *testing.T) {
 // names a user who does not own the run, is cancelled without running a
 // step or touching the run.
 func TestJobWithoutItsOwnerNeverRuns(t *testing.T) {
-	r := newRig(t, runner.Config{}, 2)
+	r := newRig(t, runner.Config{RunsPerUser: 1}, 2)
+	r.holdSlots(t, alice, 1)
 	var calls atomic.Int32
 	r.tools.Add("count", func(context.Context, idflow.Principal, json.RawMessage) (any, error) {
 		calls.Add(1)
@@ -312,10 +324,11 @@ func TestJobWithoutItsOwnerNeverRuns(t *testing.T) {
 		"another owner": bob.Snapshot(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			// The run is recorded without a job; the job is inserted by hand.
+			// The run waits (alice's slot is held), without a job; the
+			// job is inserted by hand.
 			run, err := r.db.CreateRun(context.Background(), alice, idflow.Run{
 				ID: idflow.NewID(idflow.PrefixRun), TenantID: "t-one", WorkflowID: wf.ID, Definition: wf.Definition,
-			}, nil)
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -442,9 +455,10 @@ func TestEveryEventNamesItsOwner(t *testing.T) {
 // at once when the end is older than the grace its writer had, on the last
 // attempt otherwise.
 func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
-	r := newRig(t, runner.Config{MaxAttempts: 3}, 2)
+	r := newRig(t, runner.Config{MaxAttempts: 3, RunsPerUser: 1}, 2)
 	ctx := context.Background()
 	wf := r.workflow(t, alice, idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"})
+	r.holdSlots(t, alice, 1) // the runs below wait, without a job: the test inserts it
 	for _, tc := range []struct {
 		update  idflow.RunUpdate
 		event   string
@@ -458,7 +472,7 @@ func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
 		{idflow.RunUpdate{Status: idflow.RunCancelled}, idflow.EventRunCancelled, `{"by":"alice"}`, false, 3},
 	} {
 		t.Run(fmt.Sprintf("%s aged=%v", tc.update.Status, tc.aged), func(t *testing.T) {
-			run, err := r.db.CreateRun(ctx, alice, idflow.Run{ID: idflow.NewID(idflow.PrefixRun), TenantID: "t-one", WorkflowID: wf.ID, Definition: wf.Definition}, nil)
+			run, err := r.db.CreateRun(ctx, alice, idflow.Run{ID: idflow.NewID(idflow.PrefixRun), TenantID: "t-one", WorkflowID: wf.ID, Definition: wf.Definition})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -496,19 +510,223 @@ func TestEndedRunGetsItsTerminalEvent(t *testing.T) {
 		})
 	}
 	t.Run("ended with its event", func(t *testing.T) {
-		run := r.start(t, alice, wf)
+		run := r.start(t, bob, r.workflow(t, bob, idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"}))
 		r.waitJob(t, run.ID, 0)
 		// The same job once more (as after a rescue): nothing is added.
-		before := r.history(t, alice, run.ID)
-		res, err := r.client.Insert(ctx, runner.Args{RunID: run.ID, Owner: alice.Snapshot()}, nil)
+		before := r.history(t, bob, run.ID)
+		res, err := r.client.Insert(ctx, runner.Args{RunID: run.ID, Owner: bob.Snapshot()}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ev := r.waitJob(t, run.ID, res.Job.ID); ev.Kind != river.EventKindJobCompleted || ev.Job.Attempt != 1 {
 			t.Fatalf("job: %s at attempt %d", ev.Kind, ev.Job.Attempt)
 		}
-		if after := r.history(t, alice, run.ID); len(after) != len(before) {
+		if after := r.history(t, bob, run.ID); len(after) != len(before) {
 			t.Fatalf("%d events after re-running an ended job; %d before", len(after), len(before))
 		}
 	})
+}
+
+// gate is a tool that holds each call until the test lets one through,
+// and records how many calls of each user it holds at once.
+type gate struct {
+	pass chan struct{}
+	mu   sync.Mutex
+	in   map[string]int // calls inside, per user
+	max  map[string]int // most calls inside at once, per user
+}
+
+func newGate() *gate {
+	return &gate{pass: make(chan struct{}), in: map[string]int{}, max: map[string]int{}}
+}
+
+func (g *gate) tool(ctx context.Context, p idflow.Principal, _ json.RawMessage) (any, error) {
+	g.mu.Lock()
+	g.in[p.UserID]++
+	g.max[p.UserID] = max(g.max[p.UserID], g.in[p.UserID])
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.in[p.UserID]--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.pass:
+		return "passed", nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (g *gate) most(user string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.max[user]
+}
+
+// letOne lets one held call through.
+func (g *gate) letOne(t testing.TB) {
+	t.Helper()
+	select {
+	case g.pass <- struct{}{}:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no call reached the gate within 30s")
+	}
+}
+
+// waitEvent waits for an event of type typ of p's run: stored already, or
+// arriving on s (subscribed before the history is read, so nothing falls
+// between the two).
+func (r *rig) waitEvent(t testing.TB, p idflow.Principal, s idflow.Subscription, runID, typ string) {
+	t.Helper()
+	if count(r.history(t, p, runID), typ, "") > 0 {
+		return
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case e, ok := <-s.Events():
+			if !ok {
+				t.Fatalf("run %s: the subscription ended before %s", runID, typ)
+			}
+			if e.Type == typ {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("run %s: no %s within 30s", runID, typ)
+		}
+	}
+}
+
+// TestRunsWaitTheirTurnPerUser: with RunsPerUser 2 and 8 workers, alice's
+// six runs execute two at a time, the others wait (queued, no job) and
+// start in the order they were started as hers end; a waiting run can be
+// cancelled and is skipped; bob's run is not held behind alice's.
+func TestRunsWaitTheirTurnPerUser(t *testing.T) {
+	r := newRig(t, runner.Config{RunsPerUser: 2}, 8)
+	ctx := context.Background()
+	g := newGate()
+	r.tools.Add("gate", g.tool)
+	wf := r.workflow(t, alice, idflow.Step{ID: "gate", Type: idflow.StepTool, Tool: "gate"})
+	var runs []idflow.Run
+	subs := map[string]idflow.Subscription{}
+	for range 6 {
+		run := r.start(t, alice, wf)
+		s, err := r.bus.Subscribe(ctx, alice, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		runs, subs[run.ID] = append(runs, run), s
+	}
+	for _, run := range runs[:2] {
+		r.waitEvent(t, alice, subs[run.ID], run.ID, idflow.EventStepStarted)
+	}
+
+	// bob's run completes while alice's two hold the gate and four wait.
+	bobs := r.start(t, bob, r.workflow(t, bob, idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"}))
+	if ev := r.waitJob(t, bobs.ID, 0); ev.Kind != river.EventKindJobCompleted {
+		t.Fatalf("bob's job: %s", ev.Kind)
+	}
+	if got := r.run(t, bob, bobs.ID); got.Status != idflow.RunSucceeded {
+		t.Fatalf("bob's run: %s", got.Status)
+	}
+	for _, run := range runs[2:] {
+		if got := r.run(t, alice, run.ID); got.Status != idflow.RunQueued || got.StartedAt != nil {
+			t.Fatalf("alice's run %s is %s (started %v) while two of hers hold their slots; want queued", run.ID, got.Status, got.StartedAt)
+		}
+		if evs := r.history(t, alice, run.ID); len(evs) != 1 || evs[0].Type != idflow.EventRunQueued {
+			t.Fatalf("waiting run's history: %+v; want run.queued only", evs)
+		}
+	}
+
+	// A waiting run is cancelled: it ends at once and never starts.
+	cancelled, err := r.runs.Cancel(ctx, alice, runs[3].ID)
+	if err != nil || cancelled.Status != idflow.RunCancelled {
+		t.Fatalf("cancel a waiting run: %+v, %v", cancelled, err)
+	}
+	r.waitEvent(t, alice, subs[runs[3].ID], runs[3].ID, idflow.EventRunCancelled)
+
+	// Each end admits alice's oldest waiting run, and only that one.
+	for i, next := range []int{2, 4, 5} {
+		g.letOne(t)
+		r.waitEvent(t, alice, subs[runs[next].ID], runs[next].ID, idflow.EventRunStarted)
+		for _, later := range []int{2, 4, 5}[i+1:] {
+			if got := r.run(t, alice, runs[later].ID); got.Status != idflow.RunQueued || got.StartedAt != nil {
+				t.Fatalf("run %d is %s before run %d, started earlier, was admitted", later, got.Status, next)
+			}
+		}
+	}
+	for range 2 {
+		g.letOne(t)
+	}
+	for _, run := range runs {
+		want := idflow.RunSucceeded
+		if run.ID == runs[3].ID {
+			want = idflow.RunCancelled
+		} else {
+			r.waitEvent(t, alice, subs[run.ID], run.ID, idflow.EventRunCompleted)
+		}
+		got := r.run(t, alice, run.ID)
+		if got.Status != want {
+			t.Fatalf("run %s: %s; want %s", run.ID, got.Status, want)
+		}
+		if evs := r.history(t, alice, run.ID); run.ID == runs[3].ID && (count(evs, idflow.EventRunStarted, "") != 0 || len(evs) != 2) {
+			t.Fatalf("the cancelled waiting run's history: %+v; want run.queued, run.cancelled", evs)
+		}
+	}
+	if n := g.most("alice"); n != 2 {
+		t.Fatalf("alice had %d runs at the gate at once; want 2 (RunsPerUser)", n)
+	}
+}
+
+// TestStrandedRunIsFailedAndFreesItsSlot: a run whose job ends without
+// ending it — here a tool panics on the last attempt, and River discards
+// the job — would hold its owner's slot for ever. The periodic sweep fails
+// it (stored and published run.failed), and the owner's next run goes.
+func TestStrandedRunIsFailedAndFreesItsSlot(t *testing.T) {
+	r := newRig(t, runner.Config{RunsPerUser: 1, MaxAttempts: 1, SweepInterval: 100 * time.Millisecond}, 2)
+	ctx := context.Background()
+	r.tools.Add("boom", func(context.Context, idflow.Principal, json.RawMessage) (any, error) { panic("a bug in a tool") })
+	stuck := r.start(t, alice, r.workflow(t, alice, idflow.Step{ID: "boom", Type: idflow.StepTool, Tool: "boom"}))
+	sub, err := r.bus.Subscribe(ctx, alice, stuck.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	next := r.start(t, alice, r.workflow(t, alice, idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"}))
+	if ev := r.waitJob(t, stuck.ID, 0); ev.Kind != river.EventKindJobFailed || ev.Job.State != rivertype.JobStateDiscarded {
+		t.Fatalf("the panicking run's job: %s %s; want discarded", ev.Kind, ev.Job.State)
+	}
+	r.waitEvent(t, alice, sub, stuck.ID, idflow.EventRunFailed)
+	got := r.run(t, alice, stuck.ID)
+	if got.Status != idflow.RunFailed || got.Error != idflow.RunStrandedError || got.FinishedAt == nil {
+		t.Fatalf("stranded run: %s %q; want failed, %q", got.Status, got.Error, idflow.RunStrandedError)
+	}
+	evs := r.history(t, alice, stuck.ID)
+	ownedBy(t, evs, "alice")
+	if last := evs[len(evs)-1]; last.Type != idflow.EventRunFailed || count(evs, idflow.EventRunFailed, "") != 1 {
+		t.Fatalf("stranded run's history: %+v; want one run.failed, last", evs)
+	}
+	if ev := r.waitJob(t, next.ID, 0); ev.Kind != river.EventKindJobCompleted {
+		t.Fatalf("the next run's job: %s", ev.Kind)
+	}
+	if got := r.run(t, alice, next.ID); got.Status != idflow.RunSucceeded {
+		t.Fatalf("the next run: %s", got.Status)
+	}
+	// A healthy run is never swept.
+	g := newGate()
+	r.tools.Add("gate", g.tool)
+	held := r.start(t, bob, r.workflow(t, bob, idflow.Step{ID: "gate", Type: idflow.StepTool, Tool: "gate"}))
+	heldSub, err := r.bus.Subscribe(ctx, bob, held.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer heldSub.Close()
+	r.waitEvent(t, bob, heldSub, held.ID, idflow.EventStepStarted)
+	if evs, err := r.db.FailStrandedRuns(ctx, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("sweep with a healthy run: %+v, %v; want nothing", evs, err)
+	}
+	g.letOne(t)
+	r.waitEvent(t, bob, heldSub, held.ID, idflow.EventRunCompleted)
 }

@@ -5,11 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/idflow/idflow"
 )
 
-var _ idflow.RunCreator[*sql.Tx] = (*DB)(nil)
+var _ idflow.RunQueue[*sql.Tx] = (*DB)(nil)
 
 const (
 	runCols     = `id, user_id, tenant_id, workflow_id, workflow_version, definition, status, input, output, error, attempt, created_at, updated_at, started_at, finished_at`
@@ -48,14 +49,23 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 
 func runKey(r idflow.Run) cursor { return cursor{Key: nanos(r.CreatedAt), ID: r.ID} }
 
-// CreateRun records run, its run.queued event (seq 1), and whatever enqueue
-// writes (the River job), in one transaction.
-func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run, enqueue func(context.Context, *sql.Tx, idflow.Run) error) (idflow.Run, error) {
+// SetRunAdmission sets how runs are admitted (idflow.RunQueue).
+func (db *DB) SetRunAdmission(a idflow.RunAdmission[*sql.Tx]) { db.admission.Store(&a) }
+
+// CreateRun records run, its run.queued event (seq 1) and the owner's
+// snapshot, and admits the owner's oldest waiting runs while there is room,
+// in one transaction: a run is never recorded without its job or its place
+// in the queue, nor a job enqueued for a run that was not recorded.
+func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run) (idflow.Run, error) {
 	owner, err := p.Owner()
 	if err != nil {
 		return idflow.Run{}, err
 	}
 	def, decoded, err := idflow.EncodeDefinition(run.Definition)
+	if err != nil {
+		return idflow.Run{}, fail("create run", err)
+	}
+	snapshot, err := json.Marshal(p.Snapshot())
 	if err != nil {
 		return idflow.Run{}, fail("create run", err)
 	}
@@ -68,32 +78,84 @@ func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run,
 	if run.ID == "" {
 		run.ID = idflow.NewID(idflow.PrefixRun)
 	}
-	now := db.now()
-	run.UserID, run.Definition, run.Status, run.CreatedAt, run.UpdatedAt = owner, decoded, idflow.RunQueued, now, now
+	run.UserID, run.Definition, run.Status = owner, decoded, idflow.RunQueued
 	run.Output, run.Error, run.Attempt, run.StartedAt, run.FinishedAt = nil, "", 0, nil, nil
 	err = db.tx(ctx, "create run", func(tx *sql.Tx) error {
 		if err := requireOwned(ctx, tx, "workflows", "workflow", owner, run.WorkflowID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`, next_seq)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', 0, ?, ?, NULL, NULL, 2)`,
+		// Taken by the single writer, so runs are created, and admitted,
+		// in the order they commit.
+		now := db.now()
+		run.CreatedAt, run.UpdatedAt = now, now
+		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`, next_seq, waiting, owner_snapshot)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', 0, ?, ?, NULL, NULL, 2, 1, ?)`,
 			run.ID, owner, run.TenantID, run.WorkflowID, run.WorkflowVersion, def, run.Status, string(run.Input),
-			nanos(now), nanos(now)); err != nil {
+			nanos(now), nanos(now), string(snapshot)); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO run_events (user_id, run_id, seq, type, step_id, data, at)
 			VALUES (?, ?, 1, ?, '', NULL, ?)`, owner, run.ID, idflow.EventRunQueued, nanos(now)); err != nil {
 			return err
 		}
-		if enqueue != nil {
-			return enqueue(ctx, tx, run)
-		}
-		return nil
+		return db.admit(ctx, tx, owner)
 	})
 	if err != nil {
 		return idflow.Run{}, err
 	}
 	return run, nil
+}
+
+// admit admits owner's oldest waiting runs while fewer than PerUser of
+// theirs are admitted and not ended, enqueueing each one's job in tx. The
+// store has a single writer, so admissions are serialized by construction.
+func (db *DB) admit(ctx context.Context, tx *sql.Tx, owner string) error {
+	a := db.admission.Load()
+	if a == nil {
+		return nil
+	}
+	var active int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs
+		WHERE user_id = ? AND waiting = 0 AND status IN ('queued', 'running')`, owner).Scan(&active); err != nil {
+		return err
+	}
+	if active >= a.PerUser {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, owner_snapshot FROM runs
+		WHERE user_id = ? AND waiting = 1 AND status = 'queued' ORDER BY created_at, id LIMIT ?`, owner, a.PerUser-active)
+	if err != nil {
+		return err
+	}
+	type waiting struct{ id, snapshot string }
+	var next []waiting
+	for rows.Next() {
+		var w waiting
+		if err := rows.Scan(&w.id, &w.snapshot); err != nil {
+			rows.Close()
+			return err
+		}
+		next = append(next, w)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, w := range next {
+		snapshot, err := idflow.DecodeSnapshot(w.snapshot, owner)
+		if err != nil {
+			return err
+		}
+		jobID, err := a.Enqueue(ctx, tx, w.id, snapshot)
+		if err != nil {
+			return fmt.Errorf("enqueue run %s: %w", w.id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET waiting = 0, job_id = ? WHERE user_id = ? AND id = ?`,
+			jobID, owner, w.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (db *DB) GetRun(ctx context.Context, p idflow.Principal, id string) (idflow.Run, error) {
@@ -113,7 +175,8 @@ func (db *DB) ListRuns(ctx context.Context, p idflow.Principal, page idflow.Page
 }
 
 // UpdateRun moves a run to u.Status. An ended run is never changed again
-// (ECONFLICT), so a late worker cannot overwrite a cancel.
+// (ECONFLICT), so a late worker cannot overwrite a cancel. A run that ends
+// admits the owner's next waiting run in the same transaction.
 func (db *DB) UpdateRun(ctx context.Context, p idflow.Principal, id string, u idflow.RunUpdate) (idflow.Run, error) {
 	owner, err := p.Owner()
 	if err != nil {
@@ -150,7 +213,10 @@ func (db *DB) UpdateRun(ctx context.Context, p idflow.Principal, id string, u id
 				updated_at = ?
 			WHERE user_id = ? AND id = ? RETURNING `+runCols, scanRun,
 			u.Status, u.Error, u.Error, output, u.Attempt, u.Attempt, u.Status, now, u.Status, now, now, owner, id)
-		return err
+		if err != nil || !run.Terminal() {
+			return err
+		}
+		return db.admit(ctx, tx, owner) // the run's slot is free
 	})
 	return run, err
 }

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idflow/idflow"
@@ -41,6 +42,8 @@ type DB struct {
 
 	mu   sync.Mutex
 	last time.Time // last timestamp handed out by now
+
+	admission atomic.Pointer[idflow.RunAdmission[*sql.Tx]] // runs.go
 }
 
 var _ idflow.Store = (*DB)(nil)

@@ -47,8 +47,12 @@ func TestBrowserSessionConformance(t *testing.T) {
 func TestRunConformance(t *testing.T) {
 	storetest.RunRuns(t, func(t *testing.T) idflow.Store { return openTest(t) },
 		func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {
-			return s.(*DB).CreateRun(ctx, p, r, nil)
+			return s.(*DB).CreateRun(ctx, p, r)
 		})
+}
+
+func TestRunAdmissionConformance(t *testing.T) {
+	storetest.RunAdmission[*sql.Tx](t, func(t *testing.T) idflow.Store { return openTest(t) })
 }
 
 func TestConnectionConformance(t *testing.T) {

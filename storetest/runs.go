@@ -8,8 +8,9 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// CreateRunFunc records a run through the backend's RunCreator (whose
-// transaction type the suite cannot name), with no job to enqueue.
+// CreateRunFunc records a run through the backend's RunQueue (whose
+// transaction type the suite cannot name), with no admission set: the run
+// waits.
 type CreateRunFunc func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error)
 
 // RunRuns is the conformance suite of idflow.RunStore.

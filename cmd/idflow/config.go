@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/idflow/idflow/runner"
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
@@ -48,6 +50,7 @@ type config struct {
 	LogLevel               string
 	RunTimeout             string
 	WSMaxPerUser           string
+	RunsPerUser            string
 	ProvidersFile          string
 	PolicyFile             string
 	MCPToolScopes          string
@@ -56,6 +59,7 @@ type config struct {
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
+	runsPerUser  int
 	getenv       func(string) string // the process environment (e.g. providers' client_secret_env)
 }
 
@@ -110,6 +114,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
 		s("IDFLOW_METRICS_LISTEN", "metrics-listen", "", "address serving /metrics without a token (loopback or a pod-internal port); default: only on the API, to allowlisted app-only tokens", &c.MetricsListen),
+		s("IDFLOW_RUNS_PER_USER", "runs-per-user", strconv.Itoa(runner.DefaultRunsPerUser), "runs of one user executing at once; the rest wait in order", &c.RunsPerUser),
 	}
 }
 
@@ -151,6 +156,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.wsMaxPerUser, err = strconv.Atoi(c.WSMaxPerUser); err != nil || c.wsMaxPerUser < 1 {
 		return nil, nil, fmt.Errorf("IDFLOW_WS_MAX_PER_USER: %q is not a positive integer", c.WSMaxPerUser)
+	}
+	if c.runsPerUser, err = strconv.Atoi(c.RunsPerUser); err != nil || c.runsPerUser < 1 || c.runsPerUser > 1000 {
+		return nil, nil, fmt.Errorf("IDFLOW_RUNS_PER_USER: %q is not an integer from 1 to 1000", c.RunsPerUser)
 	}
 	return c, fs, nil
 }

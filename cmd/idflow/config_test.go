@@ -27,3 +27,25 @@ func TestServeHelpIsNotAnError(t *testing.T) {
 		t.Fatalf("serve -h: %v", err)
 	}
 }
+
+// TestRunsPerUserConfig: IDFLOW_RUNS_PER_USER defaults to 2 and refuses
+// anything but an integer from 1 to 1000.
+func TestRunsPerUserConfig(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want int // 0: refused
+	}{{"", 2}, {"1", 1}, {"16", 16}, {"0", 0}, {"-3", 0}, {"two", 0}, {"1001", 0}} {
+		cfg, _, err := loadConfig("serve", nil, func(k string) string {
+			if k == "IDFLOW_RUNS_PER_USER" {
+				return tc.env
+			}
+			return ""
+		}, io.Discard)
+		switch {
+		case tc.want == 0 && (err == nil || !strings.Contains(err.Error(), "IDFLOW_RUNS_PER_USER")):
+			t.Errorf("IDFLOW_RUNS_PER_USER=%q: %v; want refused", tc.env, err)
+		case tc.want != 0 && (err != nil || cfg.runsPerUser != tc.want):
+			t.Errorf("IDFLOW_RUNS_PER_USER=%q: %v, %v; want %d", tc.env, cfg, err, tc.want)
+		}
+	}
+}

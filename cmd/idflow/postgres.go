@@ -122,21 +122,20 @@ func openPostgres(ctx context.Context, cfg *config, log *slog.Logger) (*backend,
 // postgresRunner builds the River client that works runs on PostgreSQL, as
 // the app role. River's own rescuer makes a job that a dead replica left
 // running available again after RescueStuckJobsAfter (the run timeout plus
-// a margin, riverConfig); its reindexer is off, because REINDEX needs table
-// ownership (docs/POSTGRES.md).
+// a margin, riverConfig), or discards it after its last attempt (the
+// stranded-run sweep then fails its run); its reindexer is off, because
+// REINDEX needs table ownership (docs/POSTGRES.md).
 func postgresRunner(cfg *config, db *postgres.DB, ex *runner.Executor, log *slog.Logger) (httpapi.Runs, *river.Client[pgx.Tx], error) {
-	rcfg := runner.Config{RunTimeout: cfg.runTimeout}
+	rcfg := runner.Config{RunTimeout: cfg.runTimeout, RunsPerUser: cfg.runsPerUser}
 	workers := river.NewWorkers()
-	runner.Register(workers, ex, rcfg)
+	runner.Register(workers, ex, db, rcfg)
 	rc := riverConfig(rcfg, workers, log)
 	rc.ReindexerIndexNames = []string{}
 	client, err := river.NewClient(riverpgxv5.New(db.Pool()), rc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("river client: %w", err)
 	}
-	r := runner.New[pgx.Tx](rcfg, db, ex)
-	r.SetClient(client)
-	return r, client, nil
+	return runner.New[pgx.Tx](rcfg, db, ex, client), client, nil
 }
 
 // cmdMigrate applies the migrations of the configured database and exits:

@@ -32,7 +32,9 @@ func BenchmarkRunsPerSecond(b *testing.B) {
 		b.Run(fmt.Sprintf("goroutines-%d", parallelism*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 			ctx := context.Background()
 			log := slog.New(slog.DiscardHandler)
-			cfg := &config{DataDir: b.TempDir(), runTimeout: 5 * time.Minute}
+			// One user may use every worker: the benchmark measures the
+			// runner, not the per-user cap (TestRunsAreFairPerUser).
+			cfg := &config{DataDir: b.TempDir(), runTimeout: 5 * time.Minute, runsPerUser: riverWorkers}
 			db, closeDB, err := openSQLite(ctx, cfg, filepath.Join(cfg.DataDir, "idflow.db"), log)
 			if err != nil {
 				b.Fatal(err)

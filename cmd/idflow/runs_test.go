@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/riverqueue/river"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/internal/testsvc"
 	"github.com/idflow/idflow/runner"
 )
 
@@ -393,9 +393,10 @@ func TestRunTimeoutFailsTheRun(t *testing.T) {
 }
 
 // TestRunSurvivesKill9 kills the server process with SIGKILL in the middle
-// of a run, and while another run waits in the queue, then starts it again
-// on the same data dir: both runs complete, nothing completed before the
-// kill runs twice, and every event still names the owner.
+// of a run, and while another run of the same user waits for an admission
+// slot, then starts it again on the same data dir: both runs complete,
+// nothing completed before the kill runs twice, the waiting run is
+// admitted once a slot frees, and every event still names the owner.
 func TestRunSurvivesKill9(t *testing.T) {
 	t.Parallel()
 	iss := authtest.NewIssuer(t)
@@ -415,12 +416,12 @@ func TestRunSurvivesKill9(t *testing.T) {
 	block := runsWorkflow(t, url, alice, "blocker", idflow.Step{ID: "hold", Type: idflow.StepWait, Ms: 600000})
 	later := runsWorkflow(t, url, alice, "queued", idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"})
 
-	// The crash run and enough blockers occupy every River worker, so that
-	// the next run stays queued, deterministically, until the kill.
-	workers := riverConfig(runner.Config{}, nil, nil).Queues[river.QueueDefault].MaxWorkers
+	// The crash run and a blocker hold alice's admission slots
+	// (IDFLOW_RUNS_PER_USER, default 2), so that her next run waits,
+	// deterministically, until the kill.
 	main := runsStart(t, url, alice, crash.ID, 0, nil)
 	busy := []string{main.ID}
-	for i := 1; i < workers; i++ {
+	for i := 1; i < runner.DefaultRunsPerUser; i++ {
 		busy = append(busy, runsStart(t, url, alice, block.ID, 0, nil).ID)
 	}
 	for _, id := range busy {
@@ -434,7 +435,7 @@ func TestRunSurvivesKill9(t *testing.T) {
 		return e.Type == idflow.EventStepCompleted && e.StepID == "fact"
 	})
 	if run := runsJSON[idflow.Run](t, url, "GET", "/api/v1/runs/"+queued.ID, alice, nil, http.StatusOK); run.Status != idflow.RunQueued {
-		t.Fatalf("the queued run is %s before the kill; want queued (every worker busy)", run.Status)
+		t.Fatalf("the queued run is %s before the kill; want queued (alice's slots are held)", run.Status)
 	}
 	child.kill(t)
 	if ws, ok := child.cmd.ProcessState.Sys().(interface{ Signal() syscall.Signal }); !ok || ws.Signal() != syscall.SIGKILL {
@@ -505,7 +506,8 @@ func TestRunSurvivesKill9(t *testing.T) {
 		t.Fatalf("%d facts %q; want exactly 1 (the tool step ran once)", n, factText)
 	}
 
-	// The blockers are cancelled; the run queued at the kill then runs once.
+	// The crash run's end freed a slot, the blocker holds the other: the
+	// run queued at the kill runs once (cancelling the blocker cannot hurt).
 	for _, id := range busy[1:] {
 		runsJSON[idflow.Run](t, url, "POST", "/api/v1/runs/"+id+"/cancel", alice, nil, http.StatusOK)
 	}
@@ -550,4 +552,140 @@ func runsReadEvents(t *testing.T, dataDir, runID string) []idflow.Event {
 		t.Fatal(err)
 	}
 	return evs
+}
+
+// TestRunsAreFairPerUser: one user's twelve long runs do not hold up
+// another user's short run, on SQLite, on PostgreSQL, and across two
+// replicas sharing PostgreSQL (and Redis, for cancels): with 8 workers per
+// process, alice's runs execute at most IDFLOW_RUNS_PER_USER (2) at a time
+// — across replicas too — in the order she started them, the rest wait
+// queued; bob's run ends within two seconds of its start meanwhile. Not
+// parallel: the two-second bound is measured without this package's other
+// tests competing for the CPU.
+func TestRunsAreFairPerUser(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		w := startRunsWorld(t, nil)
+		runsCheckFair(t, []string{w.URL}, w.alice, w.bob)
+	})
+	pg := testsvc.StartPostgres(t)
+	pgEnv := func(t *testing.T, extra map[string]string) map[string]string {
+		db := pg.NewDatabase(t)
+		env := map[string]string{"IDFLOW_DATABASE_URL": db.AppURL, "IDFLOW_MIGRATE_DATABASE_URL": db.OwnerURL}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return env
+	}
+	t.Run("postgres", func(t *testing.T) {
+		w := startRunsWorld(t, pgEnv(t, nil))
+		runsCheckFair(t, []string{w.URL}, w.alice, w.bob)
+	})
+	t.Run("postgres two replicas", func(t *testing.T) {
+		env := pgEnv(t, map[string]string{"IDFLOW_CACHE_URL": "redis://" + testsvc.StartRedis(t) + "/0"})
+		w := startRunsWorld(t, env)
+		other := startIdflow(t, runsEnv(w.iss, env))
+		runsCheckFair(t, []string{w.URL, other.URL}, w.alice, w.bob)
+	})
+}
+
+// runsCheckFair starts twelve long runs of alice through urls in turn, then
+// a short run of bob through the last, and checks fairness (see
+// TestRunsAreFairPerUser).
+func runsCheckFair(t *testing.T, urls []string, alice, bob string) {
+	const perUser, n = runner.DefaultRunsPerUser, 12
+	const longMs = 3000 // longer than bob's bound: with one shared queue he would wait for one of these
+	last := urls[len(urls)-1]
+	long := runsWorkflow(t, urls[0], alice, "long", idflow.Step{ID: "long", Type: idflow.StepWait, Ms: longMs})
+	short := runsWorkflow(t, last, bob, "short", idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"})
+	var runs []idflow.Run
+	for i := range n {
+		runs = append(runs, runsStart(t, urls[i%len(urls)], alice, long.ID, 0, nil))
+	}
+	get := func(run idflow.Run) idflow.Run {
+		return runsJSON[idflow.Run](t, urls[0], "GET", "/api/v1/runs/"+run.ID, alice, nil, http.StatusOK)
+	}
+
+	b := runsStart(t, last, bob, short.ID, 0, nil)
+	end := runsWaitEnd(t, last, bob, b.ID, 30*time.Second)
+	if end.Status != idflow.RunSucceeded {
+		t.Fatalf("bob's run: %s (%s)", end.Status, end.Error)
+	}
+	took := end.FinishedAt.Sub(end.CreatedAt)
+	if took > 2*time.Second {
+		t.Fatalf("bob's short run took %s from start to end behind alice's %d runs; want at most 2s", took, n)
+	}
+	waiting := 0
+	for _, run := range runs {
+		if r := get(run); r.Status == idflow.RunQueued && r.StartedAt == nil {
+			waiting++
+		}
+	}
+	if waiting < n-2*perUser {
+		t.Fatalf("%d of alice's runs were waiting when bob's ended; want at least %d", waiting, n-2*perUser)
+	}
+	t.Logf("bob's run took %s; %d of alice's %d runs were waiting", took.Round(time.Millisecond), waiting, n)
+
+	// As her first runs end, her next ones are admitted, in her order.
+	runsPoll(t, 60*time.Second, "alice's runs 3 and 4 start after her first ones end", func() (bool, string) {
+		r3, r4 := get(runs[perUser]), get(runs[perUser+1])
+		return r3.StartedAt != nil && r4.StartedAt != nil, r3.Status + ", " + r4.Status
+	})
+	for i, run := range runs[2*perUser:] {
+		if r := get(run); r.StartedAt != nil && r.StartedAt.Before(*get(runs[perUser+1]).StartedAt) {
+			t.Fatalf("alice's run %d started before her run %d", 2*perUser+i, perUser+1)
+		}
+	}
+	// The rest is cancelled through every replica, newest first: the
+	// waiting runs (which frees no slot), then the running ones.
+	for i := n - 1; i >= 0; i-- {
+		status, body := runsCall(t, urls[i%len(urls)], "POST", "/api/v1/runs/"+runs[i].ID+"/cancel", alice, nil)
+		if status != http.StatusOK && status != http.StatusConflict {
+			t.Fatalf("cancel %s: %d %s", runs[i].ID, status, body)
+		}
+	}
+
+	type span struct {
+		at    time.Time
+		delta int
+	}
+	var spans []span
+	started := 0
+	for i, run := range runs {
+		r := runsWaitEnd(t, urls[0], alice, run.ID, 30*time.Second)
+		evs := runsEvents(t, urls[0], alice, run.ID)
+		runsCheckSeq(t, evs)
+		for _, e := range evs {
+			if e.UserID != "alice" {
+				t.Fatalf("event of %q in alice's run:%s", e.UserID, runsDescribe(evs))
+			}
+		}
+		if r.StartedAt == nil {
+			// Cancelled while waiting: nothing ran.
+			if r.Status != idflow.RunCancelled || len(evs) != 2 || evs[0].Type != idflow.EventRunQueued || evs[1].Type != idflow.EventRunCancelled {
+				t.Fatalf("alice's run %d never started and is %s:%s; want cancelled after run.queued", i, r.Status, runsDescribe(evs))
+			}
+			continue
+		}
+		started++
+		spans = append(spans, span{*r.StartedAt, 1}, span{*r.FinishedAt, -1})
+	}
+	if started < 2*perUser {
+		t.Fatalf("%d of alice's runs started; want at least %d", started, 2*perUser)
+	}
+	// At no moment were more than perUser of her runs running (an end
+	// sorts before a start at the same instant).
+	slices.SortFunc(spans, func(a, b span) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta
+	})
+	running, most := 0, 0
+	for _, s := range spans {
+		running += s.delta
+		most = max(most, running)
+	}
+	if most > perUser {
+		t.Fatalf("%d of alice's runs were running at once; want at most %d", most, perUser)
+	}
 }

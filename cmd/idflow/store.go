@@ -78,17 +78,19 @@ func openSQLite(ctx context.Context, cfg *config, path string, log *slog.Logger)
 
 // sqliteRunner builds the River client that works runs on the embedded store.
 func sqliteRunner(cfg *config, db *sqlite.DB, ex *runner.Executor, log *slog.Logger) (httpapi.Runs, *river.Client[*sql.Tx], error) {
-	rcfg := runner.Config{RunTimeout: cfg.runTimeout}
+	rcfg := runner.Config{RunTimeout: cfg.runTimeout, RunsPerUser: cfg.runsPerUser}
 	workers := river.NewWorkers()
-	runner.Register(workers, ex, rcfg)
+	runner.Register(workers, ex, db, rcfg)
 	client, err := river.NewClient(riversqlite.New(db.SQL()), riverConfig(rcfg, workers, log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("river client: %w", err)
 	}
-	r := runner.New[*sql.Tx](rcfg, db, ex)
-	r.SetClient(client)
-	return r, client, nil
+	return runner.New[*sql.Tx](rcfg, db, ex, client), client, nil
 }
+
+// riverWorkers is how many jobs one process works at once: runs of every
+// user together (one user holds at most IDFLOW_RUNS_PER_USER of them).
+const riverWorkers = 8
 
 func riverConfig(rcfg runner.Config, workers *river.Workers, log *slog.Logger) *river.Config {
 	timeout := rcfg.RunTimeout
@@ -96,8 +98,9 @@ func riverConfig(rcfg runner.Config, workers *river.Workers, log *slog.Logger) *
 		timeout = 5 * time.Minute
 	}
 	return &river.Config{
-		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 8}},
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: riverWorkers}},
 		Workers:              workers,
+		PeriodicJobs:         runner.PeriodicJobs(rcfg),
 		Logger:               log,
 		JobTimeout:           timeout,
 		RescueStuckJobsAfter: timeout + time.Minute,
