@@ -206,6 +206,12 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if rt.mcp {
+			if err := s.checkMCPOrigin(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		p, err := s.authenticate(r, rt.access, rt.ws, rt.mcp)
 		if err != nil && rt.mcp && s.mcp != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {
 			w.Header().Set("WWW-Authenticate", s.mcp.Challenge(r, err))
