@@ -70,6 +70,24 @@ func TestCalledTools(t *testing.T) {
 	}
 }
 
+// count (for tests) is how many live sessions owner holds.
+func (t *sessions) count(owner string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if u := t.users[owner]; u != nil {
+		return len(u.live)
+	}
+	return 0
+}
+
+// has (for tests) reports whether session id is in the table.
+func (t *sessions) has(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.byID[id]
+	return ok
+}
+
 // fakeSession stands in for an SDK session in the session table.
 type fakeSession struct {
 	id     string

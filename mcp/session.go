@@ -202,24 +202,6 @@ func (t *sessions) removeLocked(id string) {
 	}
 }
 
-// count is how many live sessions owner holds.
-func (t *sessions) count(owner string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if u := t.users[owner]; u != nil {
-		return len(u.live)
-	}
-	return 0
-}
-
-// has reports whether session id is in the table.
-func (t *sessions) has(id string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.byID[id]
-	return ok
-}
-
 // protocolPriming is the first protocol version whose clients expect SSE
 // priming events and honour retry (SEP-1699, transport spec 2025-11-25).
 const protocolPriming = "2025-11-25"
