@@ -119,7 +119,7 @@ func TestMCPOriginCheck(t *testing.T) {
 	}
 }
 
-func TestCanonicalOrigin(t *testing.T) {
+func TestMCPCanonicalOrigin(t *testing.T) {
 	for _, c := range []struct {
 		in     string
 		strict bool

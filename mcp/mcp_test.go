@@ -109,10 +109,10 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time { return c.t }
 func (c *clock) tick()          { c.t = c.t.Add(time.Second) }
 
-// TestSessionsCloseLeastRecentlyUsedIdle: a user at the limit who opens
+// TestMCPSessionsCloseLeastRecentlyUsedIdle: a user at the limit who opens
 // one more session loses the least recently used idle one — not a busy
 // one, not the oldest by creation, not another user's.
-func TestSessionsCloseLeastRecentlyUsedIdle(t *testing.T) {
+func TestMCPSessionsCloseLeastRecentlyUsedIdle(t *testing.T) {
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	tab := newSessions(3, c.now)
 	a, b, d := newFakeSession("a"), newFakeSession("b"), newFakeSession("d")
@@ -153,10 +153,10 @@ func TestSessionsCloseLeastRecentlyUsedIdle(t *testing.T) {
 	}
 }
 
-// TestSessionsRefuseWhenAllBusy: at the limit with every session busy (a
+// TestMCPSessionsRefuseWhenAllBusy: at the limit with every session busy (a
 // request or stream open, or still being initialized), a new session is
 // refused with 429; another user is not affected.
-func TestSessionsRefuseWhenAllBusy(t *testing.T) {
+func TestMCPSessionsRefuseWhenAllBusy(t *testing.T) {
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	tab := newSessions(2, c.now)
 	tab.add(newFakeSession("a"), "alice")
@@ -192,9 +192,9 @@ func TestSessionsRefuseWhenAllBusy(t *testing.T) {
 	}
 }
 
-// TestSessionsStreamLimit: a user may hold at most max open GET streams,
+// TestMCPSessionsStreamLimit: a user may hold at most max open GET streams,
 // across their sessions.
-func TestSessionsStreamLimit(t *testing.T) {
+func TestMCPSessionsStreamLimit(t *testing.T) {
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	tab := newSessions(2, c.now)
 	tab.add(newFakeSession("a"), "alice")
@@ -225,9 +225,9 @@ func TestSessionsStreamLimit(t *testing.T) {
 	}
 }
 
-// TestSessionsOwnership: another user's session and an unknown one are
+// TestMCPSessionsOwnership: another user's session and an unknown one are
 // refused with the same answer; the owner's requests pass.
-func TestSessionsOwnership(t *testing.T) {
+func TestMCPSessionsOwnership(t *testing.T) {
 	tab := newSessions(20, time.Now)
 	tab.add(newFakeSession("a"), "alice")
 	_, foreign := tab.begin("a", "bob", false)
@@ -245,9 +245,9 @@ func TestSessionsOwnership(t *testing.T) {
 	}
 }
 
-// TestSessionsFollowTheSDK: a session the SDK closes (idle timeout, DELETE,
+// TestMCPSessionsFollowTheSDK: a session the SDK closes (idle timeout, DELETE,
 // shutdown) leaves the table and frees its slot.
-func TestSessionsFollowTheSDK(t *testing.T) {
+func TestMCPSessionsFollowTheSDK(t *testing.T) {
 	tab := newSessions(1, time.Now)
 	a := newFakeSession("a")
 	tab.add(a, "alice")
@@ -274,10 +274,10 @@ func TestSessionsFollowTheSDK(t *testing.T) {
 	}
 }
 
-// TestRecorderAddsRetry: the SDK's priming event gets the retry field; a GET
+// TestMCPRecorderAddsRetry: the SDK's priming event gets the retry field; a GET
 // stream of a 2025-11-25 client gets it ahead of the SDK's first bytes;
 // other responses pass untouched.
-func TestRecorderAddsRetry(t *testing.T) {
+func TestMCPRecorderAddsRetry(t *testing.T) {
 	const prime = "event: prime\nid: s1_0\ndata: \n\n"
 	for _, c := range []struct {
 		name, contentType, first, want string
