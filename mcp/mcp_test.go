@@ -274,10 +274,10 @@ func TestMCPSessionsFollowTheSDK(t *testing.T) {
 	}
 }
 
-// TestMCPRecorderAddsRetry: the SDK's priming event gets the retry field; a GET
+// TestMCPRetryWriter: the SDK's priming event gets the retry field; a GET
 // stream of a 2025-11-25 client gets it ahead of the SDK's first bytes;
 // other responses pass untouched.
-func TestMCPRecorderAddsRetry(t *testing.T) {
+func TestMCPRetryWriter(t *testing.T) {
 	const prime = "event: prime\nid: s1_0\ndata: \n\n"
 	for _, c := range []struct {
 		name, contentType, first, want string
@@ -293,7 +293,7 @@ func TestMCPRecorderAddsRetry(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rr := httptest.NewRecorder()
-			w := &recorder{ResponseWriter: rr, retry: 2 * time.Second, getRetry: c.getRetry}
+			w := &retryWriter{ResponseWriter: rr, retry: 2 * time.Second, getRetry: c.getRetry}
 			w.Header().Set("Content-Type", c.contentType)
 			w.WriteHeader(c.status)
 			if n, err := w.Write([]byte(c.first)); err != nil || n != len(c.first) {

@@ -292,7 +292,7 @@ func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, p idflow.Princ
 			r = r.WithContext(ctx)
 		}
 	}
-	rec := &recorder{ResponseWriter: w, retry: sseRetry,
+	rec := &retryWriter{ResponseWriter: w, retry: sseRetry,
 		getRetry: r.Method == http.MethodGet && r.Header.Get("Mcp-Protocol-Version") >= protocolPriming}
 	s.handler.ServeHTTP(rec, r)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,9 @@ func sessionDigest(id string) string {
 
 // Refusals of the session table; ServeMCP turns them into HTTP answers.
 var (
-	errSessionNotFound = idflow.NotFound("MCP session") // an unknown session and another user's alike
+	// Another user's session answers exactly like an unknown one; only
+	// the audit tells them apart.
+	errSessionNotFound = idflow.NotFound("MCP session")
 	errSessionForeign  = idflow.NotFound("MCP session")
 	errTooManySessions = idflow.Errorf(idflow.ERATELIMIT, "too many MCP sessions are busy; end one (DELETE /mcp) or retry later")
 	errTooManyStreams  = idflow.Errorf(idflow.ERATELIMIT, "too many open MCP event streams; close one or retry later")
@@ -211,13 +214,14 @@ const protocolPriming = "2025-11-25"
 // later.
 var primeEvent = []byte("event: prime\n")
 
-// recorder watches the SDK's response and adds the SSE retry field the 2025-11-25 transport
-// asks for — the SDK sends the priming event but no retry. On a POST stream
-// the field joins the SDK's priming event; on a GET stream (which the server
+// retryWriter adds to the SDK's SSE responses the retry field the
+// 2025-11-25 transport asks for: the SDK sends the priming event, but no
+// retry. On a POST stream the field joins the SDK's priming event (which the
+// SDK sends to 2025-11-25 clients only); on a GET stream (which the server
 // closes when the token that opened it expires) it is a field of its own
-// ahead of the SDK's first bytes, for clients of 2025-11-25 or later only:
-// older ones may not expect anything but messages.
-type recorder struct {
+// ahead of the SDK's first bytes, for 2025-11-25 clients only too: older
+// ones may not expect anything but messages.
+type retryWriter struct {
 	http.ResponseWriter
 	retry    time.Duration
 	getRetry bool // a GET from a client that honours retry
@@ -226,7 +230,7 @@ type recorder struct {
 	body     bool // the first body bytes
 }
 
-func (w *recorder) WriteHeader(status int) {
+func (w *retryWriter) WriteHeader(status int) {
 	if !w.wrote {
 		w.wrote = true
 		w.status = status
@@ -234,7 +238,7 @@ func (w *recorder) WriteHeader(status int) {
 	w.ResponseWriter.WriteHeader(status)
 }
 
-func (w *recorder) Write(b []byte) (int, error) {
+func (w *retryWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -242,7 +246,7 @@ func (w *recorder) Write(b []byte) (int, error) {
 		return w.ResponseWriter.Write(b)
 	}
 	w.body = true
-	if w.status != http.StatusOK || !bytes.HasPrefix([]byte(w.Header().Get("Content-Type")), []byte("text/event-stream")) {
+	if w.status != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		return w.ResponseWriter.Write(b)
 	}
 	field := "retry: " + strconv.FormatInt(w.retry.Milliseconds(), 10) + "\n"
@@ -262,7 +266,7 @@ func (w *recorder) Write(b []byte) (int, error) {
 }
 
 // Flush keeps SSE streaming when the SDK asserts http.Flusher.
-func (w *recorder) Flush() {
+func (w *retryWriter) Flush() {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -270,4 +274,4 @@ func (w *recorder) Flush() {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *retryWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
