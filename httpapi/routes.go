@@ -207,6 +207,12 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if rt.mcp {
+			if err := s.checkMCPOrigin(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		p, err := s.authenticate(r, rt.access, rt.ws, rt.mcp)
 		s.noteAuth(w, r, p, err) // request metrics: auth method and refusal reason
 		if err != nil && rt.mcp && s.mcp != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {

@@ -65,8 +65,14 @@ type Config struct {
 	// Scopes are advertised in scopes_supported and in the scope parameter
 	// of a 401 challenge, besides every scope of ToolScopes.
 	Scopes []string
-	// SessionTimeout closes sessions idle this long (default 30 minutes).
+	// SessionTimeout closes sessions idle this long (default 30 minutes):
+	// the SDK's timer, which runs while no POST is under way on a session.
 	SessionTimeout time.Duration
+	// MaxSessionsPerUser bounds a user's sessions and, separately, their
+	// open GET streams (default 20). See sessions.
+	MaxSessionsPerUser int
+	// Now is the clock that orders sessions by last use (default time.Now).
+	Now func() time.Time
 	// MaxBodyBytes bounds a POST body (default 10 MiB).
 	MaxBodyBytes int64
 	// Version is reported as the server's implementation version.
@@ -94,7 +100,7 @@ type Server struct {
 	sdk      *sdk.Server
 	handler  http.Handler // the SDK's streamable handler behind the TokenInfo bridge
 	tools    map[string]*tool
-	sessions *sessionOwners
+	sessions *sessions
 	scopes   []string // advertised
 	metadata []byte
 }
@@ -111,6 +117,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 30 * time.Minute
 	}
+	if cfg.MaxSessionsPerUser <= 0 {
+		cfg.MaxSessionsPerUser = 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
 	}
@@ -121,7 +133,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, svc: d.Svc, runs: d.Runs, downstream: d.Downstream, log: d.Log,
-		tools: map[string]*tool{}, sessions: newSessionOwners()}
+		tools: map[string]*tool{}, sessions: newSessions(cfg.MaxSessionsPerUser, cfg.Now)}
 
 	for name := range cfg.ToolScopes {
 		if name != AllTools && !slices.Contains(ToolNames, name) {
@@ -156,18 +168,23 @@ func New(cfg Config, d Deps) (*Server, error) {
 		// reuse one user's list for another.
 		SetCacheable: func(_ context.Context, _ sdk.Request, c *sdk.Cacheable) { c.TTLMs, c.CacheScope = 0, "private" },
 	})
-	s.sdk.AddReceivingMiddleware(s.filterToolList)
+	s.sdk.AddReceivingMiddleware(s.filterToolList, s.trackSessions)
 	s.registerTools()
 
 	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.sdk }, &sdk.StreamableHTTPOptions{
 		Logger:              d.Log,
 		SessionTimeout:      cfg.SessionTimeout,
 		MaxRequestBodyBytes: cfg.MaxBodyBytes,
-		// DNS-rebinding protection guards servers that trust ambient
-		// credentials on loopback. /mcp trusts none: every request needs a
-		// bearer token in the Authorization header, which a rebound page
-		// cannot have. Left on, it would refuse every request that a reverse
-		// proxy on the same host forwards with the public Host header.
+		// With an event store the SDK primes each POST's SSE stream (an event
+		// id and empty data, for clients of 2025-11-25 or later) and replays
+		// a stream to a GET with Last-Event-ID. Bounded (10 MiB for the
+		// process, oldest dropped first); a replay is only ever served on
+		// the session's own, owner-checked requests.
+		EventStore: sdk.NewMemoryEventStore(nil),
+		// The SDK's DNS-rebinding check compares the Host header with the
+		// loopback listener, which refuses every request a reverse proxy on
+		// the same host forwards with the public Host. httpapi checks Origin
+		// instead, as the transport spec says, before authentication.
 		DisableLocalhostProtection: true,
 	})
 	// The SDK reads who the caller is from its own TokenInfo, which only its
@@ -228,17 +245,37 @@ func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, p idflow.Princ
 		// MCP authorization: the token travels in the Authorization header.
 		return idflow.Errorf(idflow.EUNAUTHORIZED, "the MCP endpoint takes a bearer token in the Authorization header")
 	}
+	owner := ownerKey(p)
 	sid := r.Header.Get(sessionHeader)
-	if sid != "" {
-		owner, ok := s.sessions.owner(sid)
-		if !ok {
-			return errSessionNotFound
-		}
-		if owner != ownerKey(p) {
+	switch {
+	case sid != "":
+		done, err := s.sessions.begin(sid, owner, r.Method == http.MethodGet)
+		switch {
+		case errors.Is(err, errSessionForeign):
 			// Someone else's session: the same answer as an unknown one, and audited.
-			s.svc.Audit(r.Context(), p, "mcp.session", "mcp_session/"+sessionDigest(sid), errSessionNotFound)
+			s.svc.Audit(r.Context(), p, "mcp.session", "mcp_session/"+sessionDigest(sid), err)
 			s.log.WarnContext(r.Context(), "mcp session used by another user", "user_id", p.UserID, "session", sessionDigest(sid))
-			return errSessionNotFound
+			return err
+		case errors.Is(err, errTooManyStreams):
+			w.Header().Set("Retry-After", retryAfter)
+			s.log.WarnContext(r.Context(), "mcp stream refused: per-user limit", "user_id", p.UserID, "limit", s.cfg.MaxSessionsPerUser)
+			return err
+		case err != nil:
+			return err
+		}
+		defer done()
+	case r.Method == http.MethodPost:
+		// A POST without a session may open one: it takes a slot first.
+		evicted, release, err := s.sessions.reserve(owner)
+		if err != nil {
+			w.Header().Set("Retry-After", retryAfter)
+			s.log.WarnContext(r.Context(), "mcp session refused: per-user limit, none idle", "user_id", p.UserID, "limit", s.cfg.MaxSessionsPerUser)
+			return err
+		}
+		defer release()
+		if evicted != nil {
+			s.log.InfoContext(r.Context(), "mcp session closed: per-user limit, least recently used idle one", "user_id", p.UserID, "session", sessionDigest(evicted.id))
+			_ = evicted.ss.Close()
 		}
 	}
 	switch r.Method {
@@ -255,21 +292,35 @@ func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, p idflow.Princ
 			r = r.WithContext(ctx)
 		}
 	}
-	rec := &recorder{ResponseWriter: w, onHeader: func(status int, h http.Header) {
-		switch {
-		case sid == "" && h.Get(sessionHeader) != "":
-			// A new session: it belongs to p from before its id leaves the server.
-			s.sessions.add(h.Get(sessionHeader), ownerKey(p), s.liveSessions)
-		case sid != "" && (status == http.StatusNotFound || r.Method == http.MethodDelete && status < 300):
-			s.sessions.remove(sid)
-		}
-	}}
+	rec := &retryWriter{ResponseWriter: w, retry: sseRetry,
+		getRetry: r.Method == http.MethodGet && r.Header.Get("Mcp-Protocol-Version") >= protocolPriming}
 	s.handler.ServeHTTP(rec, r)
 	return nil
 }
 
-// errSessionNotFound answers an unknown session and another user's alike.
-var errSessionNotFound = idflow.NotFound("MCP session")
+// sseRetry is the SSE retry field: how long a client waits before it
+// reconnects a stream the server closed.
+const sseRetry = 2 * time.Second
+
+// retryAfter is the Retry-After of a 429 for a full session or stream
+// table: the seconds in which an idle session or a stream may free a slot.
+const retryAfter = "5"
+
+// trackSessions records each session the SDK opens in the session table,
+// with the user who opened it, before the id leaves the server in the
+// initialize response.
+func (s *Server) trackSessions(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		if method == "initialize" {
+			ss, isServer := req.GetSession().(*sdk.ServerSession)
+			p, _, ok := principalOf(req)
+			if isServer && ok && ss.ID() != "" {
+				s.sessions.add(ss, ownerKey(p))
+			}
+		}
+		return next(ctx, method, req)
+	}
+}
 
 // Keys of the SDK TokenInfo's Extra: what a tool needs to act.
 const (
@@ -385,15 +436,6 @@ func (s *Server) missingScopes(p idflow.Principal, name string) []string {
 		}
 	}
 	return missing
-}
-
-// liveSessions reports the ids of the sessions the SDK still holds.
-func (s *Server) liveSessions() map[string]bool {
-	live := map[string]bool{}
-	for ss := range s.sdk.Sessions() {
-		live[ss.ID()] = true
-	}
-	return live
 }
 
 // Close ends every MCP session, releasing their open SSE streams, so that

@@ -1,9 +1,12 @@
 package mcp
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,98 +30,243 @@ func sessionDigest(id string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// sessionOwners maps live session ids to their owners.
-type sessionOwners struct {
-	mu        sync.Mutex
-	owners    map[string]sessionOwner
-	nextSweep int
-	sweeping  bool
+// Refusals of the session table; ServeMCP turns them into HTTP answers.
+var (
+	// Another user's session answers exactly like an unknown one; only
+	// the audit tells them apart.
+	errSessionNotFound = idflow.NotFound("MCP session")
+	errSessionForeign  = idflow.NotFound("MCP session")
+	errTooManySessions = idflow.Errorf(idflow.ERATELIMIT, "too many MCP sessions are busy; end one (DELETE /mcp) or retry later")
+	errTooManyStreams  = idflow.Errorf(idflow.ERATELIMIT, "too many open MCP event streams; close one or retry later")
+)
+
+// sessions is the table of live MCP sessions: who owns each, and the
+// per-user limits. A user holds at most max sessions (counting sessions
+// being initialized) and max open GET streams. A new session beyond the
+// limit closes the user's least recently used idle session — one with no
+// request or stream open on it; when every one is busy, it is refused (429).
+// Sessions leave the table when the SDK closes them (idle timeout, DELETE,
+// eviction, shutdown), so the counts follow the SDK's own state.
+type sessions struct {
+	max int
+	now func() time.Time
+
+	mu    sync.Mutex
+	byID  map[string]*session
+	users map[string]*userSessions
 }
 
-type sessionOwner struct {
-	key   string
-	added time.Time
+type session struct {
+	id, owner string
+	ss        liveSession
+	open      int       // requests and streams under way on it
+	last      time.Time // when a request last began or ended on it
 }
 
-func newSessionOwners() *sessionOwners {
-	return &sessionOwners{owners: map[string]sessionOwner{}, nextSweep: 1024}
+// liveSession is what the table needs of an SDK session (*sdk.ServerSession).
+type liveSession interface {
+	ID() string
+	Close() error
+	Wait() error // returns once the session is closed
 }
 
-func (o *sessionOwners) owner(id string) (string, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	so, ok := o.owners[id]
-	return so.key, ok
+type userSessions struct {
+	live    map[string]*session
+	pending int // initializations under way: each holds a slot
+	streams int // open GET streams
 }
 
-// add records a new session. Sessions the SDK closed by itself (idle
-// timeout) are forgotten by a sweep against live() whenever the map has
-// doubled since the last one, so it stays bounded by the live sessions.
-// The sweep runs on its own goroutine: add is called while the SDK writes
-// a response, and must not take the SDK's locks from there.
-func (o *sessionOwners) add(id, owner string, live func() map[string]bool) {
-	o.mu.Lock()
-	o.owners[id] = sessionOwner{key: owner, added: time.Now()}
-	sweep := len(o.owners) >= o.nextSweep && !o.sweeping
-	if sweep {
-		o.sweeping = true
+func newSessions(max int, now func() time.Time) *sessions {
+	return &sessions{max: max, now: now, byID: map[string]*session{}, users: map[string]*userSessions{}}
+}
+
+// user returns owner's entry, creating it. Call with mu held.
+func (t *sessions) user(owner string) *userSessions {
+	u := t.users[owner]
+	if u == nil {
+		u = &userSessions{live: map[string]*session{}}
+		t.users[owner] = u
 	}
-	o.mu.Unlock()
-	if sweep {
-		go o.sweep(live)
+	return u
+}
+
+// forget drops owner's entry once nothing of it is left. Call with mu held.
+func (t *sessions) forget(owner string, u *userSessions) {
+	if len(u.live) == 0 && u.pending == 0 && u.streams == 0 {
+		delete(t.users, owner)
 	}
 }
 
-func (o *sessionOwners) sweep(live func() map[string]bool) {
-	before := time.Now()
-	alive := live()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for sid, so := range o.owners {
-		if !alive[sid] && so.added.Before(before) {
-			delete(o.owners, sid)
+// reserve holds a slot for a session owner is about to open. When owner is
+// at the limit, the least recently used idle session is taken out of the
+// table and returned for the caller to close (outside the lock). release
+// gives the slot back once the request that may open the session is over;
+// by then a session it opened is in the table on its own (add).
+func (t *sessions) reserve(owner string) (evicted *session, release func(), err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.user(owner)
+	if len(u.live)+u.pending >= t.max {
+		for _, s := range u.live {
+			if s.open == 0 && (evicted == nil || s.last.Before(evicted.last)) {
+				evicted = s
+			}
 		}
+		if evicted == nil {
+			t.forget(owner, u)
+			return nil, nil, errTooManySessions
+		}
+		t.removeLocked(evicted.id)
 	}
-	o.nextSweep = max(1024, 2*len(o.owners))
-	o.sweeping = false
+	u.pending++
+	var once sync.Once
+	return evicted, func() {
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			u := t.user(owner)
+			u.pending--
+			t.forget(owner, u)
+		})
+	}, nil
 }
 
-func (o *sessionOwners) remove(id string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	delete(o.owners, id)
+// add records a session the SDK has just opened for owner, and forgets it
+// when the SDK closes it.
+func (t *sessions) add(ss liveSession, owner string) {
+	id := ss.ID()
+	t.mu.Lock()
+	if _, known := t.byID[id]; known {
+		t.mu.Unlock()
+		return // a repeated initialize on the same session
+	}
+	s := &session{id: id, owner: owner, ss: ss, last: t.now()}
+	t.byID[id] = s
+	t.user(owner).live[id] = s
+	t.mu.Unlock()
+	go func() {
+		_ = ss.Wait()
+		t.remove(id)
+	}()
 }
 
-func (o *sessionOwners) len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.owners)
+// begin marks a request on session id by owner; done ends it. A GET is an
+// open stream and counts against the user's stream limit.
+func (t *sessions) begin(id, owner string, stream bool) (done func(), err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.byID[id]
+	switch {
+	case !ok:
+		return nil, errSessionNotFound
+	case s.owner != owner:
+		return nil, errSessionForeign
+	}
+	u := t.user(owner)
+	if stream {
+		if u.streams >= t.max {
+			return nil, errTooManyStreams
+		}
+		u.streams++
+	}
+	s.open++
+	s.last = t.now()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			s.open--
+			s.last = t.now()
+			u := t.user(owner)
+			if stream {
+				u.streams--
+			}
+			t.forget(owner, u)
+		})
+	}, nil
 }
 
-// recorder calls onHeader once, just before the response head is written.
-type recorder struct {
+func (t *sessions) remove(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.removeLocked(id)
+}
+
+func (t *sessions) removeLocked(id string) {
+	s, ok := t.byID[id]
+	if !ok {
+		return
+	}
+	delete(t.byID, id)
+	if u := t.users[s.owner]; u != nil {
+		delete(u.live, id)
+		t.forget(s.owner, u)
+	}
+}
+
+// protocolPriming is the first protocol version whose clients expect SSE
+// priming events and honour retry (SEP-1699, transport spec 2025-11-25).
+const protocolPriming = "2025-11-25"
+
+// primeEvent starts the priming event the SDK writes first on a POST's SSE
+// stream when it has an event store and the client speaks 2025-11-25 or
+// later.
+var primeEvent = []byte("event: prime\n")
+
+// retryWriter adds to the SDK's SSE responses the retry field the
+// 2025-11-25 transport asks for: the SDK sends the priming event, but no
+// retry. On a POST stream the field joins the SDK's priming event (which the
+// SDK sends to 2025-11-25 clients only); on a GET stream (which the server
+// closes when the token that opened it expires) it is a field of its own
+// ahead of the SDK's first bytes, for 2025-11-25 clients only too: older
+// ones may not expect anything but messages.
+type retryWriter struct {
 	http.ResponseWriter
-	onHeader func(status int, h http.Header)
-	wrote    bool
+	retry    time.Duration
+	getRetry bool // a GET from a client that honours retry
+	status   int
+	wrote    bool // the head
+	body     bool // the first body bytes
 }
 
-func (w *recorder) WriteHeader(status int) {
+func (w *retryWriter) WriteHeader(status int) {
 	if !w.wrote {
 		w.wrote = true
-		w.onHeader(status, w.Header())
+		w.status = status
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
-func (w *recorder) Write(b []byte) (int, error) {
+func (w *retryWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(b)
+	if w.body {
+		return w.ResponseWriter.Write(b)
+	}
+	w.body = true
+	if w.status != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		return w.ResponseWriter.Write(b)
+	}
+	field := "retry: " + strconv.FormatInt(w.retry.Milliseconds(), 10) + "\n"
+	var out []byte
+	switch {
+	case bytes.HasPrefix(b, primeEvent):
+		out = append(append(append([]byte{}, primeEvent...), field...), b[len(primeEvent):]...)
+	case w.getRetry:
+		out = append([]byte(field+"\n"), b...)
+	default:
+		return w.ResponseWriter.Write(b)
+	}
+	if _, err := w.ResponseWriter.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // Flush keeps SSE streaming when the SDK asserts http.Flusher.
-func (w *recorder) Flush() {
+func (w *retryWriter) Flush() {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -126,4 +274,4 @@ func (w *recorder) Flush() {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *retryWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -56,11 +56,16 @@ type config struct {
 	MCPToolScopes          string
 	MCPScopes              string
 	MetricsListen          string
+	MCPMaxSessionsPerUser  string
+	MCPSessionIdleTimeout  string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
 	runsPerUser  int
 	getenv       func(string) string // the process environment (e.g. providers' client_secret_env)
+
+	mcpMaxSessions int
+	mcpIdleTimeout time.Duration
 }
 
 type setting struct {
@@ -110,6 +115,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_POLICY_FILE", "policy-file", "", "group/role → feature policy (JSON)", &c.PolicyFile),
 		s("IDFLOW_MCP_TOOL_SCOPES", "mcp-tool-scopes", "", "scopes MCP tools need: tool:scope pairs, comma-separated (* = every tool)", &c.MCPToolScopes),
 		s("IDFLOW_MCP_SCOPES", "mcp-scopes", "", "scopes advertised to MCP clients (metadata, 401 challenge); default the required scope, in --dev idflow", &c.MCPScopes),
+		s("IDFLOW_MCP_MAX_SESSIONS_PER_USER", "mcp-max-sessions-per-user", "20", "MCP sessions per user, and open MCP event streams per user; a new session beyond it closes the user's least recently used idle one", &c.MCPMaxSessionsPerUser),
+		s("IDFLOW_MCP_SESSION_IDLE_TIMEOUT", "mcp-session-idle-timeout", "30m", "an MCP session without a request for this long is closed", &c.MCPSessionIdleTimeout),
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
@@ -159,6 +166,12 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.runsPerUser, err = strconv.Atoi(c.RunsPerUser); err != nil || c.runsPerUser < 1 || c.runsPerUser > 1000 {
 		return nil, nil, fmt.Errorf("IDFLOW_RUNS_PER_USER: %q is not an integer from 1 to 1000", c.RunsPerUser)
+	}
+	if c.mcpMaxSessions, err = strconv.Atoi(c.MCPMaxSessionsPerUser); err != nil || c.mcpMaxSessions < 1 {
+		return nil, nil, fmt.Errorf("IDFLOW_MCP_MAX_SESSIONS_PER_USER: %q is not a positive integer", c.MCPMaxSessionsPerUser)
+	}
+	if c.mcpIdleTimeout, err = time.ParseDuration(c.MCPSessionIdleTimeout); err != nil || c.mcpIdleTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_MCP_SESSION_IDLE_TIMEOUT: %q is not a positive duration", c.MCPSessionIdleTimeout)
 	}
 	return c, fs, nil
 }

@@ -43,7 +43,7 @@ func newMCP(cfg *config, svc *service.Service, runs mcp.Runs, downstream idflow.
 	}
 	return mcp.New(mcp.Config{
 		PublicURL: cfg.PublicURL, AuthorizationServers: issuers, ToolScopes: toolScopes, Scopes: scopes,
-		Version: version(),
+		SessionTimeout: cfg.mcpIdleTimeout, MaxSessionsPerUser: cfg.mcpMaxSessions, Version: version(),
 	}, mcp.Deps{Svc: svc, Runs: runs, Downstream: downstream, Log: log.With("component", "mcp")})
 }
 
