@@ -18,6 +18,9 @@ const (
 	EINTERNAL     = "internal"     // 500
 )
 
+// EMEDIATYPE: a request body in a media type the route does not read (415).
+const EMEDIATYPE = "unsupported_media_type"
+
 // Error is an error meant for the caller: its Message is safe to show.
 type Error struct {
 	Code    string

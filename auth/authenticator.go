@@ -6,7 +6,9 @@ package auth
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -30,6 +32,7 @@ type Sessions interface {
 var (
 	ErrSpoofedHeader = errors.New("spoofed identity header")
 	ErrCSRF          = errors.New("csrf token missing or wrong")
+	ErrCrossSite     = errors.New("state-changing request from another site")
 )
 
 // Config wires the credential sources together.
@@ -37,6 +40,11 @@ type Config struct {
 	Bearer   *Verifier // nil when no OpenID issuer is configured
 	Sessions Sessions  // nil when browser login is off
 	Proxy    *ProxyConfig
+	// Origins are the web origins whose pages may make state-changing
+	// requests with an ambient credential (the session cookie, a trusted
+	// proxy's identity headers): the public URL's and the CORS origins.
+	// URLs are reduced to their origin; with none, every Origin is foreign.
+	Origins []string
 }
 
 // Authenticator turns a request's credentials into a Principal.
@@ -44,12 +52,20 @@ type Authenticator struct {
 	bearer   *Verifier
 	sessions Sessions
 	proxy    *proxyAuth
+	origins  map[string]bool
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
-	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions}
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}}
+	for _, o := range cfg.Origins {
+		if u, err := url.Parse(strings.TrimSpace(o)); err == nil {
+			if origin, ok := normalizeOrigin(u.Scheme + "://" + u.Host); ok {
+				a.origins[origin] = true
+			}
+		}
+	}
 	if cfg.Proxy != nil {
 		a.proxy = newProxyAuth(*cfg.Proxy)
 	} else {
@@ -72,8 +88,10 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 	if a.proxy.claimed(r) && !a.proxy.trustedPeer(r) {
 		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "identity headers are only accepted from a trusted proxy", ErrSpoofedHeader)
 	}
-	if h := r.Header.Get("Authorization"); h != "" {
-		raw, ok := bearerToken(h)
+	if hs := r.Header.Values("Authorization"); len(hs) > 1 {
+		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "the Authorization header appears more than once", errRepeatedHeader)
+	} else if len(hs) == 1 && hs[0] != "" {
+		raw, ok := bearerToken(hs[0])
 		if !ok {
 			return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "the Authorization header must be a Bearer token")
 		}
@@ -84,13 +102,29 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 		if err != nil {
 			return idflow.Principal{}, err
 		}
-		if changesState(r) && (csrf == "" || r.Header.Get(CSRFHeader) != csrf) {
-			return idflow.Principal{}, idflow.WrapError(idflow.EFORBIDDEN, "a valid "+CSRFHeader+" header is required", ErrCSRF)
+		if changesState(r) {
+			if err := a.sameSite(r); err != nil {
+				return idflow.Principal{}, err
+			}
+			if csrf == "" || r.Header.Get(CSRFHeader) != csrf {
+				return idflow.Principal{}, idflow.WrapError(idflow.EFORBIDDEN, "a valid "+CSRFHeader+" header is required", ErrCSRF)
+			}
 		}
 		return p, nil
 	}
 	if a.proxy.claimed(r) && len(a.proxy.trusted) > 0 {
-		return a.proxy.authenticate(r.Context(), r)
+		p, err := a.proxy.authenticate(r.Context(), r)
+		if err != nil {
+			return idflow.Principal{}, err
+		}
+		if changesState(r) {
+			// The proxy authenticated a browser by its cookie, most
+			// likely: the same ambient credential, the same rule.
+			if err := a.sameSite(r); err != nil {
+				return idflow.Principal{}, err
+			}
+		}
+		return p, nil
 	}
 	return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "authentication required")
 }
@@ -135,6 +169,52 @@ func bearerToken(h string) (string, bool) {
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// sameSite refuses a state-changing request that a browser says came from
+// another site: an Origin (any of them, "null" included) that is neither
+// the public URL's nor a CORS origin, or Sec-Fetch-Site: cross-site. A
+// client that sends neither (curl, a server) is not a browser page, and
+// the cookie path still needs its CSRF token. On a forward-auth question
+// these are the headers of the request asked about: nginx, Traefik and
+// Caddy copy the client's headers onto it.
+func (a *Authenticator) sameSite(r *http.Request) error {
+	for _, o := range r.Header.Values("Origin") {
+		if n, ok := normalizeOrigin(strings.TrimSpace(o)); !ok || !a.origins[n] {
+			return idflow.WrapError(idflow.EFORBIDDEN, "state-changing requests with a session cookie or proxy identity headers must come from this site's pages: the Origin is another site's", ErrCrossSite)
+		}
+	}
+	for _, v := range r.Header.Values("Sec-Fetch-Site") {
+		if strings.EqualFold(strings.TrimSpace(v), "cross-site") {
+			return idflow.WrapError(idflow.EFORBIDDEN, "state-changing requests with a session cookie or proxy identity headers must come from this site's pages: Sec-Fetch-Site is cross-site", ErrCrossSite)
+		}
+	}
+	return nil
+}
+
+// normalizeOrigin returns the serialized origin of s (RFC 6454: scheme,
+// lower-case host, port unless the scheme's default), or false when s is
+// not exactly an http(s) origin — "null" included.
+func normalizeOrigin(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", false
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if host == "" {
+		return "", false
+	}
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		return u.Scheme + "://" + net.JoinHostPort(host, port), true
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return u.Scheme + "://" + host, true
 }
 
 // originalMethodHeaders carry, on a forward-auth request (nginx

@@ -163,7 +163,7 @@ func TestTrustedProxyHeaders(t *testing.T) {
 	for _, peer := range []string{trustedPeer, "192.0.2.1:8443", "[2001:db8::7]:443", "[::ffff:10.9.9.9]:1"} {
 		t.Run(peer, func(t *testing.T) {
 			r := request(peer, h(
-				"X-Authenticated-User", "  alice  ",
+				"X-Authenticated-User", "alice",
 				"X-Authenticated-Email", "alice@corp.example",
 				"X-Authenticated-Name", "Alice Example",
 				"X-Authenticated-Tenant", "t-one",
@@ -191,6 +191,7 @@ func TestTrustedProxyHeaders(t *testing.T) {
 		"repeated user, same":     h("X-Authenticated-User", "alice", "X-Authenticated-User", "alice"),
 		"empty user":              h("X-Authenticated-User", ""),
 		"blank user":              h("X-Authenticated-User", "   "),
+		"padded user":             h("X-Authenticated-User", "  alice  "),
 		"companions without user": h("X-Authenticated-Email", "a@b.example", "X-Authenticated-Roles", "admin"),
 		"repeated roles":          h("X-Authenticated-User", "alice", "X-Authenticated-Roles", "admin", "X-Authenticated-Roles", "reader"),
 		"repeated tenant":         h("X-Authenticated-User", "alice", "X-Authenticated-Tenant", "t-two", "X-Authenticated-Tenant", "t-one"),

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,6 +42,8 @@ type claims struct {
 	Appid             string          `json:"appid"`
 	ClientID          string          `json:"client_id"`
 	Nonce             string          `json:"nonce"`
+	AtHash            string          `json:"at_hash"`
+	CHash             string          `json:"c_hash"`
 	raw               json.RawMessage // kept only when a configured user claim is not a field above
 }
 
@@ -87,9 +91,51 @@ func (c *claims) scopes() []string {
 	return c.Scope
 }
 
+// tokenKind is what a verified token is: an access token for a user or for
+// an application, or an OpenID Connect ID token (which is no access token).
+type tokenKind int
+
+const (
+	kindUser tokenKind = iota + 1
+	kindApp
+	kindIDToken
+)
+
+// kind classifies the token by what it carries, never by its aud: SPAs
+// often use one app registration for both tokens, so an ID token's aud may
+// well be the API's.
+func (c *claims) kind() tokenKind {
+	if c.idToken() {
+		return kindIDToken
+	}
+	if c.appOnly() {
+		return kindApp
+	}
+	return kindUser
+}
+
+// entra reports an Entra ID token: ver 1.0/2.0, or an Entra issuer.
+func (c *claims) entra() bool {
+	return c.Ver == "1.0" || c.Ver == "2.0" || EntraIssuer(c.Iss)
+}
+
+// idToken reports an ID token. Entra access tokens, delegated or app-only,
+// always name the client (azp in v2.0, appid in v1.0) and carry scp or
+// roles/idtyp; Entra ID tokens carry none of scp, idtyp, azp, appid. For
+// other issuers only unambiguous signals count: at_hash and c_hash are
+// defined for ID tokens alone (OpenID Connect Core 3.1.3.6, 3.3.2.11); nonce
+// is not one (some IdPs copy it into access tokens).
+func (c *claims) idToken() bool {
+	if c.AtHash != "" || c.CHash != "" {
+		return true
+	}
+	return c.entra() && len(c.Scp) == 0 && c.Idtyp == "" && c.Azp == "" && c.Appid == ""
+}
+
 // appOnly reports whether the token was issued to an application acting for
 // itself (DESIGN §2): idtyp=app; an Entra token (ver 1.0/2.0) with neither
-// idtyp nor scp; or sub equal to client_id (RFC 9068).
+// idtyp nor scp; or sub equal to client_id (RFC 9068). ID tokens are sorted
+// out before (kind).
 func (c *claims) appOnly() bool {
 	switch c.Idtyp {
 	case "app":
@@ -101,6 +147,47 @@ func (c *claims) appOnly() bool {
 		return true
 	}
 	return c.Sub != "" && c.ClientID != "" && c.Sub == c.ClientID
+}
+
+// EntraIssuer reports whether iss is a Microsoft Entra ID issuer, by host:
+// login.microsoftonline.<tld> (v2.0: .com, .us), sts.windows.net (v1.0),
+// *.ciamlogin.com (External ID), and the China cloud's
+// login.partner.microsoftonline.cn and sts.chinacloudapi.cn.
+func EntraIssuer(iss string) bool {
+	u, err := url.Parse(iss)
+	if err != nil || u.Scheme != "https" {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	if tld, ok := strings.CutPrefix(host, "login.microsoftonline."); ok {
+		return tld != "" && !strings.Contains(tld, ".")
+	}
+	switch host {
+	case "sts.windows.net", "login.partner.microsoftonline.cn", "sts.chinacloudapi.cn":
+		return true
+	}
+	sub, ok := strings.CutSuffix(host, ".ciamlogin.com")
+	return ok && sub != "" && !strings.Contains(sub, ".")
+}
+
+// DefaultUserClaim is the claim that names the user when none is
+// configured: oid for Entra issuers (sub is pairwise there: one user, one
+// sub per app), sub for every other issuer, where an oid claim is just a
+// claim.
+func DefaultUserClaim(iss string) string {
+	if EntraIssuer(iss) {
+		return "oid"
+	}
+	return "sub"
+}
+
+// mutableClaims can change for the same user (a rename, a new mail
+// address) or be reassigned to another: never a user id.
+var mutableClaims = []string{"email", "preferred_username", "upn", "name", "unique_name"}
+
+// MutableClaim reports whether name is a claim that must not identify a user.
+func MutableClaim(name string) bool {
+	return slices.ContainsFunc(mutableClaims, func(m string) bool { return strings.EqualFold(m, strings.TrimSpace(name)) })
 }
 
 // groupsOverage reports Entra's signal that groups did not fit in the token.
@@ -189,16 +276,6 @@ func (l *spaceList) UnmarshalJSON(b []byte) error {
 
 // blank reports whether s is empty or only white space: never an identity.
 func blank(s string) bool { return strings.TrimSpace(s) == "" }
-
-// firstNonBlank is the first s that is not blank.
-func firstNonBlank(ss ...string) string {
-	for _, s := range ss {
-		if !blank(s) {
-			return s
-		}
-	}
-	return ""
-}
 
 func firstNonEmpty(ss ...string) string {
 	for _, s := range ss {

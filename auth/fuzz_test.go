@@ -237,7 +237,7 @@ func referenceClaims(payload []byte) (claims, error) {
 		"upn": &c.Upn, "name": &c.Name, "roles": &c.Roles, "groups": &c.Groups,
 		"_claim_names": &c.ClaimNames, "hasgroups": &c.HasGroups, "scp": &c.Scp, "scope": &c.Scope,
 		"idtyp": &c.Idtyp, "ver": &c.Ver, "azp": &c.Azp, "appid": &c.Appid, "client_id": &c.ClientID,
-		"nonce": &c.Nonce,
+		"nonce": &c.Nonce, "at_hash": &c.AtHash, "c_hash": &c.CHash,
 	}
 	for name, ptr := range fields {
 		if raw, ok := m[name]; ok {
@@ -263,7 +263,8 @@ func sameClaims(a, b claims) bool {
 		a.Upn == b.Upn && a.Name == b.Name && slices.Equal(a.Roles, b.Roles) && slices.Equal(a.Groups, b.Groups) &&
 		a.ClaimNames == b.ClaimNames && a.HasGroups == b.HasGroups && slices.Equal(a.Scp, b.Scp) &&
 		slices.Equal(a.Scope, b.Scope) && a.Idtyp == b.Idtyp && a.Ver == b.Ver && a.Azp == b.Azp &&
-		a.Appid == b.Appid && a.ClientID == b.ClientID && a.Nonce == b.Nonce
+		a.Appid == b.Appid && a.ClientID == b.ClientID && a.Nonce == b.Nonce &&
+		a.AtHash == b.AtHash && a.CHash == b.CHash
 }
 
 // FuzzClaims signs arbitrary payloads with the issuer's key and runs them
@@ -328,8 +329,11 @@ func FuzzClaims(f *testing.F) {
 			if p.Kind != idflow.KindUser && p.Kind != idflow.KindApp {
 				t.Fatalf("kind %q", p.Kind)
 			}
-			if blank(p.UserID) {
-				t.Fatalf("Principal without user id: %+v from %q", p, payload)
+			if checkUserID(p.UserID) != nil {
+				t.Fatalf("Principal without a well-formed user id: %+v from %q", p, payload)
+			}
+			if fast.idToken() {
+				t.Fatalf("an ID token accepted: %q", payload)
 			}
 			if p.Kind == idflow.KindUser && ver == vt && !p.HasScope("access_as_user") {
 				t.Fatalf("user without the required scope accepted: %q", payload)

@@ -498,6 +498,8 @@ const (
 	cAppid
 	cClientID
 	cNonce
+	cAtHash
+	cCHash
 )
 
 var errDuplicateClaim = errors.New("a claim appears twice")
@@ -584,6 +586,12 @@ func parseClaims(payload []byte) (claims, error) {
 		case "nonce":
 			bit = cNonce
 			c.Nonce, err = r.strClaim()
+		case "at_hash":
+			bit = cAtHash
+			c.AtHash, err = r.strClaim()
+		case "c_hash":
+			bit = cCHash
+			c.CHash, err = r.strClaim()
 		default:
 			return r.skip()
 		}

@@ -569,8 +569,10 @@ func TestDiscoveryWithTestIssuer(t *testing.T) {
 	}
 	keys := NewRemoteKeySet(d.JWKSURI, nil, 0, nil)
 	keys.now = clock.Now
+	// The issuer is Entra-shaped but not on an Entra host, so oid is named
+	// explicitly (the default there would be sub).
 	v, err := NewVerifier(VerifierConfig{Issuers: []string{d.Issuer}, Audiences: []string{iss.Audience()},
-		Tenants: []string{t1}, Now: clock.Now, CacheSize: -1}, keys)
+		Tenants: []string{t1}, UserClaims: []string{"oid"}, Now: clock.Now, CacheSize: -1}, keys)
 	if err != nil {
 		t.Fatal(err)
 	}

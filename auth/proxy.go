@@ -108,8 +108,8 @@ func (a *proxyAuth) trustedPeer(r *http.Request) bool {
 func (a *proxyAuth) authenticate(ctx context.Context, r *http.Request) (idflow.Principal, error) {
 	if a.assertion != "" {
 		if vals := r.Header.Values(a.assertion); len(vals) > 0 {
-			if len(vals) != 1 || vals[0] == "" {
-				return idflow.Principal{}, unauthorized(errors.New("assertion header empty or repeated"))
+			if err := single(a.assertion, vals); err != nil {
+				return idflow.Principal{}, err
 			}
 			if a.verifier == nil {
 				return idflow.Principal{}, unauthorized(errors.New("assertion header without verifier"))
@@ -122,28 +122,39 @@ func (a *proxyAuth) authenticate(ctx context.Context, r *http.Request) (idflow.P
 		}
 	}
 	vals := r.Header.Values(a.user)
-	if len(vals) != 1 || strings.TrimSpace(vals[0]) == "" {
-		return idflow.Principal{}, unauthorized(errors.New("identity header missing, empty or repeated"))
+	if err := single(a.user, vals); err != nil {
+		return idflow.Principal{}, err
+	}
+	if err := checkUserID(vals[0]); err != nil {
+		return idflow.Principal{}, userIDError("the "+a.user+" header", err)
 	}
 	companion := map[string]string{}
 	if a.prefix != "" {
 		for _, suffix := range companionSuffixes {
 			vs := r.Header.Values(a.prefix + suffix)
 			if len(vs) > 1 {
-				return idflow.Principal{}, unauthorized(errors.New("identity header repeated"))
+				return idflow.Principal{}, repeated(a.prefix + suffix)
 			}
 			if len(vs) == 1 {
 				companion[suffix] = vs[0]
 			}
 		}
 	}
+	roles, err := ParseList(companion["-Roles"])
+	if err != nil {
+		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "the "+a.prefix+"-Roles header is not a list of names", err)
+	}
+	groups, err := ParseList(companion["-Groups"])
+	if err != nil {
+		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "the "+a.prefix+"-Groups header is not a list of names", err)
+	}
 	return idflow.Principal{
-		UserID:     strings.TrimSpace(vals[0]),
+		UserID:     vals[0],
 		TenantID:   companion["-Tenant"],
 		Email:      companion["-Email"],
 		Name:       companion["-Name"],
-		Roles:      splitList(companion["-Roles"]),
-		Groups:     splitList(companion["-Groups"]),
+		Roles:      roles,
+		Groups:     groups,
 		Scopes:     []string{},
 		Kind:       idflow.KindUser,
 		AuthMethod: idflow.AuthProxyHeader,
@@ -152,14 +163,25 @@ func (a *proxyAuth) authenticate(ctx context.Context, r *http.Request) (idflow.P
 	}, nil
 }
 
-func splitList(s string) []string {
-	out := []string{}
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
+// errRepeatedHeader: an identity header sent more than once.
+var errRepeatedHeader = errors.New("identity header repeated")
+
+// repeated refuses a request that carries identity header name twice.
+func repeated(name string) error {
+	return idflow.WrapError(idflow.EUNAUTHORIZED, "the "+name+" header appears more than once; a proxy must replace a client's identity headers, not append to them", errRepeatedHeader)
+}
+
+// single accepts exactly one non-empty value of header name.
+func single(name string, vals []string) error {
+	switch {
+	case len(vals) > 1:
+		return repeated(name)
+	case len(vals) == 0:
+		return idflow.Errorf(idflow.EUNAUTHORIZED, "the %s header is missing", name)
+	case vals[0] == "":
+		return idflow.Errorf(idflow.EUNAUTHORIZED, "the %s header is empty", name)
 	}
-	return out
+	return nil
 }
 
 // PeerIP is the TCP peer of r. Forwarding headers are never consulted.

@@ -13,6 +13,9 @@ func FromSnapshot(s idflow.Snapshot) (idflow.Principal, error) {
 	if blank(s.UserID) {
 		return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "job snapshot has no user")
 	}
+	if err := checkUserID(s.UserID); err != nil {
+		return idflow.Principal{}, userIDError("the job snapshot", err)
+	}
 	return idflow.Principal{
 		UserID:     s.UserID,
 		TenantID:   s.TenantID,

@@ -23,6 +23,9 @@ const MaxLeeway = 60 * time.Second
 // ErrInsufficientScope marks a valid token without the required scope.
 var ErrInsufficientScope = errors.New("insufficient_scope")
 
+// ErrIDToken marks an ID token sent where an access token is required.
+var ErrIDToken = errors.New("an ID token is not an access token")
+
 var (
 	errBadDate  = errors.New("bad numeric date")
 	errNotJWS   = errors.New("not a compact JWS")
@@ -37,8 +40,15 @@ type VerifierConfig struct {
 	Issuers []string
 	// Audiences: the token's aud must contain one of them.
 	Audiences []string
-	// UserClaims are tried in order for the user id (default oid, sub).
+	// UserClaims are tried in order for the user id. Default: per token,
+	// oid for an Entra issuer, sub for any other (DefaultUserClaim).
+	// Mutable claims (MutableClaim) are refused.
 	UserClaims []string
+	// AcceptIDTokens lets an OpenID Connect ID token act as its user (a
+	// weaker mode for SPAs that cannot get an access token: an ID token is
+	// proof of a sign-in at some client, not a grant to call this API). Off,
+	// an ID token is refused with a message that says so.
+	AcceptIDTokens bool
 	// Tenants, when set, are the only tid values accepted.
 	Tenants []string
 	// RequiredScope, when set, must be among a user token's delegated scopes.
@@ -82,8 +92,16 @@ func NewVerifier(cfg VerifierConfig, keys KeySet) (*Verifier, error) {
 	if len(cfg.Audiences) == 0 || slices.Contains(cfg.Audiences, "") {
 		return nil, errors.New("auth: at least one audience is required")
 	}
-	if len(cfg.UserClaims) == 0 {
-		cfg.UserClaims = []string{"oid", "sub"}
+	for _, c := range cfg.UserClaims {
+		if MutableClaim(c) {
+			return nil, fmt.Errorf("auth: the user claim %q can change or be reassigned; use an immutable one (oid for Entra ID, sub elsewhere)", c)
+		}
+		if strings.TrimSpace(c) == "" {
+			return nil, errors.New("auth: an empty user claim name")
+		}
+	}
+	if cfg.AcceptIDTokens && cfg.RequiredScope != "" {
+		return nil, errors.New("auth: ID tokens carry no scope, so with a required scope accepting them would accept none")
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
@@ -173,6 +191,12 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	if err := v.checkIssuer(&c); err != nil {
 		return Token{}, unauthorized(err)
 	}
+	// Before the audience: an ID token is refused with a message that
+	// says what to send instead, whatever its aud.
+	kind := c.kind()
+	if kind == kindIDToken && !v.cfg.AcceptIDTokens {
+		return Token{}, idflow.WrapError(idflow.EUNAUTHORIZED, "send an access token for "+v.cfg.Audiences[0]+", not an ID token", ErrIDToken)
+	}
 	aud := v.matchAudiences(c.Aud)
 	if len(aud) == 0 {
 		return Token{}, unauthorized(errors.New("audience not accepted"))
@@ -208,17 +232,29 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 		ClientID:      c.clientID(),
 		ExpiresAt:     c.Exp.Time,
 	}
-	if c.appOnly() {
+	if kind == kindApp {
 		p.Kind = idflow.KindApp
-		p.UserID = firstNonBlank(c.Oid, c.Sub, p.ClientID)
+		p.UserID = firstNonEmpty(c.Oid, c.Sub, p.ClientID)
 		if p.UserID == "" {
 			return Token{}, unauthorized(errors.New("app token without subject"))
+		}
+		if err := checkUserID(p.UserID); err != nil {
+			return Token{}, userIDError("the token", err)
 		}
 		return Token{Principal: p, Audiences: aud}, nil
 	}
 	p.Kind = idflow.KindUser
-	for _, name := range v.cfg.UserClaims {
-		if id := c.stringClaim(name); !blank(id) {
+	names := v.cfg.UserClaims
+	if len(names) == 0 {
+		names = []string{DefaultUserClaim(c.Iss)}
+	}
+	// The first claim present names the user; one present but malformed is
+	// refused, never skipped for the next.
+	for _, name := range names {
+		if id := c.stringClaim(name); id != "" {
+			if err := checkUserID(id); err != nil {
+				return Token{}, userIDError("the token's "+name+" claim", err)
+			}
 			p.UserID = id
 			break
 		}

@@ -685,21 +685,23 @@ func TestVerifyUserClaimOrder(t *testing.T) {
 		set    authtest.Claims
 		want   string // "" → refused
 	}{
-		{"oid wins over sub", nil, authtest.Claims{"oid": "oid-1", "sub": "sub-1"}, "oid-1"},
-		{"sub when no oid", nil, authtest.Claims{"sub": "sub-1"}, "sub-1"},
-		{"sub when oid empty", nil, authtest.Claims{"oid": "", "sub": "sub-1"}, "sub-1"},
+		// The test issuer is not an Entra host: sub by default, oid is just a claim.
+		{"default: sub, not oid", nil, authtest.Claims{"oid": "oid-1", "sub": "sub-1"}, "sub-1"},
+		{"default: sub", nil, authtest.Claims{"sub": "sub-1"}, "sub-1"},
+		{"default: oid alone is no user", nil, authtest.Claims{"oid": "oid-1"}, ""},
 		{"neither", nil, authtest.Claims{"name": "Alice"}, ""},
 		{"both empty", nil, authtest.Claims{"oid": "", "sub": ""}, ""},
 		{"oid not a string", nil, authtest.Claims{"oid": 7, "sub": "sub-1"}, ""},
+		{"explicit oid, sub: oid wins", []string{"oid", "sub"}, authtest.Claims{"oid": "oid-1", "sub": "sub-1"}, "oid-1"},
+		{"explicit oid, sub: sub when oid empty", []string{"oid", "sub"}, authtest.Claims{"oid": "", "sub": "sub-1"}, "sub-1"},
+		{"explicit oid, sub: blank oid refused, not skipped", []string{"oid", "sub"}, authtest.Claims{"oid": " ", "sub": "sub-1"}, ""},
 		{"custom: sub first", []string{"sub", "oid"}, authtest.Claims{"oid": "oid-1", "sub": "sub-1"}, "sub-1"},
-		{"custom: upn", []string{"upn"}, authtest.Claims{"oid": "oid-1", "upn": "a@x.example"}, "a@x.example"},
-		{"custom: upn missing", []string{"upn"}, authtest.Claims{"oid": "oid-1", "sub": "sub-1"}, ""},
 		{"custom claim", []string{"employee_id", "sub"}, authtest.Claims{"employee_id": "E42", "sub": "sub-1"}, "E42"},
 		{"custom claim missing → next", []string{"employee_id", "sub"}, authtest.Claims{"sub": "sub-1"}, "sub-1"},
 		{"custom claim not a string", []string{"employee_id"}, authtest.Claims{"employee_id": 42, "sub": "sub-1"}, ""},
 		{"custom claim wrong case", []string{"employee_id"}, authtest.Claims{"Employee_ID": "E42", "sub": "sub-1"}, ""},
-		{"oid wrong case ignored", nil, authtest.Claims{"OID": "evil", "sub": "sub-1"}, "sub-1"},
-		{"oid duplicate in other case", nil, authtest.Claims{"oid": "oid-1", "Oid": "evil"}, "oid-1"},
+		{"oid wrong case ignored", []string{"oid", "sub"}, authtest.Claims{"OID": "evil", "sub": "sub-1"}, "sub-1"},
+		{"oid duplicate in other case", []string{"oid"}, authtest.Claims{"oid": "oid-1", "Oid": "evil"}, "oid-1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -944,8 +946,13 @@ func TestVerifyAppOnlyTokens(t *testing.T) {
 		})
 	}
 	t.Run("app token without any subject refused", func(t *testing.T) {
-		c := f.iss.EntraV2App(a).Without("oid", "sub", "azp")
-		mustRefuse(t, f.v, f.iss.Sign(c), idflow.EUNAUTHORIZED)
+		// idtyp=app keeps it an app token: without it, a token naming
+		// no client is an ID token (idtoken_test.go).
+		c := f.iss.EntraV2App(a).With("idtyp", "app").Without("oid", "sub", "azp")
+		err := mustRefuse(t, f.v, f.iss.Sign(c), idflow.EUNAUTHORIZED)
+		if errors.Is(err, ErrIDToken) {
+			t.Fatalf("err = %v; want the missing subject", err)
+		}
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -25,6 +26,9 @@ var readOnlyFields = map[string]bool{
 // any other field dst does not know is refused with 400 naming it, so a typo
 // never silently drops data.
 func decode(r *http.Request, dst any) error {
+	if err := requireJSON(r); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -34,6 +38,38 @@ func decode(r *http.Request, dst any) error {
 		return idflow.WrapError(idflow.EINVALID, "could not read the request body", err)
 	}
 	return decodeBytes(body, dst)
+}
+
+// requireJSON refuses, with 415, a body not declared as JSON:
+// application/json or application/*+json, in UTF-8 if a charset is given.
+// A form or text/plain body is what another site's page can send without a
+// CORS preflight; a JSON route never reads one as JSON. A request without
+// a body passes (decodeBytes then says a body is required).
+func requireJSON(r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	if cts := r.Header.Values("Content-Type"); len(cts) == 1 && jsonMediaType(cts[0]) {
+		return nil
+	}
+	return unsupportedMediaType("application/json")
+}
+
+// jsonMediaType reports whether the Content-Type value ct is JSON.
+func jsonMediaType(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+// unsupportedMediaType is the 415 of a route that reads only the given types.
+func unsupportedMediaType(types string) error {
+	return idflow.Errorf(idflow.EMEDIATYPE, "send the body with Content-Type: %s", types)
 }
 
 func decodeBytes(body []byte, dst any) error {

@@ -3,10 +3,10 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth"
 )
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
@@ -70,8 +70,10 @@ func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request, p idflow
 	h.Set("X-Authenticated-Email", p.Email)
 	h.Set("X-Authenticated-Name", p.Name)
 	h.Set("X-Authenticated-Tenant", p.TenantID)
-	h.Set("X-Authenticated-Roles", strings.Join(p.Roles, ","))
-	h.Set("X-Authenticated-Groups", strings.Join(p.Groups, ","))
+	// Lists of names, quoted where a name needs it ("Sales, EMEA"); the
+	// proxy reader of auth decodes the same way.
+	h.Set("X-Authenticated-Roles", auth.FormatList(p.Roles))
+	h.Set("X-Authenticated-Groups", auth.FormatList(p.Groups))
 	if s.signer != nil {
 		a, err := s.signer.SignAssertion(p, s.cfg.PublicURL)
 		if err != nil {

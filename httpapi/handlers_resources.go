@@ -267,14 +267,14 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request, p idflow.P
 		if in, err = readIngestForm(mr); err != nil {
 			return err
 		}
-	case mt == "application/json" || mt == "":
+	case r.ContentLength == 0 || jsonMediaType(r.Header.Get("Content-Type")):
 		var body ingestIn
 		if err := decode(r, &body); err != nil {
 			return err
 		}
 		in = service.IngestInput{Filename: body.Filename, Content: []byte(body.Content), ContentType: body.ContentType, AppID: body.AppID}
 	default:
-		return idflow.Errorf(idflow.EINVALID, "send application/json or multipart/form-data")
+		return unsupportedMediaType("application/json or multipart/form-data")
 	}
 	d, err := s.svc.Ingest(r.Context(), p, in)
 	return answer(w, http.StatusCreated, d, err)

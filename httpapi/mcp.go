@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -35,6 +36,13 @@ func (s *Server) mcpAudiences() []string {
 func (s *Server) handleMCP(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	if s.mcp == nil {
 		return idflow.Errorf(idflow.ENOTFOUND, "no such route")
+	}
+	// The MCP SDK refuses any other type itself, but in plain text: say it
+	// as problem+json, like every other route.
+	if r.Method == http.MethodPost {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return unsupportedMediaType("application/json")
+		}
 	}
 	err := s.mcp.ServeMCP(w, r, p)
 	if err != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {

@@ -24,6 +24,8 @@ func statusOf(code string) int {
 		return http.StatusConflict
 	case idflow.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
+	case idflow.EMEDIATYPE:
+		return http.StatusUnsupportedMediaType
 	case idflow.ERATELIMIT:
 		return http.StatusTooManyRequests
 	case idflow.EUNAVAILABLE:

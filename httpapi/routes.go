@@ -269,6 +269,8 @@ func (s *Server) auditAuthFailure(r *http.Request, err error) {
 		s.auditDenial(r, nil, "authenticate", "spoofed identity header")
 	case errors.Is(err, auth.ErrCSRF):
 		s.auditDenial(r, nil, "authenticate", "csrf token missing or wrong")
+	case errors.Is(err, auth.ErrCrossSite):
+		s.auditDenial(r, nil, "authenticate", "cross-site request with an ambient credential")
 	case r.Header.Get("Authorization") != "" || idflow.ErrorCode(err) != idflow.EUNAUTHORIZED:
 		s.auditDenial(r, nil, "authenticate", err.Error())
 	default:

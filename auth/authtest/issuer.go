@@ -867,6 +867,54 @@ func (i *Issuer) EntraV1App(a EntraApp) Claims {
 	return c
 }
 
+// EntraV2IDToken returns claims shaped like an Entra ID v2.0 ID token for
+// u, issued to u.ClientID (its aud unless u.Audience says otherwise): oid,
+// sub, tid, preferred_username, name, nonce, but none of scp, azp, appid,
+// idtyp — an ID token names no client and grants nothing.
+func (i *Issuer) EntraV2IDToken(u EntraUser) Claims {
+	u = u.defaults()
+	c := i.entraCommon("2.0", orDefault(u.Issuer, i.entraV2), u.TenantID, orDefault(u.Audience, u.ClientID))
+	c["oid"] = u.ObjectID
+	c["sub"] = u.Subject
+	c["nonce"] = fmt.Sprintf("nonce-%d", i.serial.Add(1))
+	c["sid"] = fmt.Sprintf("sid-%d", i.serial.Add(1))
+	if u.Name != "" {
+		c["name"] = u.Name
+	}
+	if pu := orDefault(u.PreferredUsername, u.UPN); pu != "" {
+		c["preferred_username"] = pu
+	}
+	if u.Roles != nil {
+		c["roles"] = u.Roles
+	}
+	if u.Groups != nil {
+		c["groups"] = u.Groups
+	}
+	return c
+}
+
+// EntraV1IDToken returns claims shaped like an Entra ID v1.0 ID token: as
+// v2.0, with upn, unique_name and amr, and the sts.windows.net issuer.
+func (i *Issuer) EntraV1IDToken(u EntraUser) Claims {
+	u = u.defaults()
+	c := i.entraCommon("1.0", orDefault(u.Issuer, i.entraV1), u.TenantID, orDefault(u.Audience, u.ClientID))
+	c["amr"] = []string{"pwd"}
+	c["oid"] = u.ObjectID
+	c["sub"] = u.Subject
+	c["nonce"] = fmt.Sprintf("nonce-%d", i.serial.Add(1))
+	if u.Name != "" {
+		c["name"] = u.Name
+	}
+	if u.UPN != "" {
+		c["upn"] = u.UPN
+		c["unique_name"] = u.UPN
+	}
+	if u.Roles != nil {
+		c["roles"] = u.Roles
+	}
+	return c
+}
+
 // GroupOverage returns c as Entra issues it when the user is in too many
 // groups: no groups claim, and _claim_names/_claim_sources pointing at
 // Microsoft Graph.

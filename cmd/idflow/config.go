@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idflow/idflow/auth"
 	"github.com/idflow/idflow/runner"
 )
 
@@ -27,6 +28,7 @@ type config struct {
 	OIDCIssuer             string
 	OIDCAudience           string
 	OIDCUserClaim          string
+	OIDCAcceptIDTokens     bool
 	OIDCTenants            string
 	OIDCRequiredScope      string
 	OIDCClientID           string
@@ -90,7 +92,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_CACHE_URL", "cache-url", "memory://", "memory://, redis://…, memcached://host:port", &c.CacheURL),
 		s("IDFLOW_OIDC_ISSUER", "oidc-issuer", "", "OpenID issuer; more accepted issuers may follow, comma-separated", &c.OIDCIssuer),
 		s("IDFLOW_OIDC_AUDIENCE", "oidc-audience", "", "accepted audiences, comma-separated", &c.OIDCAudience),
-		s("IDFLOW_OIDC_USER_CLAIM", "oidc-user-claim", "oid,sub", "claims tried in order for the user id", &c.OIDCUserClaim),
+		s("IDFLOW_OIDC_USER_CLAIM", "oidc-user-claim", "", "claims tried in order for the user id (default: oid for Entra ID issuers, sub for others; email, preferred_username, upn, name, unique_name are refused)", &c.OIDCUserClaim),
+		b("IDFLOW_OIDC_ACCEPT_ID_TOKENS", "oidc-accept-id-tokens", "accept OpenID Connect ID tokens as bearer tokens (weaker: for SPAs that cannot get an access token)", &c.OIDCAcceptIDTokens),
 		s("IDFLOW_OIDC_TENANTS", "oidc-tenants", "", "allowed tid values, comma-separated", &c.OIDCTenants),
 		s("IDFLOW_OIDC_REQUIRED_SCOPE", "oidc-required-scope", "", "delegated scope user tokens must carry", &c.OIDCRequiredScope),
 		s("IDFLOW_OIDC_CLIENT_ID", "oidc-client-id", "", "client id for the browser login", &c.OIDCClientID),
@@ -178,6 +181,14 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 
 // validate refuses configurations that would fail open.
 func (c *config) validate() error {
+	for _, claim := range splitComma(c.OIDCUserClaim) {
+		if auth.MutableClaim(claim) {
+			return fmt.Errorf("IDFLOW_OIDC_USER_CLAIM: %q can change or be reassigned to another user, so it cannot be the user id; use oid (Entra ID) or sub, or leave it unset", claim)
+		}
+	}
+	if c.OIDCAcceptIDTokens && c.OIDCRequiredScope != "" {
+		return errors.New("IDFLOW_OIDC_ACCEPT_ID_TOKENS: ID tokens carry no scope, so with IDFLOW_OIDC_REQUIRED_SCOPE none would be accepted; set one or the other")
+	}
 	if c.Dev {
 		if !loopback(c.Listen) {
 			return fmt.Errorf("--dev listens on loopback only; %q is not a loopback address", c.Listen)

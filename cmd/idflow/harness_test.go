@@ -73,6 +73,9 @@ func startProdIdflow(t *testing.T, extra map[string]string) *prodServer {
 		"IDFLOW_DATA_DIR":         t.TempDir(),
 		"IDFLOW_INTERNAL_CLIENTS": testAppClientID,
 		"IDFLOW_LOG_LEVEL":        "error",
+		// Entra-shaped tokens from a local issuer: oid is only the default
+		// on Entra hosts (usertoken_test.go shows the sub default).
+		"IDFLOW_OIDC_USER_CLAIM": "oid",
 	}
 	for k, v := range extra {
 		env[k] = v

@@ -313,7 +313,7 @@ func TestBadInputLosesNothing(t *testing.T) {
 				b, ct := multipartBody(t, file)
 				return b[:len(b)-10], ct
 			}, 400, "multipart"},
-			{"text/plain", func(t *testing.T) ([]byte, string) { return []byte("just text"), "text/plain" }, 400, "multipart"},
+			{"text/plain", func(t *testing.T) ([]byte, string) { return []byte("just text"), "text/plain" }, 415, "multipart"},
 			{"over the upload limit", func(t *testing.T) ([]byte, string) {
 				return multipartBody(t, [3]string{"file", "big.txt", strings.Repeat("x", uploadBodyLimit)})
 			}, 413, ""},

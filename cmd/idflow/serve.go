@@ -145,11 +145,12 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 			internalClients = []string{devidp.AppClientID}
 		}
 		verifier, err = auth.NewVerifier(auth.VerifierConfig{
-			Issuers:       []string{cfg.PublicURL + devidp.Path},
-			Audiences:     append(append([]string{}, apiAudiences...), mcpAudience),
-			UserClaims:    splitComma(cfg.OIDCUserClaim),
-			RequiredScope: cfg.OIDCRequiredScope,
-			OnCacheLookup: m.TokenCacheLookups(),
+			Issuers:        []string{cfg.PublicURL + devidp.Path},
+			Audiences:      append(append([]string{}, apiAudiences...), mcpAudience),
+			UserClaims:     splitComma(cfg.OIDCUserClaim),
+			AcceptIDTokens: cfg.OIDCAcceptIDTokens,
+			RequiredScope:  cfg.OIDCRequiredScope,
+			OnCacheLookup:  m.TokenCacheLookups(),
 		}, auth.NewStaticKeySet(devIssuer.PublicJWK()))
 		if err != nil {
 			return nil, err
@@ -208,7 +209,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
-	authn := auth.New(auth.Config{Bearer: verifier, Proxy: proxy, Sessions: sessionsOf(webLogin)})
+	authn := auth.New(auth.Config{Bearer: verifier, Proxy: proxy, Sessions: sessionsOf(webLogin),
+		Origins: append([]string{cfg.PublicURL}, splitComma(cfg.CORSOrigins)...)})
 	cacheBackend, bus, cacheClosers, err := cacheAndBus(ctx, cfg, log)
 	if err != nil {
 		app.Close()
@@ -335,12 +337,13 @@ func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string,
 		log.Warn("initial jwks fetch failed; will retry on demand", "err", err)
 	}
 	v, err := auth.NewVerifier(auth.VerifierConfig{
-		Issuers:       accepted,
-		Audiences:     append(append([]string{}, apiAudiences...), mcpAudience),
-		UserClaims:    splitComma(cfg.OIDCUserClaim),
-		Tenants:       splitComma(cfg.OIDCTenants),
-		RequiredScope: cfg.OIDCRequiredScope,
-		OnCacheLookup: m.TokenCacheLookups(),
+		Issuers:        accepted,
+		Audiences:      append(append([]string{}, apiAudiences...), mcpAudience),
+		UserClaims:     splitComma(cfg.OIDCUserClaim),
+		AcceptIDTokens: cfg.OIDCAcceptIDTokens,
+		Tenants:        splitComma(cfg.OIDCTenants),
+		RequiredScope:  cfg.OIDCRequiredScope,
+		OnCacheLookup:  m.TokenCacheLookups(),
 	}, keys)
 	return v, disc, keys, err
 }
