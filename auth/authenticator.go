@@ -37,6 +37,9 @@ type Config struct {
 	Bearer   *Verifier // nil when no OpenID issuer is configured
 	Sessions Sessions  // nil when browser login is off
 	Proxy    *ProxyConfig
+	// SessionCookie is the session cookie's name for the public URL
+	// (CookiesFor(publicURL).Session); empty means the bare SessionCookie.
+	SessionCookie string
 }
 
 // Authenticator turns a request's credentials into a Principal.
@@ -44,12 +47,16 @@ type Authenticator struct {
 	bearer   *Verifier
 	sessions Sessions
 	proxy    *proxyAuth
+	cookie   string // the session cookie's name
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
-	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions}
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, cookie: cfg.SessionCookie}
+	if a.cookie == "" {
+		a.cookie = SessionCookie
+	}
 	if cfg.Proxy != nil {
 		a.proxy = newProxyAuth(*cfg.Proxy)
 	} else {
@@ -79,7 +86,7 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 		}
 		return a.VerifyToken(r.Context(), raw, accept)
 	}
-	if c, err := r.Cookie(SessionCookie); err == nil && a.sessions != nil {
+	if c, err := r.Cookie(a.cookie); err == nil && a.sessions != nil {
 		p, csrf, err := a.sessions.Lookup(r.Context(), c.Value)
 		if err != nil {
 			return idflow.Principal{}, err
