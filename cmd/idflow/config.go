@@ -52,9 +52,13 @@ type config struct {
 	PolicyFile             string
 	MCPToolScopes          string
 	MCPScopes              string
+	BodyTimeout            string
+	MaxBodiesPerPeer       string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
+	bodyTimeout  time.Duration
+	peerBodies   int
 	getenv       func(string) string // the process environment (e.g. providers' client_secret_env)
 }
 
@@ -108,6 +112,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
+		s("IDFLOW_BODY_TIMEOUT", "body-timeout", "30s", "longest a 1 MiB request body may take to arrive (uploads: in proportion)", &c.BodyTimeout),
+		s("IDFLOW_MAX_BODIES_PER_PEER", "max-bodies-per-peer", "8", "request bodies one client address may send at once", &c.MaxBodiesPerPeer),
 	}
 }
 
@@ -149,6 +155,12 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.wsMaxPerUser, err = strconv.Atoi(c.WSMaxPerUser); err != nil || c.wsMaxPerUser < 1 {
 		return nil, nil, fmt.Errorf("IDFLOW_WS_MAX_PER_USER: %q is not a positive integer", c.WSMaxPerUser)
+	}
+	if c.bodyTimeout, err = time.ParseDuration(c.BodyTimeout); err != nil || c.bodyTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_BODY_TIMEOUT: %q is not a positive duration", c.BodyTimeout)
+	}
+	if c.peerBodies, err = strconv.Atoi(c.MaxBodiesPerPeer); err != nil || c.peerBodies < 1 {
+		return nil, nil, fmt.Errorf("IDFLOW_MAX_BODIES_PER_PEER: %q is not a positive integer", c.MaxBodiesPerPeer)
 	}
 	return c, fs, nil
 }
