@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,13 +80,20 @@ func (s *Server) recordDenial(r *http.Request, e idflow.AuditEvent) {
 // not audited since the server started (for metrics).
 func (s *Server) AuditDenialsDropped() uint64 { return s.denials.dropped.Load() }
 
-// peerHost is the TCP peer's address without its port: one client opens
-// many connections.
+// peerHost names the client behind a TCP peer for per-peer limits: its
+// address without the port (one client opens many connections), and for
+// IPv6 its /64 (one client commonly holds the whole prefix).
 func peerHost(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
 	}
-	return r.RemoteAddr
+	addr := ap.Addr().Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
 }
 
 // Bounds of the denial limiter.

@@ -201,3 +201,22 @@ func TestDenialLimiterMemoryIsBounded(t *testing.T) {
 		t.Fatalf("dropped = %d", l.dropped.Load())
 	}
 }
+
+// TestPeerHost: the per-peer limits count a client, not a connection: the
+// port is dropped, and an IPv6 client counts as its /64.
+func TestPeerHost(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7:443":               "192.0.2.7",
+		"[::ffff:192.0.2.7]:80":       "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:1234": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:9":    "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1%eth0]:9":    "2001:db8:1:3::/64",
+		"not an address":              "not an address",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = addr
+		if got := peerHost(r); got != want {
+			t.Errorf("peerHost(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
