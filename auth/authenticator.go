@@ -45,6 +45,9 @@ type Config struct {
 	// proxy's identity headers): the public URL's and the CORS origins.
 	// URLs are reduced to their origin; with none, every Origin is foreign.
 	Origins []string
+	// SessionCookie is the session cookie's name for the public URL
+	// (CookiesFor(publicURL).Session); empty means the bare SessionCookie.
+	SessionCookie string
 }
 
 // Authenticator turns a request's credentials into a Principal.
@@ -53,18 +56,22 @@ type Authenticator struct {
 	sessions Sessions
 	proxy    *proxyAuth
 	origins  map[string]bool
+	cookie   string // the session cookie's name
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
-	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}}
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie}
 	for _, o := range cfg.Origins {
 		if u, err := url.Parse(strings.TrimSpace(o)); err == nil {
 			if origin, ok := normalizeOrigin(u.Scheme + "://" + u.Host); ok {
 				a.origins[origin] = true
 			}
 		}
+	}
+	if a.cookie == "" {
+		a.cookie = SessionCookie
 	}
 	if cfg.Proxy != nil {
 		a.proxy = newProxyAuth(*cfg.Proxy)
@@ -97,7 +104,7 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 		}
 		return a.VerifyToken(r.Context(), raw, accept)
 	}
-	if c, err := r.Cookie(SessionCookie); err == nil && a.sessions != nil {
+	if c, err := r.Cookie(a.cookie); err == nil && a.sessions != nil {
 		p, csrf, err := a.sessions.Lookup(r.Context(), c.Value)
 		if err != nil {
 			return idflow.Principal{}, err

@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/idflow/idflow"
-	"github.com/idflow/idflow/auth"
 	"github.com/idflow/idflow/web"
 )
 
@@ -21,10 +20,12 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 	if s.login == nil {
 		return errNoLogin
 	}
-	if err := s.login.HandleCallback(w, r); err != nil {
-		s.auditDenial(r, nil, "login", err.Error())
+	a, err := s.login.HandleCallback(w, r)
+	if err != nil {
+		s.auditAnonymous(r, "auth.login", idflow.ErrorCode(err), err.Error())
 		return err
 	}
+	s.auditAccount(r, "auth.login", a)
 	return nil
 }
 
@@ -34,7 +35,13 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 	if s.login == nil {
 		return errNoLogin
 	}
-	return s.login.HandleLogout(w, r)
+	a, err := s.login.HandleLogout(w, r)
+	if err != nil {
+		s.auditAnonymous(r, "auth.logout", idflow.ErrorCode(err), err.Error())
+		return err
+	}
+	s.auditAccount(r, "auth.logout", a) // nothing when no session was ended
+	return nil
 }
 
 func (s *Server) handleUI(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
@@ -46,7 +53,7 @@ func (s *Server) sessionCSRF(r *http.Request, p idflow.Principal) string {
 	if s.login == nil || p.AuthMethod != idflow.AuthSession {
 		return ""
 	}
-	c, err := r.Cookie(auth.SessionCookie)
+	c, err := r.Cookie(s.login.Cookies().Session)
 	if err != nil {
 		return ""
 	}

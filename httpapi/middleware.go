@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idflow/idflow"
@@ -61,7 +65,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // middleware wraps every request: recovery, request id, access log,
-// security headers and CORS (so error answers carry CORS headers too).
+// security headers, the body's deadline and per-peer limit, and CORS (so
+// error answers carry CORS headers too).
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -95,6 +100,13 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				"duration_ms", float64(time.Since(start).Microseconds())/1000,
 				"request_id", id, "user_id", lu.id, "peer", r.RemoteAddr)
 		}()
+		if bodyRemains(r) { // first: every answer below may leave the body unread
+			release, ok := s.guardBody(sw, r)
+			defer release()
+			if !ok {
+				return
+			}
+		}
 		if s.cors(sw, r) {
 			return
 		}
@@ -144,4 +156,118 @@ func validRequestID(id string) bool {
 	return strings.IndexFunc(id, func(c rune) bool {
 		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
 	}) < 0
+}
+
+// bodyRemains reports whether r has a body still to be read.
+func bodyRemains(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// guardBody bounds a request body in time and in number. It counts the body
+// against its peer's bodies in flight, refusing with 429 beyond
+// Config.MaxBodiesPerPeer, and sets a read deadline of Config.BodyTimeout
+// (wrap sets it again for the route's limit) — also on a request answered
+// without its body, which the server drains before it reuses the
+// connection. When the body has arrived whole, the server lifts the
+// deadline itself (it then reads the connection in the background to see
+// the client leave), so a handler that answers slowly, or streams, is not
+// cut off. ok is false when the request was answered.
+func (s *Server) guardBody(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)) // not every connection supports it (tests' recorders)
+	release, ok = s.bodies.acquire(peerHost(r))
+	if !ok {
+		// Refused and closed: expire the deadline, so that the server does
+		// not wait for the unread body before it closes the connection.
+		_ = rc.SetReadDeadline(time.Now())
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusTooManyRequests, idflow.ERATELIMIT,
+			fmt.Sprintf("too many request bodies in flight from your address (limit %d)", s.cfg.MaxBodiesPerPeer))
+		return func() {}, false
+	}
+	release = sync.OnceFunc(release)
+	r.Body = &guardedBody{ReadCloser: r.Body, rc: rc, release: release}
+	return release, true
+}
+
+// setBodyDeadline gives r's body d from now to arrive (d > 0), or lifts
+// its deadline (d == 0), unless the body has already ended.
+func setBodyDeadline(r *http.Request, d time.Duration) {
+	b, ok := r.Body.(*guardedBody)
+	if !ok || b.ended {
+		return
+	}
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	_ = b.rc.SetReadDeadline(t)
+}
+
+// guardedBody gives up a body's place among its peer's bodies in flight
+// when the body ends, and tells a deadline that fired from other errors.
+type guardedBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	release func()
+	ended   bool
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.ended {
+		b.ended = true
+		b.release()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", errBodyTimeout, err)
+	}
+	return n, err
+}
+
+// errBodyTimeout is a request body that did not arrive within its
+// deadline: 408, whatever the handler wrapped it in.
+var errBodyTimeout = errors.New("the request body did not arrive in time")
+
+func (b *guardedBody) Close() error {
+	b.release()
+	return b.ReadCloser.Close()
+}
+
+// peerBodies counts request bodies in flight per peer address.
+type peerBodies struct {
+	limit int
+	mu    sync.Mutex
+	n     map[string]int
+}
+
+func (p *peerBodies) acquire(peer string) (release func(), ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[peer] >= p.limit {
+		return nil, false
+	}
+	p.n[peer]++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.n[peer]--; p.n[peer] <= 0 {
+			delete(p.n, peer)
+		}
+	}, true
+}
+
+// bodyTimeout is how long a route's body may take to arrive: BodyTimeout
+// for the JSON limit, proportionally more for a larger limit (uploads), and
+// no deadline (0) for a WebSocket or the MCP stream, which hold their
+// connection for as long as they live.
+func (s *Server) bodyTimeout(rt route, limit int64) time.Duration {
+	if rt.ws || rt.mcp && rt.method == http.MethodGet {
+		return 0
+	}
+	if limit <= s.cfg.MaxBodyBytes {
+		return s.cfg.BodyTimeout
+	}
+	return time.Duration(float64(s.cfg.BodyTimeout) * float64(limit) / float64(s.cfg.MaxBodyBytes))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/auth"
 )
 
 // The OpenAPI 3.1 document is generated from the routes table, so the two
@@ -45,7 +46,7 @@ func (s *Server) openAPI() map[string]any {
 			"schemas": b.schemas,
 			"securitySchemes": map[string]any{
 				"bearer":  map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-				"session": map[string]any{"type": "apiKey", "in": "cookie", "name": "idflow_session"},
+				"session": map[string]any{"type": "apiKey", "in": "cookie", "name": auth.CookiesFor(s.cfg.PublicURL).Session},
 			},
 		},
 	}

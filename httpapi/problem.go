@@ -46,6 +46,11 @@ type problem struct {
 
 // writeError answers err as problem+json; internal causes are logged, never shown.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errBodyTimeout) { // middleware.go
+		w.Header().Set("Connection", "close")
+		writeProblem(w, http.StatusRequestTimeout, "timeout", errBodyTimeout.Error())
+		return
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		err = idflow.Errorf(idflow.ETOOLARGE, "request body larger than %d bytes", mbe.Limit)

@@ -197,8 +197,10 @@ func (s *Server) wrap(rt route) http.Handler {
 	if limit == 0 {
 		limit = s.cfg.MaxBodyBytes
 	}
+	bodyTimeout := s.bodyTimeout(rt, limit) // middleware.go
 	if rt.access == accessOpen {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			setBodyDeadline(r, bodyTimeout)
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			if err := rt.open(w, r); err != nil {
 				s.writeError(w, r, err)
@@ -206,6 +208,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setBodyDeadline(r, bodyTimeout)
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if rt.mcp {
 			if err := s.checkMCPOrigin(r); err != nil {
@@ -266,13 +269,13 @@ func (s *Server) authenticate(r *http.Request, a access, websocket, mcp bool) (p
 func (s *Server) auditAuthFailure(r *http.Request, err error) {
 	switch {
 	case errors.Is(err, auth.ErrSpoofedHeader):
-		s.auditDenial(r, nil, "authenticate", "spoofed identity header")
+		s.auditAnonymous(r, "authenticate", "spoofed", "spoofed identity header")
 	case errors.Is(err, auth.ErrCSRF):
-		s.auditDenial(r, nil, "authenticate", "csrf token missing or wrong")
+		s.auditAnonymous(r, "authenticate", "csrf", "csrf token missing or wrong")
 	case errors.Is(err, auth.ErrCrossSite):
-		s.auditDenial(r, nil, "authenticate", "cross-site request with an ambient credential")
+		s.auditAnonymous(r, "authenticate", "cross_site", "cross-site request with an ambient credential")
 	case r.Header.Get("Authorization") != "" || idflow.ErrorCode(err) != idflow.EUNAUTHORIZED:
-		s.auditDenial(r, nil, "authenticate", err.Error())
+		s.auditAnonymous(r, "authenticate", idflow.ErrorCode(err), err.Error())
 	default:
 		s.log.DebugContext(r.Context(), "no credentials", "path", r.URL.Path)
 	}

@@ -31,6 +31,18 @@ type Config struct {
 	WSQueryToken    bool  // allow ?access_token= on WebSockets
 	WSMaxPerUser    int   // open WebSockets per user (default 50)
 	Dev             bool
+
+	// BodyTimeout is how long a request body of MaxBodyBytes may take to
+	// arrive (default 30 s); a route with a larger limit gets
+	// proportionally longer. WebSockets and streams are not bound by it
+	// once upgraded or answered.
+	BodyTimeout time.Duration
+	// MaxBodiesPerPeer is how many request bodies one peer address may be
+	// sending at once (default 8); beyond it, 429.
+	MaxBodiesPerPeer int
+	// AuditDenialsPerMinute bounds the audit rows of unauthenticated
+	// denials per (peer address, reason) and minute (default 10).
+	AuditDenialsPerMinute int
 }
 
 // Deps are the services the handlers use.
@@ -46,6 +58,7 @@ type Deps struct {
 	DevIdP http.Handler // mounted under /dev/idp (and /dev/downstream) in dev mode only
 	MCP    MCP          // /mcp and its metadata; nil answers 404
 	Ready  func(ctx context.Context) error
+	Now    func() time.Time // the clock of the denial limiter; nil = time.Now
 
 	// Connections serves /api/v1/connections; nil when no downstream
 	// provider is configured (the routes then do not exist).
@@ -86,6 +99,9 @@ type Server struct {
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
+
+	denials *denialLimiter // unauthenticated denials audited per peer and reason
+	bodies  peerBodies     // request bodies in flight per peer
 }
 
 // New builds the server and its routes.
@@ -99,12 +115,27 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.AdminRole == "" {
 		cfg.AdminRole = "admin"
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.MaxBodiesPerPeer <= 0 {
+		cfg.MaxBodiesPerPeer = 8
+	}
+	if cfg.AuditDenialsPerMinute <= 0 {
+		cfg.AuditDenialsPerMinute = 10
+	}
 	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
 		devIdP: d.DevIdP, conns: d.Connections, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
 	s.metrics, s.obs = d.Metrics, d.Observer
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	s.denials = &denialLimiter{now: now, perWindow: cfg.AuditDenialsPerMinute, log: s.log, keys: map[denialKey]*denialCount{}}
+	s.bodies = peerBodies{limit: cfg.MaxBodiesPerPeer, n: map[string]int{}}
 	s.handler = s.middleware(s.mux())
 	return s
 }

@@ -33,6 +33,7 @@ func auditKey(e idflow.AuditEvent) cursor { return cursor{Key: e.Seq, ID: e.ID} 
 // committed before it. The audit_insert policy lets any session append; no
 // policy or privilege lets the app role change or remove an event.
 func (db *DB) RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.AuditEvent, error) {
+	e = e.Bounded() // every field within its bound, before it is hashed
 	e.ID = idflow.NewID(idflow.PrefixAudit)
 	if e.At.IsZero() {
 		e.At = db.now()

@@ -32,6 +32,7 @@ func auditKey(e idflow.AuditEvent) cursor { return cursor{Key: e.Seq, ID: e.ID} 
 // RecordAudit appends e to the chain. The write transaction serializes
 // concurrent callers, so each event links to the one committed before it.
 func (db *DB) RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.AuditEvent, error) {
+	e = e.Bounded() // every field within its bound, before it is hashed
 	e.ID = idflow.NewID(idflow.PrefixAudit)
 	if e.At.IsZero() {
 		e.At = db.now()

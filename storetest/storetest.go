@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) idflow.Store) {
 	t.Run("Pagination", func(t *testing.T) { testPagination(t, open) })
 	t.Run("Users", func(t *testing.T) { testUsers(t, open(t)) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open(t)) })
+	t.Run("AuditCaps", func(t *testing.T) { testAuditCaps(t, open(t)) })
 	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
 	t.Run("AppOnly", func(t *testing.T) { testAppOnly(t, open(t)) })

@@ -34,12 +34,6 @@ type Sealer interface {
 // a pending login's sealed state.
 const pendingOwner = "(sign-in in progress)"
 
-// Cookie names.
-const (
-	loginCookie = "idflow_login" // the pending login: state, nonce, PKCE verifier
-	// auth.SessionCookie is the session itself.
-)
-
 // Config configures the browser login.
 type Config struct {
 	PublicURL    string
@@ -62,7 +56,7 @@ type Login struct {
 	sealer   Sealer
 	client   *http.Client
 	log      *slog.Logger
-	secure   bool
+	cookies  auth.Cookies // names and Secure, from the public URL
 	now      func() time.Time
 	refresh  singleflight.Group
 }
@@ -84,15 +78,14 @@ func NewLogin(cfg Config, disc auth.Discovery, idKeys auth.KeySet, access *auth.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u, err := url.Parse(cfg.PublicURL)
-	if err != nil {
+	if _, err := url.Parse(cfg.PublicURL); err != nil {
 		return nil, fmt.Errorf("web: public url: %w", err)
 	}
 	l := &Login{
 		cfg: cfg, disc: disc, access: access, store: store, sealer: sealer, log: log,
-		client: &http.Client{Timeout: 15 * time.Second},
-		secure: !loopbackHost(u.Hostname()) || u.Scheme == "https",
-		now:    time.Now,
+		client:  &http.Client{Timeout: 15 * time.Second},
+		cookies: auth.CookiesFor(cfg.PublicURL),
+		now:     time.Now,
 		oauth: oauth2.Config{
 			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Scopes: cfg.Scopes,
 			RedirectURL: cfg.PublicURL + "/auth/callback",
@@ -115,7 +108,24 @@ func authStyle(secret string) oauth2.AuthStyle {
 	return oauth2.AuthStyleInHeader
 }
 
-func loopbackHost(h string) bool { return h == "127.0.0.1" || h == "localhost" || h == "::1" }
+// Cookies are the names of the cookies this login sets; the Authenticator
+// must read the session cookie by the same name (auth.Config.SessionCookie).
+func (l *Login) Cookies() auth.Cookies { return l.cookies }
+
+// cookie is one of idflow's cookies: HttpOnly, SameSite=Lax, Path=/ and no
+// Domain (as a __Host- name requires), Secure unless the public URL is
+// plain-http loopback. maxAge < 0 deletes it.
+func (l *Login) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: l.cookies.Secure, SameSite: http.SameSiteLaxMode}
+}
+
+// Account names the user whose session a sign-in created or a sign-out
+// ended, for the audit trail.
+type Account struct {
+	UserID   string
+	TenantID string
+}
 
 // pending is the sealed content of the login cookie.
 type pending struct {
@@ -132,6 +142,7 @@ type tokens struct {
 	Refresh string    `json:"r,omitempty"`
 	IDToken string    `json:"i,omitempty"`
 	Expiry  time.Time `json:"x"`
+	Tenant  string    `json:"t,omitempty"` // for the sign-out's audit event
 }
 
 func random(n int) string {
@@ -145,25 +156,16 @@ func hashID(id string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// safeReturn keeps return_to a local path, never another site.
-func safeReturn(s string) string {
-	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.ContainsAny(s, "\r\n") {
-		return "/"
-	}
-	return s
-}
-
 // HandleLogin starts the authorization-code flow.
 func (l *Login) HandleLogin(w http.ResponseWriter, r *http.Request) error {
 	p := pending{State: random(24), Nonce: random(24), Verifier: oauth2.GenerateVerifier(),
-		ReturnTo: safeReturn(r.URL.Query().Get("return_to")), Expires: l.now().Add(10 * time.Minute).Unix()}
+		ReturnTo: SafeReturn(r.URL.Query().Get("return_to")), Expires: l.now().Add(10 * time.Minute).Unix()}
 	b, _ := json.Marshal(p)
 	kid, ct, err := l.sealer.Seal(pendingOwner, "login", b)
 	if err != nil {
 		return fmt.Errorf("seal login state: %w", err)
 	}
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: kid + "." + base64.RawURLEncoding.EncodeToString(ct),
-		Path: "/auth/", MaxAge: 600, HttpOnly: true, Secure: l.secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, l.cookie(l.cookies.Login, kid+"."+base64.RawURLEncoding.EncodeToString(ct), 600))
 	target := l.oauth.AuthCodeURL(p.State, oidc.Nonce(p.Nonce), oauth2.S256ChallengeOption(p.Verifier))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)
@@ -172,7 +174,7 @@ func (l *Login) HandleLogin(w http.ResponseWriter, r *http.Request) error {
 
 func (l *Login) readPending(r *http.Request) (pending, error) {
 	var p pending
-	c, err := r.Cookie(loginCookie)
+	c, err := r.Cookie(l.cookies.Login)
 	if err != nil {
 		return p, idflow.Errorf(idflow.EINVALID, "no sign-in in progress; start again at /auth/login")
 	}
@@ -189,61 +191,63 @@ func (l *Login) readPending(r *http.Request) (pending, error) {
 }
 
 // HandleCallback finishes the flow: state, PKCE and nonce checked, tokens
-// verified, a server-side session created.
-func (l *Login) HandleCallback(w http.ResponseWriter, r *http.Request) error {
+// verified, a server-side session created. It answers whom it signed in.
+func (l *Login) HandleCallback(w http.ResponseWriter, r *http.Request) (Account, error) {
+	var none Account
 	ctx := r.Context()
 	p, err := l.readPending(r)
 	if err != nil {
-		return err
+		return none, err
 	}
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/auth/", MaxAge: -1, HttpOnly: true, Secure: l.secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, l.cookie(l.cookies.Login, "", -1))
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
-		return idflow.Errorf(idflow.EUNAUTHORIZED, "the identity provider refused the sign-in (%s)", e)
+		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "the identity provider refused the sign-in (%s)", e)
 	}
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(p.State)) != 1 {
-		return idflow.Errorf(idflow.EUNAUTHORIZED, "sign-in state mismatch")
+		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "sign-in state mismatch")
 	}
 	if iss := q.Get("iss"); iss != "" && iss != l.disc.Issuer { // RFC 9207 mix-up defence
-		return idflow.Errorf(idflow.EUNAUTHORIZED, "sign-in answered by the wrong issuer")
+		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "sign-in answered by the wrong issuer")
 	}
 	tok, err := l.oauth.Exchange(context.WithValue(ctx, oauth2.HTTPClient, l.client), q.Get("code"), oauth2.VerifierOption(p.Verifier))
 	if err != nil {
-		return idflow.WrapError(idflow.EUNAUTHORIZED, "the code could not be exchanged", err)
+		return none, idflow.WrapError(idflow.EUNAUTHORIZED, "the code could not be exchanged", err)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return idflow.Errorf(idflow.EUNAUTHORIZED, "the identity provider sent no ID token")
+		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "the identity provider sent no ID token")
 	}
 	idt, err := l.idTokens.Verify(ctx, rawID)
 	if err != nil {
-		return idflow.WrapError(idflow.EUNAUTHORIZED, "invalid ID token", err)
+		return none, idflow.WrapError(idflow.EUNAUTHORIZED, "invalid ID token", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
-		return idflow.Errorf(idflow.EUNAUTHORIZED, "ID token nonce mismatch")
+		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "ID token nonce mismatch")
 	}
 	verified, err := l.access.Verify(ctx, tok.AccessToken)
 	if err != nil {
-		return err
+		return none, err
 	}
 	principal := verified.AsSession()
 	if _, err := principal.Owner(); err != nil {
-		return err
+		return none, err
 	}
 	id := random(32)
 	sess := idflow.BrowserSession{IDHash: hashID(id), UserID: principal.UserID, CSRF: random(24),
 		CreatedAt: l.now().UTC(), UpdatedAt: l.now().UTC(), ExpiresAt: l.now().Add(l.cfg.SessionTTL).UTC()}
-	if err := l.seal(&sess, tokens{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: rawID, Expiry: tok.Expiry}); err != nil {
-		return err
+	if err := l.seal(&sess, tokens{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: rawID, Expiry: tok.Expiry,
+		Tenant: principal.TenantID}); err != nil {
+		return none, err
 	}
 	if err := l.store.CreateBrowserSession(ctx, sess); err != nil {
-		return err
+		return none, err
 	}
-	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: id, Path: "/", MaxAge: int(l.cfg.SessionTTL.Seconds()),
-		HttpOnly: true, Secure: l.secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, l.cookie(l.cookies.Session, id, int(l.cfg.SessionTTL.Seconds())))
 	l.log.InfoContext(ctx, "browser sign-in", "user_id", principal.UserID)
+	// ReturnTo passed SafeReturn when the flow started (and is sealed since).
 	http.Redirect(w, r, p.ReturnTo, http.StatusFound)
-	return nil
+	return Account{UserID: principal.UserID, TenantID: principal.TenantID}, nil
 }
 
 func (l *Login) seal(s *idflow.BrowserSession, t tokens) error {
@@ -258,32 +262,35 @@ func (l *Login) seal(s *idflow.BrowserSession, t tokens) error {
 
 // HandleLogout ends the session (the CSRF token is required, as on every
 // cookie write) and signs out at the identity provider when it offers
-// RP-initiated logout.
-func (l *Login) HandleLogout(w http.ResponseWriter, r *http.Request) error {
+// RP-initiated logout. It answers whose session it ended (zero if none).
+func (l *Login) HandleLogout(w http.ResponseWriter, r *http.Request) (Account, error) {
+	var ended Account
 	ctx := r.Context()
 	target := "/"
-	if c, err := r.Cookie(auth.SessionCookie); err == nil {
+	if c, err := r.Cookie(l.cookies.Session); err == nil {
 		sess, err := l.store.GetBrowserSession(ctx, hashID(c.Value))
 		if err == nil {
 			if err := r.ParseForm(); err != nil {
-				return idflow.Errorf(idflow.EINVALID, "bad form")
+				return ended, idflow.Errorf(idflow.EINVALID, "bad form")
 			}
 			got := r.Header.Get(auth.CSRFHeader)
 			if got == "" {
 				got = r.PostForm.Get("csrf_token")
 			}
 			if subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRF)) != 1 {
-				return idflow.WrapError(idflow.EFORBIDDEN, "a valid CSRF token is required to sign out", auth.ErrCSRF)
+				return ended, idflow.WrapError(idflow.EFORBIDDEN, "a valid CSRF token is required to sign out", auth.ErrCSRF)
 			}
 			if err := l.store.DeleteBrowserSession(ctx, sess.IDHash); err != nil {
-				return err
+				return ended, err
 			}
+			t, _ := l.open(sess)
+			ended = Account{UserID: sess.UserID, TenantID: t.Tenant}
 			if l.disc.EndSessionEndpoint != "" {
 				u, _ := url.Parse(l.disc.EndSessionEndpoint)
 				q := u.Query()
 				q.Set("client_id", l.cfg.ClientID)
 				q.Set("post_logout_redirect_uri", l.cfg.PublicURL+"/")
-				if t, err := l.open(sess); err == nil && t.IDToken != "" {
+				if t.IDToken != "" {
 					q.Set("id_token_hint", t.IDToken)
 				}
 				u.RawQuery = q.Encode()
@@ -291,9 +298,9 @@ func (l *Login) HandleLogout(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: l.secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, l.cookie(l.cookies.Session, "", -1))
 	http.Redirect(w, r, target, http.StatusSeeOther)
-	return nil
+	return ended, nil
 }
 
 func (l *Login) open(s idflow.BrowserSession) (tokens, error) {
@@ -348,7 +355,7 @@ func (l *Login) refreshSession(ctx context.Context, sess idflow.BrowserSession, 
 	if err != nil {
 		return t, err
 	}
-	out := tokens{Access: nt.AccessToken, Refresh: nt.RefreshToken, IDToken: t.IDToken, Expiry: nt.Expiry}
+	out := tokens{Access: nt.AccessToken, Refresh: nt.RefreshToken, IDToken: t.IDToken, Expiry: nt.Expiry, Tenant: t.Tenant}
 	if out.Refresh == "" {
 		out.Refresh = t.Refresh
 	}

@@ -36,10 +36,12 @@ func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idfl
 		lp.disc, lp.keys, access, sessions, keys, log.With("component", "browser-login"))
 }
 
-// sessionsOf hides a nil *web.Login from the Authenticator's interface.
-func sessionsOf(l *web.Login) auth.Sessions {
-	if l == nil {
-		return nil
+// authConfig wires the credential sources; with a browser login, its
+// sessions are read from the cookie it sets, named once for the public URL.
+func authConfig(bearer *auth.Verifier, proxy *auth.ProxyConfig, l *web.Login) auth.Config {
+	c := auth.Config{Bearer: bearer, Proxy: proxy}
+	if l != nil { // a nil *web.Login must not become a non-nil auth.Sessions
+		c.Sessions, c.SessionCookie = l, l.Cookies().Session
 	}
-	return l
+	return c
 }

@@ -60,10 +60,14 @@ type config struct {
 	MetricsListen          string
 	MCPMaxSessionsPerUser  string
 	MCPSessionIdleTimeout  string
+	BodyTimeout            string
+	MaxBodiesPerPeer       string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
 	runsPerUser  int
+	bodyTimeout  time.Duration
+	peerBodies   int
 	getenv       func(string) string // the process environment (e.g. providers' client_secret_env)
 
 	mcpMaxSessions int
@@ -125,6 +129,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
 		s("IDFLOW_METRICS_LISTEN", "metrics-listen", "", "address serving /metrics without a token (loopback or a pod-internal port); default: only on the API, to allowlisted app-only tokens", &c.MetricsListen),
 		s("IDFLOW_RUNS_PER_USER", "runs-per-user", strconv.Itoa(runner.DefaultRunsPerUser), "runs of one user executing at once; the rest wait in order", &c.RunsPerUser),
+		s("IDFLOW_BODY_TIMEOUT", "body-timeout", "30s", "longest a 1 MiB request body may take to arrive (uploads: in proportion)", &c.BodyTimeout),
+		s("IDFLOW_MAX_BODIES_PER_PEER", "max-bodies-per-peer", "8", "request bodies one client address may send at once", &c.MaxBodiesPerPeer),
 	}
 }
 
@@ -175,6 +181,12 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.mcpIdleTimeout, err = time.ParseDuration(c.MCPSessionIdleTimeout); err != nil || c.mcpIdleTimeout <= 0 {
 		return nil, nil, fmt.Errorf("IDFLOW_MCP_SESSION_IDLE_TIMEOUT: %q is not a positive duration", c.MCPSessionIdleTimeout)
+	}
+	if c.bodyTimeout, err = time.ParseDuration(c.BodyTimeout); err != nil || c.bodyTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_BODY_TIMEOUT: %q is not a positive duration", c.BodyTimeout)
+	}
+	if c.peerBodies, err = strconv.Atoi(c.MaxBodiesPerPeer); err != nil || c.peerBodies < 1 {
+		return nil, nil, fmt.Errorf("IDFLOW_MAX_BODIES_PER_PEER: %q is not a positive integer", c.MaxBodiesPerPeer)
 	}
 	return c, fs, nil
 }

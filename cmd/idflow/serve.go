@@ -64,6 +64,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			return fmt.Errorf("IDFLOW_METRICS_LISTEN: %w", err)
 		}
 	}
+	// No ReadTimeout or WriteTimeout: WebSockets and event streams live
+	// long. Each request body gets its own deadline instead
+	// (IDFLOW_BODY_TIMEOUT, httpapi's middleware); headers get 10 s.
 	srv := &http.Server{
 		Handler:           app.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -209,8 +212,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
-	authn := auth.New(auth.Config{Bearer: verifier, Proxy: proxy, Sessions: sessionsOf(webLogin),
-		Origins: append([]string{cfg.PublicURL}, splitComma(cfg.CORSOrigins)...)})
+	authCfg := authConfig(verifier, proxy, webLogin) // browser.go
+	authCfg.Origins = append([]string{cfg.PublicURL}, splitComma(cfg.CORSOrigins)...)
+	authn := auth.New(authCfg)
 	cacheBackend, bus, cacheClosers, err := cacheAndBus(ctx, cfg, log)
 	if err != nil {
 		app.Close()
@@ -262,6 +266,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		AdminRole: cfg.AdminRole, InternalClients: internalClients, InternalRole: cfg.InternalRole,
 		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
+		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
 	}, deps)
 	app.handler = srv
 	app.metrics = m.Handler()
