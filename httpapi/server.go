@@ -22,7 +22,6 @@ type Config struct {
 	PublicURL       string
 	APIAudiences    []string // audiences accepted on API routes
 	MCPAudience     string   // additionally accepted on /mcp
-	AdminRole       string
 	InternalClients []string
 	InternalRole    string
 	CORSOrigins     []string
@@ -86,9 +85,6 @@ func New(cfg Config, d Deps) *Server {
 	}
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 10 << 20
-	}
-	if cfg.AdminRole == "" {
-		cfg.AdminRole = "admin"
 	}
 	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
 		devIdP: d.DevIdP, conns: d.Connections, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}

@@ -16,6 +16,7 @@
 --   audit_events         SELECT, INSERT                 (append-only: no edit, no delete)
 --   audit_chain_head     SELECT, UPDATE                 (the one head row)
 --   idflow_stats()       EXECUTE
+--   idflow_audit_links() EXECUTE
 --
 -- River (durable jobs) needs, on the tables its own migrations create:
 --
@@ -48,6 +49,7 @@ BEGIN
     END LOOP;
     EXECUTE format('GRANT SELECT, UPDATE ON audit_chain_head TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stats() TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_audit_links(bigint, integer) TO %I', app);
 
     FOREACH t IN ARRAY ARRAY['river_job', 'river_leader', 'river_queue', 'river_notification'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);

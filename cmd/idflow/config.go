@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/idflow/idflow/devidp"
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
@@ -30,6 +32,7 @@ type config struct {
 	OIDCClientID           string
 	OIDCClientSecret       string
 	AdminRole              string
+	PlatformAdminRole      string
 	InternalClients        string
 	InternalRole           string
 	TrustedProxies         string
@@ -85,7 +88,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_OIDC_REQUIRED_SCOPE", "oidc-required-scope", "", "delegated scope user tokens must carry", &c.OIDCRequiredScope),
 		s("IDFLOW_OIDC_CLIENT_ID", "oidc-client-id", "", "client id for the browser login", &c.OIDCClientID),
 		s("IDFLOW_OIDC_CLIENT_SECRET", "oidc-client-secret", "", "client secret for the browser login (prefer the variable)", &c.OIDCClientSecret),
-		s("IDFLOW_ADMIN_ROLE", "admin-role", "admin", "role that opens /api/v1/admin/*", &c.AdminRole),
+		s("IDFLOW_ADMIN_ROLE", "admin-role", "admin", "role that opens /api/v1/admin/*, for the admin's own tenant only", &c.AdminRole),
+		s("IDFLOW_PLATFORM_ADMIN_ROLE", "platform-admin-role", "", "role that administers every tenant, audited as such (default none; in --dev "+devidp.PlatformAdminRole+")", &c.PlatformAdminRole),
 		s("IDFLOW_INTERNAL_CLIENTS", "internal-clients", "", "app-only client ids allowed on /internal/v1/*", &c.InternalClients),
 		s("IDFLOW_INTERNAL_ROLE", "internal-role", "", "app role also required on /internal/v1/*", &c.InternalRole),
 		s("IDFLOW_TRUSTED_PROXIES", "trusted-proxies", "", "CIDRs whose identity headers count", &c.TrustedProxies),
@@ -155,6 +159,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 
 // validate refuses configurations that would fail open.
 func (c *config) validate() error {
+	if c.PlatformAdminRole != "" && c.PlatformAdminRole == c.AdminRole {
+		return errors.New("IDFLOW_PLATFORM_ADMIN_ROLE must differ from IDFLOW_ADMIN_ROLE: every tenant's admin would administer every tenant")
+	}
 	if c.Dev {
 		if !loopback(c.Listen) {
 			return fmt.Errorf("--dev listens on loopback only; %q is not a loopback address", c.Listen)
@@ -177,6 +184,16 @@ func (c *config) validate() error {
 		return errors.New("IDFLOW_PROXY_ASSERTION_HEADER needs IDFLOW_PROXY_ASSERTION_JWKS_URL")
 	}
 	return nil
+}
+
+// platformAdminRole is the role that administers every tenant: the
+// configured one; in dev mode, when none is, the dev issuer's (its user
+// "platform" holds it).
+func (c *config) platformAdminRole() string {
+	if c.PlatformAdminRole == "" && c.Dev {
+		return devidp.PlatformAdminRole
+	}
+	return c.PlatformAdminRole
 }
 
 // loopback reports whether addr's host is a loopback address.
