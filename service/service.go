@@ -19,7 +19,7 @@ type Config struct {
 	AdminRole         string // administers the admin's own tenant
 	PlatformAdminRole string // administers every tenant; "" = nobody
 	DefaultModel      string // model name used when an agent names none
-	Models       []string
+	Models            []string
 }
 
 // Service implements the use cases.
