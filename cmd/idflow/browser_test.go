@@ -276,7 +276,9 @@ func TestBrowserTwoUsers(t *testing.T) {
 	}
 	// The forged request did reach idflow with the cookie, and was refused
 	// for its missing CSRF token (the audit trail says so).
-	adminTok, err := devToken(context.Background(), srv.URL, "admin", time.Hour, "")
+	// (A refusal before authentication has no tenant: the dev platform
+	// admin reads it.)
+	adminTok, err := devToken(context.Background(), srv.URL, "platform", time.Hour, "")
 	if err != nil {
 		t.Fatal(err)
 	}
