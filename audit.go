@@ -77,3 +77,86 @@ func boundText(s string, limit int) string {
 	}
 	return s[:cut] + ellipsis
 }
+
+// AuditChainCheck verifies the audit hash chain, the same way on every
+// store backend, in two passes over one consistent snapshot:
+//
+//  1. Link, for every event in seq order: its place in the chain (seq,
+//     prev_hash, hash), which names no actor and holds no content. A gap in
+//     seq (a removed event) or a prev_hash that is not the previous hash (a
+//     reordered or replaced event) breaks the chain.
+//  2. Event, for the events of the admin's scope in seq order: the whole
+//     row, whose hash is recomputed (an edited event).
+//
+// A tenant admin's check thus covers the links of the whole chain and the
+// contents of their own tenant's events, and reads no other tenant's
+// content; a platform admin's covers every event. Head, when the backend
+// keeps the chain head apart from the events, also finds a cut-off tail.
+// The zero value is ready to use.
+type AuditChainCheck struct {
+	links int64  // events linked so far
+	last  string // hash of the last linked event; "" = the genesis hash
+
+	broken  int64 // seq of the first break; 0 = none yet
+	reason  error
+	checked int // events of the scope whose hash matched, before the break
+}
+
+// AuditGenesisHash is the prev_hash of the first event of the chain.
+const AuditGenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+func (c *AuditChainCheck) prev() string {
+	if c.links == 0 {
+		return AuditGenesisHash
+	}
+	return c.last
+}
+
+// Link records the next event's place in the chain. Calls come in seq
+// order, all before the first Event.
+func (c *AuditChainCheck) Link(seq int64, prevHash, hash string) {
+	if c.broken != 0 {
+		return
+	}
+	want := c.links + 1
+	switch {
+	case seq != want:
+		c.breakAt(want, Errorf(EINTERNAL, "audit chain broken at seq %d: event missing", want))
+	case prevHash != c.prev():
+		c.breakAt(seq, Errorf(EINTERNAL, "audit chain broken at seq %d: prev_hash does not match", seq))
+	default:
+		c.links, c.last = seq, hash
+	}
+}
+
+// Head checks the newest linked event against the chain head (its seq and
+// hash) that the backend keeps apart from the events. Call it after the
+// last Link.
+func (c *AuditChainCheck) Head(seq int64, hash string) {
+	if c.broken == 0 && (c.links != seq || c.prev() != hash) {
+		c.breakAt(c.links+1, Errorf(EINTERNAL, "audit chain broken after seq %d: the chain head names seq %d", c.links, seq))
+	}
+}
+
+// Event recomputes the hash of one event of the scope. Calls come in seq
+// order, after every Link.
+func (c *AuditChainCheck) Event(e AuditEvent) {
+	if c.broken != 0 && e.Seq >= c.broken {
+		return
+	}
+	if AuditHash(e) != e.Hash {
+		c.breakAt(e.Seq, Errorf(EINTERNAL, "audit chain broken at seq %d: hash does not match", e.Seq))
+		return
+	}
+	c.checked++
+}
+
+// Result answers how many events of the scope were verified before the
+// first break, and the break (an EINTERNAL error naming its seq), if any.
+func (c *AuditChainCheck) Result() (int, error) { return c.checked, c.reason }
+
+func (c *AuditChainCheck) breakAt(seq int64, reason error) {
+	if c.broken == 0 || seq < c.broken {
+		c.broken, c.reason = seq, reason
+	}
+}

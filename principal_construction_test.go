@@ -29,6 +29,8 @@ import (
 //     a field of a variable declared as a Principal (var p idflow.Principal;
 //     p.UserID = …, a parameter, or the result of idflow.FromContext);
 //   - outside auth/authtest/ and storetest/: an import of auth/authtest;
+//   - outside service/ and storetest/: a call of idflow.NewAdminScope (the
+//     admin rule — which role reaches which tenants — lives in service);
 //   - anywhere: an identifier or string that seeds a shared identity
 //     (DEFAULT_USER_ID, DefaultUserID and their spellings, "anonymous",
 //     "mcp-user").
@@ -68,6 +70,7 @@ type rules struct {
 	root             bool // the module root: package idflow itself
 	principalAllowed bool // auth/, auth/authtest/
 	authtestAllowed  bool // auth/authtest/, storetest/
+	scopeAllowed     bool // service/, storetest/: may call idflow.NewAdminScope
 }
 
 func rulesFor(rel string) rules {
@@ -76,6 +79,7 @@ func rulesFor(rel string) rules {
 		root:             dir == ".",
 		principalAllowed: dir == "auth" || dir == "auth/authtest",
 		authtestAllowed:  dir == "auth/authtest" || dir == "storetest" || strings.HasPrefix(dir, "storetest/"),
+		scopeAllowed:     dir == "service" || dir == "storetest",
 	}
 }
 
@@ -223,6 +227,18 @@ func checkFile(fset *token.FileSet, f *ast.File, r rules) []violation {
 				}
 			}
 		}
+		if call, ok := n.(*ast.CallExpr); ok && !r.scopeAllowed {
+			switch fn := call.Fun.(type) {
+			case *ast.SelectorExpr:
+				if x, ok := fn.X.(*ast.Ident); ok && qualifiers[x.Name] && fn.Sel.Name == "NewAdminScope" {
+					report(call, "call of idflow.NewAdminScope (only package service builds an admin scope)")
+				}
+			case *ast.Ident:
+				if bare && fn.Name == "NewAdminScope" {
+					report(call, "call of idflow.NewAdminScope (only package service builds an admin scope)")
+				}
+			}
+		}
 		if r.principalAllowed {
 			return true
 		}
@@ -361,6 +377,7 @@ func literal(r *http.Request) idflow.Principal {
 	_ = []idflow.Principal{{UserID: "a"}, {UserID: "b"}} // want
 	_ = map[string]*idflow.Principal{"a": {UserID: "a"}} // want
 	_ = authtest.User("alice", "t")
+	_, _ = idflow.NewAdminScope(p, idflow.AdminRoles{Platform: "user"}) // want
 	return p
 }
 
@@ -421,6 +438,7 @@ import (
 func users() []idflow.Principal {
 	p := idflow.Principal{} // want
 	_ = p
+	_, _ = idflow.NewAdminScope(authtest.User("root", "t", "platform"), idflow.AdminRoles{Platform: "platform"})
 	return []idflow.Principal{authtest.User("alice", "t-one")}
 }
 `},

@@ -8,8 +8,11 @@ import (
 )
 
 // Every store method takes the Principal whose data it touches and scopes its
-// query by p.Owner(). Methods that read across users start with Admin and are
-// only reached through an audited, role-checked path.
+// query by p.Owner(). Methods that read across users start with Admin, are
+// only reached through an audited, role-checked path, and take the admin's
+// AdminScope as well: their SQL reads the scope's tenant only (every tenant
+// for a platform admin), and they refuse a zero scope or one built for
+// another Principal.
 
 type AppStore interface {
 	CreateApp(ctx context.Context, p Principal, a App) (App, error)
@@ -68,14 +71,18 @@ type FactStore interface {
 	DeleteFact(ctx context.Context, p Principal, id string) error
 	// SearchFacts ranks the caller's facts against query, best first.
 	SearchFacts(ctx context.Context, p Principal, query string, limit int) ([]ScoredFact, error)
-	// AdminListFacts reads another user's facts; only for the admin role, audited by the caller.
-	AdminListFacts(ctx context.Context, admin Principal, userID string, page Page) (List[Fact], error)
+	// AdminListFacts reads another user's facts, audited by the caller. The
+	// user must have been seen (TouchUser) in the scope's tenant: a user of
+	// another tenant, or one never seen, is NotFound("user").
+	AdminListFacts(ctx context.Context, admin Principal, scope AdminScope, userID string, page Page) (List[Fact], error)
 }
 
 type UserStore interface {
 	// TouchUser records that p was seen.
 	TouchUser(ctx context.Context, p Principal) error
-	AdminListUsers(ctx context.Context, admin Principal, page Page) (List[User], error)
+	// AdminListUsers lists the users seen in the scope's tenant, most
+	// recently first seen first.
+	AdminListUsers(ctx context.Context, admin Principal, scope AdminScope, page Page) (List[User], error)
 }
 
 type AuditStore interface {
@@ -83,10 +90,14 @@ type AuditStore interface {
 	// denial before anyone was authenticated.
 	RecordAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
 	ListAudit(ctx context.Context, p Principal, page Page) (List[AuditEvent], error)
-	AdminListAudit(ctx context.Context, admin Principal, page Page) (List[AuditEvent], error)
-	// VerifyAuditChain recomputes every hash; it returns the number of events
-	// checked, or an error naming the first broken link.
-	VerifyAuditChain(ctx context.Context) (int, error)
+	// AdminListAudit answers the events whose actor's tenant is the scope's
+	// (every event for a platform admin), newest first.
+	AdminListAudit(ctx context.Context, admin Principal, scope AdminScope, page Page) (List[AuditEvent], error)
+	// VerifyAuditChain checks the links of the whole chain and recomputes
+	// the hash of every event of the scope (AuditChainCheck); it returns the
+	// number of the scope's events verified, or an error naming the first
+	// broken link.
+	VerifyAuditChain(ctx context.Context, admin Principal, scope AdminScope) (int, error)
 }
 
 // Stats are aggregate counts for the internal, app-only route; no user data.

@@ -1,5 +1,5 @@
 // Package devidp is the built-in OpenID issuer of `idflow serve --dev`. It
-// knows four users, signs with a key kept in the data dir, and is mounted
+// knows five users, signs with a key kept in the data dir, and is mounted
 // only in dev mode, on loopback.
 package devidp
 
@@ -41,7 +41,14 @@ var Users = []User{
 	{Login: "bob", ID: "dev-bob", Tenant: "t-one", Name: "Bob Example", Email: "bob@t-one.example", Roles: []string{}, Groups: []string{"sales"}},
 	{Login: "carol", ID: "dev-carol", Tenant: "t-two", Name: "Carol Example", Email: "carol@t-two.example", Roles: []string{}, Groups: []string{"engineering"}},
 	{Login: "admin", ID: "dev-admin", Tenant: "t-one", Name: "Admin Example", Email: "admin@t-one.example", Roles: []string{"admin"}, Groups: []string{"engineering", "admins"}},
+	// platform administers every tenant: dev mode sets IDFLOW_PLATFORM_ADMIN_ROLE
+	// to PlatformAdminRole unless configured otherwise. Its own tenant holds
+	// nobody else, so what it reads of t-one and t-two it reads across tenants.
+	{Login: "platform", ID: "dev-platform", Tenant: "t-ops", Name: "Platform Admin", Email: "platform@t-ops.example", Roles: []string{PlatformAdminRole}, Groups: []string{"admins"}},
 }
+
+// PlatformAdminRole is the role of the dev user "platform".
+const PlatformAdminRole = "platform-admin"
 
 // Dev clients.
 const (

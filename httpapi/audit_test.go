@@ -12,6 +12,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/auth/authtest"
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/sqlite"
 )
@@ -80,13 +81,25 @@ func (f *auditFixture) do(t *testing.T, peer, path string, set func(*http.Reques
 	return w.Code
 }
 
+// platformAdmin is a Principal and scope that read every tenant's audit.
+func platformAdmin(t *testing.T) (idflow.Principal, idflow.AdminScope) {
+	t.Helper()
+	root := authtest.User("root", "t-ops", "platform-admin")
+	scope, err := idflow.NewAdminScope(root, idflow.AdminRoles{Tenant: "admin", Platform: "platform-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, scope
+}
+
 // rows answers the audit rows, oldest first.
 func (f *auditFixture) rows(t *testing.T) []idflow.AuditEvent {
 	t.Helper()
 	var out []idflow.AuditEvent
 	page := idflow.Page{Limit: idflow.MaxPageLimit}
+	root, scope := platformAdmin(t)
 	for {
-		l, err := f.db.AdminListAudit(t.Context(), idflow.Principal{}, page)
+		l, err := f.db.AdminListAudit(t.Context(), root, scope, page)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +186,8 @@ func TestAnonymousDenialsAreBounded(t *testing.T) {
 	if strings.Contains(last.Detail, "more like it") || last.Resource != "GET /api/v1/apps/{app_id}" {
 		t.Errorf("the next row: %q %q", last.Resource, last.Detail)
 	}
-	if n, err := f.db.VerifyAuditChain(t.Context()); err != nil || n != len(rows) {
+	root, scope := platformAdmin(t)
+	if n, err := f.db.VerifyAuditChain(t.Context(), root, scope); err != nil || n != len(rows) {
 		t.Fatalf("VerifyAuditChain = %d, %v; want %d rows", n, err, len(rows))
 	}
 }

@@ -423,21 +423,23 @@ func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request, p idfl
 }
 
 type auditVerifyOut struct {
-	OK      bool   `json:"ok"`
-	Checked int    `json:"checked"`
-	Error   string `json:"error,omitempty"`
+	OK         bool   `json:"ok"`
+	Checked    int    `json:"checked"`     // events of the caller's scope whose hash was recomputed
+	AllTenants bool   `json:"all_tenants"` // the scope was every tenant (a platform admin)
+	Error      string `json:"error,omitempty"`
 }
 
-// handleAuditVerify recomputes every hash of the chain. A broken chain is a
-// finding, not a failure of the request: it answers 200 with ok=false.
+// handleAuditVerify checks the chain's links and the hashes of the events
+// of the admin's scope. A broken chain is a finding, not a failure of the
+// request: it answers 200 with ok=false.
 func (s *Server) handleAuditVerify(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	n, err := s.svc.VerifyAuditChain(r.Context(), p)
+	v, err := s.svc.VerifyAuditChain(r.Context(), p)
 	if err != nil && idflow.ErrorCode(err) == idflow.EFORBIDDEN {
 		return err
 	}
-	out := auditVerifyOut{OK: err == nil, Checked: n}
+	out := auditVerifyOut{OK: err == nil, Checked: v.Checked, AllTenants: v.AllTenants}
 	if err != nil {
-		out.Error = err.Error()
+		out.Error = idflow.ErrorMessage(err) // never the cause: it may name SQL
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

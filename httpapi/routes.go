@@ -16,7 +16,7 @@ const (
 	accessOpen     access = iota + 1 // no credentials (DESIGN §1 invariant 1 lists them)
 	accessAny                        // any verified Principal, user or app
 	accessUser                       // a verified user; app-only tokens get 403
-	accessAdmin                      // a user with the admin role
+	accessAdmin                      // a user with the admin or the platform admin role
 	accessInternal                   // an app-only token of an allowlisted client
 )
 
@@ -120,16 +120,16 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Get a fact", out: idflow.Fact{}, serve: s.handleGetFact},
 		{method: "DELETE", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Forget a fact", status: 204, serve: s.handleDeleteFact},
 		{method: "POST", pattern: "/api/v1/memory/search", access: accessUser, summary: "Search your facts", in: searchIn{}, out: searchOut{}, serve: s.handleSearchMemory},
-		{method: "GET", pattern: "/api/v1/users/{user_id}/facts", access: accessUser, summary: "Seed-compatible: `me` or your own id; the admin role may read others (audited)", out: facts{}, serve: s.handleUserFacts},
+		{method: "GET", pattern: "/api/v1/users/{user_id}/facts", access: accessUser, summary: "Seed-compatible: `me` or your own id; an admin may read a user of their own tenant, a platform admin any user (audited)", out: facts{}, serve: s.handleUserFacts},
 
 		{method: "GET", pattern: "/api/v1/llms", access: accessUser, summary: "Models you may name", out: lookups{}, serve: s.handleLLMs},
 		{method: "GET", pattern: "/api/v1/personas", access: accessUser, summary: "Personas", out: lookups{}, serve: s.handlePersonas},
 		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: s.handleTags},
 
 		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: s.handleAudit},
-		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "Every user seen (admin role)", out: users{}, serve: s.handleAdminUsers},
-		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Recompute the audit hash chain (admin role)", out: auditVerifyOut{}, serve: s.handleAuditVerify},
-		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The whole audit trail (admin role)", out: audits{}, serve: s.handleAdminAudit},
+		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: s.handleAdminUsers},
+		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: s.handleAuditVerify},
+		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: s.handleAdminAudit},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: s.handleMCPMetadata},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: s.handleMCPMetadata},
 		{method: "POST", pattern: "/mcp", access: accessUser, mcp: true, body: s.cfg.MaxUploadBytes, summary: "MCP Streamable HTTP: JSON-RPC messages; tools act as the token's user (aud: the API or <public url>/mcp)", serve: s.handleMCP},
@@ -295,8 +295,10 @@ func (s *Server) authorize(p idflow.Principal, a access) error {
 		if p.Kind != idflow.KindUser {
 			return idflow.Errorf(idflow.EFORBIDDEN, "app-only tokens cannot act as a user")
 		}
-		if !p.HasRole(s.cfg.AdminRole) {
-			return idflow.Errorf(idflow.EFORBIDDEN, "the %s role is required", s.cfg.AdminRole)
+		// The service owns the admin rule (which role reaches which
+		// tenants); without a service nobody is an admin.
+		if s.svc == nil || !s.svc.IsAdmin(p) {
+			return idflow.Errorf(idflow.EFORBIDDEN, "an admin role is required")
 		}
 		return nil
 	case accessInternal:

@@ -22,7 +22,6 @@ type Config struct {
 	PublicURL       string
 	APIAudiences    []string // audiences accepted on API routes
 	MCPAudience     string   // additionally accepted on /mcp
-	AdminRole       string
 	InternalClients []string
 	InternalRole    string
 	CORSOrigins     []string
@@ -111,9 +110,6 @@ func New(cfg Config, d Deps) *Server {
 	}
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 10 << 20
-	}
-	if cfg.AdminRole == "" {
-		cfg.AdminRole = "admin"
 	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = 30 * time.Second

@@ -14,10 +14,6 @@ const (
 	listAuditSQL = `SELECT ` + auditCols + ` FROM audit_events WHERE user_id = $1`
 )
 
-// genesisHash is the prev_hash of the first event of the chain (and the
-// hash of the chain head before any event).
-const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
-
 func scanAudit(r rowScanner) (idflow.AuditEvent, error) {
 	var e idflow.AuditEvent
 	err := r.Scan(&e.Seq, &e.ID, &e.At, &e.UserID, &e.TenantID, &e.Action, &e.Resource, &e.Outcome,
@@ -71,17 +67,26 @@ func (db *DB) ListAudit(ctx context.Context, p idflow.Principal, page idflow.Pag
 	return listAs(ctx, db, "list audit", owner, listAuditSQL, []any{owner}, bySeq, false, page, scanAudit, auditKey)
 }
 
-// AdminListAudit answers every event, newest first, on the admin path
-// (admin_read policy); the caller has checked the admin role.
-func (db *DB) AdminListAudit(ctx context.Context, admin idflow.Principal, page idflow.Page) (idflow.List[idflow.AuditEvent], error) {
+// Admin audit lists: the events of one tenant's actors, or every event for
+// a platform admin. Events of requests nobody was authenticated for carry
+// no tenant, so only an admin without a tenant, or a platform admin, reads
+// them.
+const (
+	adminAuditTenantSQL = `SELECT ` + auditCols + ` FROM audit_events WHERE tenant_id = $1`
+	adminAuditAllSQL    = `SELECT ` + auditCols + ` FROM audit_events WHERE true`
+)
+
+// AdminListAudit answers the events of the admin's scope, newest first, on
+// the admin path (admin_read policy).
+func (db *DB) AdminListAudit(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, page idflow.Page) (idflow.List[idflow.AuditEvent], error) {
 	out := idflow.List[idflow.AuditEvent]{Items: []idflow.AuditEvent{}}
-	actor, err := admin.Owner()
-	if err != nil {
-		return out, err
-	}
-	err = db.asAdmin(ctx, "admin list audit", actor, func(tx pgx.Tx) error {
+	err := db.asAdmin(ctx, "admin list audit", admin, scope, func(tx pgx.Tx, tenant string, all bool) error {
 		var err error
-		out, err = list(ctx, tx, `SELECT `+auditCols+` FROM audit_events WHERE true`, nil, bySeq, false, page, scanAudit, auditKey)
+		if all {
+			out, err = list(ctx, tx, adminAuditAllSQL, nil, bySeq, false, page, scanAudit, auditKey)
+		} else {
+			out, err = list(ctx, tx, adminAuditTenantSQL, []any{tenant}, bySeq, false, page, scanAudit, auditKey)
+		}
 		return err
 	})
 	if out.Items == nil {
@@ -90,57 +95,68 @@ func (db *DB) AdminListAudit(ctx context.Context, admin idflow.Principal, page i
 	return out, err
 }
 
-// VerifyAuditChain walks the chain in seq order and recomputes every hash,
-// in one read-only snapshot on the admin path (it has no Principal: it is a
-// maintenance operation, and it logs that it ran). It detects an edited row
-// (its hash), a deleted row (a gap in seq and the next row's prev_hash), a
-// reordered row (seq is hashed), and — unlike SQLite — a cut-off tail: the
-// newest event must match the chain head row.
-func (db *DB) VerifyAuditChain(ctx context.Context) (int, error) {
-	n := 0
-	var broken error
-	err := db.asAdmin(ctx, "verify audit", "", func(tx pgx.Tx) error {
+// auditLinksPage is how many links one idflow_audit_links() call answers.
+const auditLinksPage = 10000
+
+// VerifyAuditChain runs idflow.AuditChainCheck in one read-only snapshot on
+// the admin path: the chain head, the links of every event (through
+// idflow_audit_links(), which answers seq, prev_hash and hash only), then
+// the whole rows of the scope's events (admin_read policy). It detects an
+// edited event of the scope (its hash), a deleted event anywhere (a gap in
+// seq and the next event's prev_hash), a reordered event (seq is hashed),
+// and — unlike SQLite — a cut-off tail: the newest event must match the
+// chain head row.
+func (db *DB) VerifyAuditChain(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope) (int, error) {
+	var check idflow.AuditChainCheck
+	err := db.asAdmin(ctx, "verify audit", admin, scope, func(tx pgx.Tx, tenant string, all bool) error {
 		var headSeq int64
 		var headHash string
 		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&headSeq, &headHash); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT `+auditCols+` FROM audit_events ORDER BY seq`)
+		for after := int64(0); ; {
+			rows, err := tx.Query(ctx, `SELECT seq, prev_hash, hash FROM idflow_audit_links($1, $2) ORDER BY seq`, after, auditLinksPage)
+			if err != nil {
+				return err
+			}
+			n := 0
+			var seq int64
+			var prev, hash string
+			_, err = pgx.ForEachRow(rows, []any{&seq, &prev, &hash}, func() error {
+				check.Link(seq, prev, hash)
+				after, n = seq, n+1
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if n < auditLinksPage {
+				break
+			}
+		}
+		check.Head(headSeq, headHash)
+		query, args := `SELECT `+auditCols+` FROM audit_events WHERE tenant_id = $1 ORDER BY seq`, []any{tenant}
+		if all {
+			query, args = `SELECT `+auditCols+` FROM audit_events ORDER BY seq`, nil
+		}
+		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		prev := genesisHash
 		for rows.Next() {
 			e, err := scanAudit(rows)
 			if err != nil {
 				return err
 			}
-			want := int64(n + 1)
-			switch {
-			case e.Seq != want:
-				broken = idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: event missing", want)
-			case e.PrevHash != prev:
-				broken = idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: prev_hash does not match", e.Seq)
-			case idflow.AuditHash(e) != e.Hash:
-				broken = idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: hash does not match", e.Seq)
-			}
-			if broken != nil {
-				return nil
-			}
-			n, prev = n+1, e.Hash
+			check.Event(e)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if int64(n) != headSeq || prev != headHash {
-			broken = idflow.Errorf(idflow.EINTERNAL, "audit chain broken after seq %d: the chain head names seq %d", n, headSeq)
-		}
-		return nil
+		return rows.Err()
 	})
-	if err == nil {
-		err = broken
+	if err != nil {
+		return 0, err
 	}
-	db.log.InfoContext(ctx, "audit chain verified (maintenance path)", "events", n, "ok", err == nil)
-	return n, err
+	n, broken := check.Result()
+	db.log.InfoContext(ctx, "audit chain verified", "scope", scope.String(), "events", n, "ok", broken == nil)
+	return n, broken
 }

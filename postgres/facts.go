@@ -196,21 +196,43 @@ func (db *DB) ListFacts(ctx context.Context, p idflow.Principal, page idflow.Pag
 	return listAs(ctx, db, "list facts", owner, listFactsSQL, []any{owner}, byCreated, false, page, scanFact, factKey)
 }
 
-// AdminListFacts lists userID's facts on the admin path (admin_read policy);
-// the caller has checked the admin role and audits the read. admin must be a
-// user: an app-only Principal is refused.
-func (db *DB) AdminListFacts(ctx context.Context, admin idflow.Principal, userID string, page idflow.Page) (idflow.List[idflow.Fact], error) {
+// Admin fact lists read the facts of a user seen in the admin's tenant (any
+// user seen, for a platform admin): the tenant comes from the users table,
+// in the same statement as the facts (and again in the admin_read policy).
+const (
+	adminUserTenantSQL  = `SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1 AND tenant_id = $2)`
+	adminUserAllSQL     = `SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)`
+	adminFactsTenantSQL = `SELECT ` + factCols + ` FROM facts WHERE user_id = $1
+		AND EXISTS (SELECT 1 FROM users AS u WHERE u.user_id = facts.user_id AND u.tenant_id = $2)`
+	adminFactsAllSQL = `SELECT ` + factCols + ` FROM facts WHERE user_id = $1
+		AND EXISTS (SELECT 1 FROM users AS u WHERE u.user_id = facts.user_id)`
+)
+
+// AdminListFacts lists the facts of userID, a user of the admin's scope, on
+// the admin path (admin_read policy); a user outside it, or never seen, is
+// NotFound("user").
+func (db *DB) AdminListFacts(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, userID string, page idflow.Page) (idflow.List[idflow.Fact], error) {
 	out := idflow.List[idflow.Fact]{Items: []idflow.Fact{}}
-	actor, err := admin.Owner()
-	if err != nil {
+	if _, _, err := scope.For(admin); err != nil {
 		return out, err
 	}
 	if userID == "" {
 		return out, idflow.Errorf(idflow.EINVALID, "a user id is required")
 	}
-	err = db.asAdmin(ctx, "admin list facts", actor, func(tx pgx.Tx) error {
+	err := db.asAdmin(ctx, "admin list facts", admin, scope, func(tx pgx.Tx, tenant string, all bool) error {
+		exists, query, args := adminUserTenantSQL, adminFactsTenantSQL, []any{userID, tenant}
+		if all {
+			exists, query, args = adminUserAllSQL, adminFactsAllSQL, []any{userID}
+		}
+		var seen bool
+		if err := tx.QueryRow(ctx, exists, args...).Scan(&seen); err != nil {
+			return err
+		}
+		if !seen {
+			return idflow.NotFound("user")
+		}
 		var err error
-		out, err = list(ctx, tx, listFactsSQL, []any{userID}, byCreated, false, page, scanFact, factKey)
+		out, err = list(ctx, tx, query, args, byCreated, false, page, scanFact, factKey)
 		return err
 	})
 	if out.Items == nil {

@@ -18,6 +18,7 @@
 --   idflow_stats()       EXECUTE
 --   idflow_stranded_runs(integer)
 --                        EXECUTE
+--   idflow_audit_links() EXECUTE
 --
 -- River (durable jobs) needs, on the tables its own migrations create:
 --
@@ -51,6 +52,7 @@ BEGIN
     EXECUTE format('GRANT SELECT, UPDATE ON audit_chain_head TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stats() TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stranded_runs(integer) TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_audit_links(bigint, integer) TO %I', app);
 
     FOREACH t IN ARRAY ARRAY['river_job', 'river_leader', 'river_queue', 'river_notification'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);

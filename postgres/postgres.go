@@ -188,8 +188,8 @@ func (db *DB) now() time.Time {
 var (
 	readOnly  = pgx.TxOptions{AccessMode: pgx.ReadOnly}
 	readWrite = pgx.TxOptions{}
-	// adminRead is one consistent snapshot (VerifyAuditChain reads the head
-	// and every event in it).
+	// adminRead is one consistent snapshot (VerifyAuditChain reads the head,
+	// the links and the events in it).
 	adminRead = pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
 )
 
@@ -205,16 +205,27 @@ func (db *DB) asUser(ctx context.Context, op, owner string, opts pgx.TxOptions, 
 	}))
 }
 
-// asAdmin runs fn in a read-only snapshot on the explicit admin path:
-// idflow.admin = 'on' (transaction-local) opens the admin_read policies of
-// users, facts and audit_events, for SELECT only. actor, when not empty,
-// is the admin's own id, set as idflow.user_id too.
-func (db *DB) asAdmin(ctx context.Context, op, actor string, fn func(pgx.Tx) error) error {
+// asAdmin runs fn in a read-only snapshot on the explicit admin path, for
+// the admin's scope: idflow.admin = 'all' (a platform admin) or 'tenant'
+// with idflow.admin_tenant = the admin's tenant (transaction-local) opens
+// the admin_read policies of users, facts and audit_events for that scope,
+// for SELECT only (migrations/0005_admin_tenant.sql). idflow.user_id is the
+// admin's own id.
+func (db *DB) asAdmin(ctx context.Context, op string, admin idflow.Principal, scope idflow.AdminScope, fn func(tx pgx.Tx, tenant string, all bool) error) error {
+	tenant, all, err := scope.For(admin)
+	if err != nil {
+		return err
+	}
+	mode := "tenant"
+	if all {
+		mode = "all"
+	}
 	return fail(op, pgx.BeginTxFunc(ctx, db.pool, adminRead, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.admin', 'on', true), set_config('idflow.user_id', $1, true)`, actor); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.admin', $1, true), set_config('idflow.admin_tenant', $2, true),
+			set_config('idflow.user_id', $3, true)`, mode, tenant, admin.UserID); err != nil {
 			return err
 		}
-		return fn(tx)
+		return fn(tx, tenant, all)
 	}))
 }
 

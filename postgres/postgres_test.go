@@ -29,11 +29,23 @@ import (
 )
 
 var (
-	alice = authtest.User("alice", "t-one")
-	bob   = authtest.User("bob", "t-one")
-	carol = authtest.User("carol", "t-two")
-	admin = authtest.User("admin", "t-one", "admin")
+	alice  = authtest.User("alice", "t-one")
+	bob    = authtest.User("bob", "t-one")
+	carol  = authtest.User("carol", "t-two")
+	admin  = authtest.User("admin", "t-one", "admin")
+	admin2 = authtest.User("admin2", "t-two", "admin")
+	root   = authtest.User("root", "t-ops", "platform-admin")
 )
+
+// scopeOf is p's admin scope under the roles "admin" and "platform-admin".
+func scopeOf(t testing.TB, p idflow.Principal) idflow.AdminScope {
+	t.Helper()
+	sc, err := idflow.NewAdminScope(p, idflow.AdminRoles{Tenant: "admin", Platform: "platform-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
 
 // fixture is one migrated database with its roles, and a store opened on it
 // as the app role.
@@ -159,6 +171,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("AuditAcrossReplicas", func(t *testing.T) { testAuditReplicas(t, sv) })
 	t.Run("AuditTamper", func(t *testing.T) { testAuditTamper(t, sv) })
 	t.Run("AdminPath", func(t *testing.T) { testAdminPath(t, sv) })
+	t.Run("AdminTenantWall", func(t *testing.T) { testAdminTenantWall(t, sv) })
 	t.Run("Blobs", func(t *testing.T) { testBlobs(t, sv) })
 	t.Run("SearchSemantics", func(t *testing.T) { testSearchSemantics(t, sv) })
 	t.Run("QueryPlans", func(t *testing.T) { testQueryPlans(t, sv) })
@@ -351,7 +364,7 @@ func wallData(t *testing.T, s *DB, p idflow.Principal) {
 	must(err)
 	_, err = s.AppendEvent(ctx, p, idflow.Event{RunID: run.ID, Type: idflow.EventRunStarted})
 	must(err)
-	_, err = s.RecordAudit(ctx, idflow.AuditEvent{UserID: p.UserID, Action: "login", Outcome: idflow.OutcomeSuccess})
+	_, err = s.RecordAudit(ctx, idflow.AuditEvent{UserID: p.UserID, TenantID: p.TenantID, Action: "login", Outcome: idflow.OutcomeSuccess})
 	must(err)
 	_, err = s.PutCredential(ctx, p, idflow.SealedCredential{Provider: "github", KeyID: "k1", Ciphertext: []byte(p.UserID + " sealed")})
 	must(err)
@@ -585,16 +598,21 @@ func testTransactionLocal(t *testing.T, sv *server) {
 	if _, err := s.CreateApp(ctx, alice, idflow.App{Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AdminListUsers(ctx, admin, idflow.Page{}); err != nil {
+	if _, err := s.AdminListUsers(ctx, admin, scopeOf(t, admin), idflow.Page{}); err != nil {
 		t.Fatal(err)
 	}
-	var user, adm string
+	if _, err := s.VerifyAuditChain(ctx, admin, scopeOf(t, admin)); err != nil {
+		t.Fatal(err)
+	}
+	var user, adm, tenant, links string
 	if err := s.Pool().QueryRow(ctx, `SELECT COALESCE(current_setting('idflow.user_id', true), ''),
-		COALESCE(current_setting('idflow.admin', true), '')`).Scan(&user, &adm); err != nil {
+		COALESCE(current_setting('idflow.admin', true), ''), COALESCE(current_setting('idflow.admin_tenant', true), ''),
+		COALESCE(current_setting('idflow.audit_links', true), '')`).Scan(&user, &adm, &tenant, &links); err != nil {
 		t.Fatal(err)
 	}
-	if user != "" || adm != "" {
-		t.Fatalf("after the store's transactions the connection keeps idflow.user_id=%q idflow.admin=%q", user, adm)
+	if user != "" || adm != "" || tenant != "" || links != "" {
+		t.Fatalf("after the store's transactions the connection keeps idflow.user_id=%q idflow.admin=%q idflow.admin_tenant=%q idflow.audit_links=%q",
+			user, adm, tenant, links)
 	}
 	if st := s.Pool().Stat(); st.MaxConns() != 1 {
 		t.Fatalf("pool has %d connections; the test needs exactly one", st.MaxConns())
@@ -627,7 +645,7 @@ func testAuditReplicas(t *testing.T, sv *server) {
 		t.Fatalf("RecordAudit: %v", err)
 	}
 	for _, s := range replicas {
-		if n, err := s.VerifyAuditChain(ctx); err != nil || n != workers*each {
+		if n, err := s.VerifyAuditChain(ctx, root, scopeOf(t, root)); err != nil || n != workers*each {
 			t.Fatalf("VerifyAuditChain = %d, %v; want %d, nil", n, err, workers*each)
 		}
 	}
@@ -636,17 +654,24 @@ func testAuditReplicas(t *testing.T, sv *server) {
 // testAuditTamper: an edited event, and a removed newest event, are found.
 // Only a superuser can do either (the app role may not change audit_events,
 // and FORCE holds even the owner to policies that allow no UPDATE/DELETE).
+// The events are alice's (t-one): the platform admin and t-one's admin find
+// every change; t-two's admin, whose check recomputes no t-one hash, finds
+// the removals (the links and the chain head are checked whole) but not the
+// edit of another tenant's event.
 func testAuditTamper(t *testing.T, sv *server) {
 	ctx := t.Context()
-	for _, c := range []struct{ name, sql, want string }{
-		{"edited", `UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 2`, "seq 2: hash does not match"},
-		{"tail cut", `DELETE FROM audit_events WHERE seq = 3`, "chain head names seq 3"},
-		{"middle removed", `DELETE FROM audit_events WHERE seq = 2`, "seq 2: event missing"},
+	for _, c := range []struct {
+		name, sql, want string
+		twoSees         bool
+	}{
+		{"edited", `UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 2`, "seq 2: hash does not match", false},
+		{"tail cut", `DELETE FROM audit_events WHERE seq = 3`, "chain head names seq 3", true},
+		{"middle removed", `DELETE FROM audit_events WHERE seq = 2`, "seq 2: event missing", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := sv.fixture(t)
 			for i := range 3 {
-				if _, err := f.s.RecordAudit(ctx, idflow.AuditEvent{UserID: alice.UserID, Action: fmt.Sprint("a", i)}); err != nil {
+				if _, err := f.s.RecordAudit(ctx, idflow.AuditEvent{UserID: alice.UserID, TenantID: alice.TenantID, Action: fmt.Sprint("a", i)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -654,76 +679,25 @@ func testAuditTamper(t *testing.T, sv *server) {
 			if tag, err := owner.Exec(ctx, c.sql); err != nil || tag.RowsAffected() != 0 {
 				t.Fatalf("the owner changed audit_events: %v, %v", tag, err)
 			}
-			if n, err := f.s.VerifyAuditChain(ctx); err != nil || n != 3 {
-				t.Fatalf("VerifyAuditChain before tampering = %d, %v", n, err)
+			for who, want := range map[*idflow.Principal]int{&root: 3, &admin: 3, &admin2: 0} {
+				if n, err := f.s.VerifyAuditChain(ctx, *who, scopeOf(t, *who)); err != nil || n != want {
+					t.Fatalf("VerifyAuditChain as %s before tampering = %d, %v; want %d", who.UserID, n, err, want)
+				}
 			}
 			f.pg.Exec(t, f.name, c.sql)
-			_, err := f.s.VerifyAuditChain(ctx)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("VerifyAuditChain after %s: %v; want %q", c.name, err, c.want)
+			for _, who := range []idflow.Principal{root, admin, admin2} {
+				_, err := f.s.VerifyAuditChain(ctx, who, scopeOf(t, who))
+				if who.UserID == admin2.UserID && !c.twoSees {
+					if err != nil {
+						t.Fatalf("VerifyAuditChain as %s after %s: %v; want intact (another tenant's event)", who.UserID, c.name, err)
+					}
+					continue
+				}
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("VerifyAuditChain as %s after %s: %v; want %q", who.UserID, c.name, err, c.want)
+				}
 			}
 		})
-	}
-}
-
-func testAdminPath(t *testing.T, sv *server) {
-	f := sv.fixture(t)
-	ctx := t.Context()
-	wallData(t, f.s, alice)
-	wallData(t, f.s, bob)
-	facts, err := f.s.AdminListFacts(ctx, admin, alice.UserID, idflow.Page{})
-	if err != nil || len(facts.Items) != 2 {
-		t.Fatalf("AdminListFacts(alice) = %+v, %v; want alice's 2 facts", facts, err)
-	}
-	for _, fact := range facts.Items {
-		if fact.UserID != alice.UserID {
-			t.Fatalf("AdminListFacts(alice) answered %+v", fact)
-		}
-	}
-	users, err := f.s.AdminListUsers(ctx, admin, idflow.Page{})
-	if err != nil || len(users.Items) != 2 {
-		t.Fatalf("AdminListUsers = %+v, %v", users, err)
-	}
-	audit, err := f.s.AdminListAudit(ctx, admin, idflow.Page{})
-	if err != nil || len(audit.Items) != 2 {
-		t.Fatalf("AdminListAudit = %+v, %v", audit, err)
-	}
-	for name, call := range map[string]func(idflow.Principal) error{
-		"AdminListFacts": func(p idflow.Principal) error {
-			_, err := f.s.AdminListFacts(ctx, p, "alice", idflow.Page{})
-			return err
-		},
-		"AdminListUsers": func(p idflow.Principal) error { _, err := f.s.AdminListUsers(ctx, p, idflow.Page{}); return err },
-		"AdminListAudit": func(p idflow.Principal) error { _, err := f.s.AdminListAudit(ctx, p, idflow.Page{}); return err },
-	} {
-		if err := call(authtest.App("svc")); idflow.ErrorCode(err) != idflow.EFORBIDDEN {
-			t.Fatalf("%s as an app: %v; want %s", name, err, idflow.EFORBIDDEN)
-		}
-	}
-	// The admin path reads and never writes, and opens only its tables.
-	tx, err := f.s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT set_config('idflow.admin', 'on', true), set_config('idflow.user_id', 'bob', true)`); err != nil {
-		t.Fatal(err)
-	}
-	for table, want := range map[string]int{"facts": 4, "users": 2, "audit_events": 2, "apps": 1, "messages": 1} {
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil || n != want {
-			t.Fatalf("with idflow.admin on, %s shows %d rows (%v); want %d", table, n, err, want)
-		}
-	}
-	if tag, err := tx.Exec(ctx, `DELETE FROM facts WHERE user_id = 'alice'`); err != nil || tag.RowsAffected() != 0 {
-		t.Fatalf("the admin switch let bob delete alice's facts: %v, %v", tag, err)
-	}
-	st, err := f.s.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (idflow.Stats{Users: 2, Sessions: 2, Messages: 2, Workflows: 2, Runs: 2, Documents: 2, Facts: 4}); st != want {
-		t.Fatalf("Stats = %+v, want %+v", st, want)
 	}
 }
 
@@ -892,6 +866,35 @@ func testQueryPlans(t *testing.T, sv *server) {
 		}
 		if c.query != searchSQL && strings.Contains(text, "Sort") {
 			t.Fatalf("plan of %s sorts:\n%s", c.query, text)
+		}
+	}
+	// A tenant admin's lists read through an index led by tenant_id.
+	for _, c := range []struct {
+		query, index string
+		args         []any
+	}{
+		{listSQL(adminUsersTenantSQL, 1, byFirst, false, true), "users_tenant_first_seen", []any{"t", now, "x", 10}},
+		{listSQL(adminAuditTenantSQL, 1, bySeq, false, true), "audit_events_tenant_seq", []any{"t", int64(5), "x", 10}},
+	} {
+		var plan []string
+		err := f.s.asAdmin(ctx, "explain", admin, scopeOf(t, admin), func(tx pgx.Tx, _ string, _ bool) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `EXPLAIN `+c.query, c.args...)
+			if err != nil {
+				return err
+			}
+			plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		if err != nil {
+			t.Fatalf("EXPLAIN %s: %v", c.query, err)
+		}
+		text := strings.Join(plan, "\n")
+		if !strings.Contains(text, " using "+c.index) || !regexp.MustCompile(`Index Cond: \(+tenant_id = ('t'::text|\$1)`).MatchString(text) ||
+			strings.Contains(text, "Sort") {
+			t.Fatalf("plan of %s does not read %s by tenant_id without sorting:\n%s", c.query, c.index, text)
 		}
 	}
 }

@@ -36,17 +36,23 @@ func scanUser(r rowScanner) (idflow.User, error) {
 
 func userKey(u idflow.User) cursor { return cursor{Key: timeKey(u.FirstSeen), ID: u.UserID} }
 
-// AdminListUsers lists every user, most recently first seen first, on the
-// admin path (admin_read policy); the caller has checked the admin role.
-func (db *DB) AdminListUsers(ctx context.Context, admin idflow.Principal, page idflow.Page) (idflow.List[idflow.User], error) {
+// Admin user lists: one tenant's users, or every user for a platform admin.
+const (
+	adminUsersTenantSQL = `SELECT ` + userCols + ` FROM users WHERE tenant_id = $1`
+	adminUsersAllSQL    = `SELECT ` + userCols + ` FROM users WHERE true`
+)
+
+// AdminListUsers lists the users of the admin's scope, most recently first
+// seen first, on the admin path (admin_read policy).
+func (db *DB) AdminListUsers(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, page idflow.Page) (idflow.List[idflow.User], error) {
 	out := idflow.List[idflow.User]{Items: []idflow.User{}}
-	actor, err := admin.Owner()
-	if err != nil {
-		return out, err
-	}
-	err = db.asAdmin(ctx, "admin list users", actor, func(tx pgx.Tx) error {
+	err := db.asAdmin(ctx, "admin list users", admin, scope, func(tx pgx.Tx, tenant string, all bool) error {
 		var err error
-		out, err = list(ctx, tx, `SELECT `+userCols+` FROM users WHERE true`, nil, byFirst, false, page, scanUser, userKey)
+		if all {
+			out, err = list(ctx, tx, adminUsersAllSQL, nil, byFirst, false, page, scanUser, userKey)
+		} else {
+			out, err = list(ctx, tx, adminUsersTenantSQL, []any{tenant}, byFirst, false, page, scanUser, userKey)
+		}
 		return err
 	})
 	if out.Items == nil {

@@ -216,20 +216,34 @@ func (s *Service) SearchMemory(ctx context.Context, p idflow.Principal, query st
 }
 
 // UserFacts answers the seed-compatible /users/{user_id}/facts: "me" or the
-// caller's own id read the caller's facts; the admin role may read another
-// user's, and that read is audited; anyone else gets not found.
+// caller's own id read the caller's facts; an admin may read the facts of a
+// user of their own tenant (a platform admin: of any tenant), and that read
+// is audited; anyone else — and an admin asking for a user outside their
+// scope, or never seen — gets the same not found, audited as a denial.
 func (s *Service) UserFacts(ctx context.Context, p idflow.Principal, userID string, page idflow.Page) (idflow.List[idflow.Fact], error) {
 	if userID == "me" || userID == p.UserID {
 		return s.store.ListFacts(ctx, p, page)
 	}
-	if !s.IsAdmin(p) {
+	scope, err := s.AdminScope(p)
+	if err != nil {
 		err := idflow.NotFound("user")
 		s.Audit(ctx, p, "facts.read_other", "user/"+userID, err)
 		return idflow.List[idflow.Fact]{}, err
 	}
-	return audited(s, ctx, p, "admin.facts.read", "user/"+userID, func() (idflow.List[idflow.Fact], error) {
-		return s.store.AdminListFacts(ctx, p, userID, page)
-	})
+	out, err := s.store.AdminListFacts(ctx, p, scope, userID, page)
+	s.auditDetail(ctx, p, adminAction(scope, "facts.read"), "user/"+userID, scope.String(), err)
+	return out, err
+}
+
+// adminAction names an admin action for the audit trail: "admin.<what>"
+// within the admin's own tenant, "platform_admin.<what>" when a platform
+// admin acts across tenants, so the trail says which reach was used (the
+// detail names the scope).
+func adminAction(scope idflow.AdminScope, what string) string {
+	if scope.AllTenants() {
+		return "platform_admin." + what
+	}
+	return "admin." + what
 }
 
 // Audit, users, stats.
@@ -238,33 +252,50 @@ func (s *Service) ListAudit(ctx context.Context, p idflow.Principal, page idflow
 	return s.store.ListAudit(ctx, p, page)
 }
 
+// AdminListAudit answers the audit events of the admin's scope; the read is
+// itself audited.
 func (s *Service) AdminListAudit(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-	if !s.IsAdmin(p) {
-		return idflow.List[idflow.AuditEvent]{}, idflow.Errorf(idflow.EFORBIDDEN, "the admin role is required")
+	scope, err := s.AdminScope(p)
+	if err != nil {
+		return idflow.List[idflow.AuditEvent]{}, err
 	}
-	return audited(s, ctx, p, "admin.audit.read", "audit", func() (idflow.List[idflow.AuditEvent], error) {
-		return s.store.AdminListAudit(ctx, p, page)
-	})
+	out, err := s.store.AdminListAudit(ctx, p, scope, page)
+	s.auditDetail(ctx, p, adminAction(scope, "audit.read"), "audit", scope.String(), err)
+	return out, err
 }
 
-// VerifyAuditChain recomputes the audit hash chain for an admin; the check
-// itself is audited.
-func (s *Service) VerifyAuditChain(ctx context.Context, p idflow.Principal) (int, error) {
-	if !s.IsAdmin(p) {
-		return 0, idflow.Errorf(idflow.EFORBIDDEN, "the admin role is required")
-	}
-	n, err := s.store.VerifyAuditChain(ctx)
-	s.Audit(ctx, p, "admin.audit.verify", "audit", nil)
-	return n, err
+// AuditVerification is the answer of VerifyAuditChain.
+type AuditVerification struct {
+	Checked    int  // events of the admin's scope whose hash was recomputed
+	AllTenants bool // the scope was every tenant
 }
 
+// VerifyAuditChain checks the audit hash chain for an admin: the links of
+// the whole chain, and the hashes of the events of the admin's scope. A
+// broken chain is the error; the check itself is audited.
+func (s *Service) VerifyAuditChain(ctx context.Context, p idflow.Principal) (AuditVerification, error) {
+	scope, err := s.AdminScope(p)
+	if err != nil {
+		return AuditVerification{}, err
+	}
+	n, err := s.store.VerifyAuditChain(ctx, p, scope)
+	finding := "chain intact"
+	if err != nil {
+		finding = idflow.ErrorMessage(err)
+	}
+	s.auditDetail(ctx, p, adminAction(scope, "audit.verify"), "audit", scope.String()+": "+finding, nil)
+	return AuditVerification{Checked: n, AllTenants: scope.AllTenants()}, err
+}
+
+// AdminListUsers lists the users of the admin's scope; the read is audited.
 func (s *Service) AdminListUsers(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.User], error) {
-	if !s.IsAdmin(p) {
-		return idflow.List[idflow.User]{}, idflow.Errorf(idflow.EFORBIDDEN, "the admin role is required")
+	scope, err := s.AdminScope(p)
+	if err != nil {
+		return idflow.List[idflow.User]{}, err
 	}
-	return audited(s, ctx, p, "admin.users.read", "users", func() (idflow.List[idflow.User], error) {
-		return s.store.AdminListUsers(ctx, p, page)
-	})
+	out, err := s.store.AdminListUsers(ctx, p, scope, page)
+	s.auditDetail(ctx, p, adminAction(scope, "users.read"), "users", scope.String(), err)
+	return out, err
 }
 
 // Stats are aggregate counts for app-only monitoring callers.

@@ -16,9 +16,10 @@ import (
 
 // Config tunes the service.
 type Config struct {
-	AdminRole    string
-	DefaultModel string // model name used when an agent names none
-	Models       []string
+	AdminRole         string // administers the admin's own tenant
+	PlatformAdminRole string // administers every tenant; "" = nobody
+	DefaultModel      string // model name used when an agent names none
+	Models            []string
 }
 
 // Service implements the use cases.
@@ -69,17 +70,30 @@ func (s *Service) Store() idflow.Store { return s.store }
 // Policy is the feature policy.
 func (s *Service) Policy() *authz.Policy { return s.policy }
 
-// IsAdmin reports whether p holds the admin role.
+// AdminScope answers whose data p administers: its own tenant with the
+// admin role, every tenant with the platform admin role (idflow.AdminScope);
+// EFORBIDDEN without either.
+func (s *Service) AdminScope(p idflow.Principal) (idflow.AdminScope, error) {
+	return idflow.NewAdminScope(p, idflow.AdminRoles{Tenant: s.cfg.AdminRole, Platform: s.cfg.PlatformAdminRole})
+}
+
+// IsAdmin reports whether p holds the admin or the platform admin role.
 func (s *Service) IsAdmin(p idflow.Principal) bool {
-	return p.Kind == idflow.KindUser && p.HasRole(s.cfg.AdminRole)
+	_, err := s.AdminScope(p)
+	return err == nil
 }
 
 // Audit records one action of p. err decides the outcome: nil is success,
 // a not-found (which includes another user's object) or forbidden is a
 // denial, anything else a failure.
 func (s *Service) Audit(ctx context.Context, p idflow.Principal, action, resource string, err error) {
+	s.auditDetail(ctx, p, action, resource, "", err)
+}
+
+// auditDetail is Audit with a detail that is recorded whatever the outcome;
+// a denial or failure appends its message to it.
+func (s *Service) auditDetail(ctx context.Context, p idflow.Principal, action, resource, detail string, err error) {
 	outcome := idflow.OutcomeSuccess
-	detail := ""
 	if err != nil {
 		outcome = idflow.OutcomeFailure
 		switch idflow.ErrorCode(err) {
@@ -88,7 +102,10 @@ func (s *Service) Audit(ctx context.Context, p idflow.Principal, action, resourc
 		case idflow.EINVALID, idflow.ETOOLARGE:
 			return // a malformed request changed nothing and touched nobody's data
 		}
-		detail = idflow.ErrorMessage(err)
+		if detail != "" {
+			detail += ": "
+		}
+		detail += idflow.ErrorMessage(err)
 	}
 	info := idflow.RequestInfoFrom(ctx)
 	_, aerr := s.store.RecordAudit(context.WithoutCancel(ctx), idflow.AuditEvent{

@@ -4,14 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/idflow/idflow"
 )
-
-// genesisHash is the prev_hash of the first event of the chain.
-var genesisHash = strings.Repeat("0", 64)
 
 const (
 	auditCols    = `seq, id, at, user_id, tenant_id, action, resource, outcome, request_id, peer, detail, prev_hash, hash`
@@ -41,7 +37,7 @@ func (db *DB) RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.Audi
 	}
 	err := db.tx(ctx, "record audit", func(tx *sql.Tx) error {
 		var seq int64
-		prev := genesisHash
+		prev := idflow.AuditGenesisHash
 		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -68,42 +64,78 @@ func (db *DB) ListAudit(ctx context.Context, p idflow.Principal, page idflow.Pag
 	return list(ctx, db.r, listAuditSQL, []any{owner}, bySeq, false, page, scanAudit, auditKey)
 }
 
-// AdminListAudit answers every event, newest first; the caller has checked
-// the admin role.
-func (db *DB) AdminListAudit(ctx context.Context, _ idflow.Principal, page idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-	return list(ctx, db.r, `SELECT `+auditCols+` FROM audit_events WHERE 1 = 1`, nil, bySeq, false, page, scanAudit, auditKey)
+// Admin audit lists: the events of one tenant's actors, or every event for
+// a platform admin. Events of requests nobody was authenticated for carry
+// no tenant, so only an admin without a tenant, or a platform admin, reads
+// them.
+const (
+	adminAuditTenantSQL = `SELECT ` + auditCols + ` FROM audit_events WHERE tenant_id = ?`
+	adminAuditAllSQL    = `SELECT ` + auditCols + ` FROM audit_events WHERE 1 = 1`
+)
+
+// AdminListAudit answers the events of the admin's scope, newest first.
+func (db *DB) AdminListAudit(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, page idflow.Page) (idflow.List[idflow.AuditEvent], error) {
+	tenant, all, err := scope.For(admin)
+	if err != nil {
+		return idflow.List[idflow.AuditEvent]{Items: []idflow.AuditEvent{}}, err
+	}
+	if all {
+		return list(ctx, db.r, adminAuditAllSQL, nil, bySeq, false, page, scanAudit, auditKey)
+	}
+	return list(ctx, db.r, adminAuditTenantSQL, []any{tenant}, bySeq, false, page, scanAudit, auditKey)
 }
 
-// VerifyAuditChain walks the chain in seq order and recomputes every hash.
-// It detects an edited row (its hash), a deleted row (a gap in seq and the
-// next row's prev_hash) and a reordered row (seq is hashed). It cannot see
-// the newest rows being cut off, nor a rewrite of every hash from some row
-// on; anchoring the head hash elsewhere would.
-func (db *DB) VerifyAuditChain(ctx context.Context) (int, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+auditCols+` FROM audit_events ORDER BY seq`)
+// VerifyAuditChain runs idflow.AuditChainCheck in one read transaction (one
+// snapshot): the links of every event, then the whole rows of the scope's
+// events only. It detects an edited row of the scope (its hash), a deleted
+// row anywhere (a gap in seq and the next row's prev_hash) and a reordered
+// row (seq is hashed). It cannot see the newest rows being cut off, nor a
+// rewrite of every hash from some row on; anchoring the head hash elsewhere
+// would.
+func (db *DB) VerifyAuditChain(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope) (int, error) {
+	tenant, all, err := scope.For(admin)
+	if err != nil {
+		return 0, err
+	}
+	var check idflow.AuditChainCheck
+	err = db.read(ctx, func(tx *sql.Tx) error {
+		links, err := tx.QueryContext(ctx, `SELECT seq, prev_hash, hash FROM audit_events ORDER BY seq`)
+		if err != nil {
+			return err
+		}
+		defer links.Close()
+		for links.Next() {
+			var seq int64
+			var prev, hash string
+			if err := links.Scan(&seq, &prev, &hash); err != nil {
+				return err
+			}
+			check.Link(seq, prev, hash)
+		}
+		if err := links.Err(); err != nil {
+			return err
+		}
+		links.Close()
+		query, args := `SELECT `+auditCols+` FROM audit_events WHERE tenant_id = ? ORDER BY seq`, []any{tenant}
+		if all {
+			query, args = `SELECT `+auditCols+` FROM audit_events ORDER BY seq`, nil
+		}
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e, err := scanAudit(rows)
+			if err != nil {
+				return err
+			}
+			check.Event(e)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return 0, fail("verify audit", err)
 	}
-	defer rows.Close()
-	n, prev := 0, genesisHash
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return n, fail("verify audit", err)
-		}
-		want := int64(n + 1)
-		switch {
-		case e.Seq != want:
-			return n, idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: event missing", want)
-		case e.PrevHash != prev:
-			return n, idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: prev_hash does not match", e.Seq)
-		case idflow.AuditHash(e) != e.Hash:
-			return n, idflow.Errorf(idflow.EINTERNAL, "audit chain broken at seq %d: hash does not match", e.Seq)
-		}
-		n, prev = n+1, e.Hash
-	}
-	if err := rows.Err(); err != nil {
-		return n, fail("verify audit", err)
-	}
-	return n, nil
+	return check.Result()
 }

@@ -192,12 +192,45 @@ func (db *DB) ListFacts(ctx context.Context, p idflow.Principal, page idflow.Pag
 	return db.listFacts(ctx, owner, page)
 }
 
-// AdminListFacts lists userID's facts; the caller has checked the admin role.
-func (db *DB) AdminListFacts(ctx context.Context, _ idflow.Principal, userID string, page idflow.Page) (idflow.List[idflow.Fact], error) {
-	if userID == "" {
-		return idflow.List[idflow.Fact]{Items: []idflow.Fact{}}, idflow.Errorf(idflow.EINVALID, "a user id is required")
+// Admin fact lists read the facts of a user seen in the admin's tenant (any
+// user seen, for a platform admin): the tenant comes from the users table,
+// in the same statement as the facts.
+const (
+	adminUserTenantSQL  = `SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ? AND tenant_id = ?)`
+	adminUserAllSQL     = `SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?)`
+	adminFactsTenantSQL = `SELECT ` + factCols + ` FROM facts WHERE user_id = ?
+		AND EXISTS (SELECT 1 FROM users AS u WHERE u.user_id = facts.user_id AND u.tenant_id = ?)`
+	adminFactsAllSQL = `SELECT ` + factCols + ` FROM facts WHERE user_id = ?
+		AND EXISTS (SELECT 1 FROM users AS u WHERE u.user_id = facts.user_id)`
+)
+
+// AdminListFacts lists the facts of userID, a user of the admin's scope; a
+// user outside it, or never seen, is NotFound("user").
+func (db *DB) AdminListFacts(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, userID string, page idflow.Page) (idflow.List[idflow.Fact], error) {
+	out := idflow.List[idflow.Fact]{Items: []idflow.Fact{}}
+	tenant, all, err := scope.For(admin)
+	if err != nil {
+		return out, err
 	}
-	return db.listFacts(ctx, userID, page)
+	if userID == "" {
+		return out, idflow.Errorf(idflow.EINVALID, "a user id is required")
+	}
+	exists, query, args := adminUserTenantSQL, adminFactsTenantSQL, []any{userID, tenant}
+	if all {
+		exists, query, args = adminUserAllSQL, adminFactsAllSQL, []any{userID}
+	}
+	err = db.read(ctx, func(tx *sql.Tx) error {
+		var seen bool
+		if err := tx.QueryRowContext(ctx, exists, args...).Scan(&seen); err != nil {
+			return err
+		}
+		if !seen {
+			return idflow.NotFound("user")
+		}
+		out, err = list(ctx, tx, query, args, byCreated, false, page, scanFact, factKey)
+		return err
+	})
+	return out, fail("admin list facts", err)
 }
 
 func (db *DB) listFacts(ctx context.Context, owner string, page idflow.Page) (idflow.List[idflow.Fact], error) {

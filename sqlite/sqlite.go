@@ -133,6 +133,17 @@ func (db *DB) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
 	return fail(op, db.WithTx(ctx, fn))
 }
 
+// read runs fn in a read transaction on the read pool: every statement of
+// fn sees the same snapshot (WAL), whatever is committed meanwhile.
+func (db *DB) read(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to commit
+	return fn(tx)
+}
+
 // Ping checks both pools.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.w.PingContext(ctx); err != nil {

@@ -268,48 +268,76 @@ func TestFullTextIndexFollowsDeletes(t *testing.T) {
 	}
 }
 
+// TestAuditTamperIsDetected: the events alternate between tenants t-one
+// (seq 1, 3, 5) and t-two (seq 2, 4). A removed, reordered or relinked
+// event breaks the chain for every admin (its links are checked whole); an
+// edited one for the admins whose scope holds it, since a tenant admin's
+// check recomputes the hashes of their own tenant's events only.
 func TestAuditTamperIsDetected(t *testing.T) {
 	ctx := t.Context()
+	roles := idflow.AdminRoles{Tenant: "admin", Platform: "platform-admin"}
+	admins := []idflow.Principal{authtest.User("root", "t-ops", "platform-admin"),
+		authtest.User("admin1", "t-one", "admin"), authtest.User("admin2", "t-two", "admin")}
 	stmt := func(q string) func([]idflow.AuditEvent) string { return func([]idflow.AuditEvent) string { return q } }
 	for _, c := range []struct {
 		name   string
 		tamper func([]idflow.AuditEvent) string // the SQL that tampers with the log
-		want   string
+		want   [3]string                        // per admin (root, t-one, t-two): the seq named, or "" for intact
 	}{
-		{"edited", stmt(`UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 3`), "seq 3"},
-		{"deleted", stmt(`DELETE FROM audit_events WHERE seq = 3`), "seq 3"},
+		{"edited", stmt(`UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 3`), [3]string{"seq 3", "seq 3", ""}},
+		{"edited in t-two", stmt(`UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 2`), [3]string{"seq 2", "", "seq 2"}},
+		{"deleted", stmt(`DELETE FROM audit_events WHERE seq = 3`), [3]string{"seq 3", "seq 3", "seq 3"}},
 		{"reordered", stmt(`UPDATE audit_events SET seq = -2 WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = 3;
-			UPDATE audit_events SET seq = 3 WHERE seq = -2`), "seq 2"},
-		{"first", stmt(`UPDATE audit_events SET prev_hash = '` + strings.Repeat("f", 64) + `' WHERE seq = 1`), "seq 1"},
+			UPDATE audit_events SET seq = 3 WHERE seq = -2`), [3]string{"seq 2", "seq 2", "seq 2"}},
+		{"first", stmt(`UPDATE audit_events SET prev_hash = '` + strings.Repeat("f", 64) + `' WHERE seq = 1`), [3]string{"seq 1", "seq 1", "seq 1"}},
 		// Edited with its own hash recomputed: the next event's link breaks.
 		{"rehashed", func(events []idflow.AuditEvent) string {
 			e := events[2]
 			e.Outcome = idflow.OutcomeSuccess
 			return fmt.Sprintf(`UPDATE audit_events SET outcome = '%s', hash = '%s' WHERE seq = 3`, e.Outcome, idflow.AuditHash(e))
-		}, "seq 4"},
+		}, [3]string{"seq 4", "seq 4", "seq 4"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			db := openTest(t)
 			var events []idflow.AuditEvent
 			for i := range 5 {
-				e, err := db.RecordAudit(ctx, idflow.AuditEvent{UserID: "alice", Action: fmt.Sprint("a", i), Outcome: idflow.OutcomeDenied})
+				user, tenant := "alice", "t-one"
+				if i%2 == 1 {
+					user, tenant = "carol", "t-two"
+				}
+				e, err := db.RecordAudit(ctx, idflow.AuditEvent{UserID: user, TenantID: tenant, Action: fmt.Sprint("a", i), Outcome: idflow.OutcomeDenied})
 				if err != nil {
 					t.Fatal(err)
 				}
 				events = append(events, e)
 			}
-			if events[0].Seq != 1 || events[0].PrevHash != genesisHash {
+			if events[0].Seq != 1 || events[0].PrevHash != idflow.AuditGenesisHash {
 				t.Fatalf("first event: %+v", events[0])
 			}
-			if n, err := db.VerifyAuditChain(ctx); n != 5 || err != nil {
-				t.Fatalf("VerifyAuditChain = %d, %v", n, err)
+			for i, a := range admins {
+				sc, err := idflow.NewAdminScope(a, roles)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := db.VerifyAuditChain(ctx, a, sc); n != []int{5, 3, 2}[i] || err != nil {
+					t.Fatalf("VerifyAuditChain as %s = %d, %v", a.UserID, n, err)
+				}
 			}
 			if _, err := db.w.ExecContext(ctx, c.tamper(events)); err != nil {
 				t.Fatal(err)
 			}
-			n, err := db.VerifyAuditChain(ctx)
-			if err == nil || !strings.Contains(idflow.ErrorMessage(err), c.want+":") {
-				t.Fatalf("VerifyAuditChain after the row was %s = %d, %v; want an error naming %s", c.name, n, err, c.want)
+			for i, a := range admins {
+				sc, _ := idflow.NewAdminScope(a, roles)
+				n, err := db.VerifyAuditChain(ctx, a, sc)
+				if c.want[i] == "" {
+					if err != nil {
+						t.Fatalf("VerifyAuditChain as %s after the row was %s = %d, %v; want intact (the row is another tenant's)", a.UserID, c.name, n, err)
+					}
+					continue
+				}
+				if err == nil || !strings.Contains(idflow.ErrorMessage(err), c.want[i]+":") {
+					t.Fatalf("VerifyAuditChain as %s after the row was %s = %d, %v; want an error naming %s", a.UserID, c.name, n, err, c.want[i])
+				}
 			}
 		})
 	}

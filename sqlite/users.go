@@ -34,10 +34,23 @@ func scanUser(r rowScanner) (idflow.User, error) {
 
 func userKey(u idflow.User) cursor { return cursor{Key: nanos(u.FirstSeen), ID: u.UserID} }
 
-// AdminListUsers lists every user, most recently first seen first; the
-// caller has checked the admin role.
-func (db *DB) AdminListUsers(ctx context.Context, _ idflow.Principal, page idflow.Page) (idflow.List[idflow.User], error) {
-	return list(ctx, db.r, `SELECT `+userCols+` FROM users WHERE 1 = 1`, nil, byFirst, false, page, scanUser, userKey)
+// Admin user lists: one tenant's users, or every user for a platform admin.
+const (
+	adminUsersTenantSQL = `SELECT ` + userCols + ` FROM users WHERE tenant_id = ?`
+	adminUsersAllSQL    = `SELECT ` + userCols + ` FROM users WHERE 1 = 1`
+)
+
+// AdminListUsers lists the users of the admin's scope, most recently first
+// seen first.
+func (db *DB) AdminListUsers(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, page idflow.Page) (idflow.List[idflow.User], error) {
+	tenant, all, err := scope.For(admin)
+	if err != nil {
+		return idflow.List[idflow.User]{Items: []idflow.User{}}, err
+	}
+	if all {
+		return list(ctx, db.r, adminUsersAllSQL, nil, byFirst, false, page, scanUser, userKey)
+	}
+	return list(ctx, db.r, adminUsersTenantSQL, []any{tenant}, byFirst, false, page, scanUser, userKey)
 }
 
 // Stats answers aggregate counts.

@@ -15,7 +15,7 @@ var hexHash = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func testAudit(t *testing.T, s idflow.Store) {
 	ctx := t.Context()
-	if n, err := s.VerifyAuditChain(ctx); err != nil || n != 0 {
+	if n, err := s.VerifyAuditChain(ctx, root, scopeOf(t, root)); err != nil || n != 0 {
 		t.Fatalf("VerifyAuditChain of an empty log = %d, %v", n, err)
 	}
 	at := time.Date(2026, 11, 23, 10, 0, 0, 123456000, time.UTC)
@@ -49,14 +49,15 @@ func testAudit(t *testing.T, s idflow.Store) {
 	if got[0].Hash == got[2].Hash {
 		t.Fatal("two events share a hash")
 	}
-	if n, err := s.VerifyAuditChain(ctx); err != nil || n != 3 {
+	if n, err := s.VerifyAuditChain(ctx, root, scopeOf(t, root)); err != nil || n != 3 {
 		t.Fatalf("VerifyAuditChain = %d, %v; want 3, nil", n, err)
 	}
 
-	// The caller sees their own events, newest first; the admin sees all.
+	// The caller sees their own events, newest first; the platform admin
+	// sees all (AdminAcrossTenants has the tenant admins).
 	mine := must(s.ListAudit(ctx, alice, idflow.Page{}))(t)
 	sameJSON(t, mine.Items, []idflow.AuditEvent{got[0]})
-	every := must(s.AdminListAudit(ctx, admin, idflow.Page{}))(t)
+	every := must(s.AdminListAudit(ctx, root, scopeOf(t, root), idflow.Page{}))(t)
 	sameJSON(t, every.Items, []idflow.AuditEvent{got[2], got[1], got[0]})
 
 	// Concurrent appends still form one chain.
@@ -79,7 +80,7 @@ func testAudit(t *testing.T, s idflow.Store) {
 	for err := range errs {
 		t.Fatalf("concurrent RecordAudit: %v", err)
 	}
-	if n, err := s.VerifyAuditChain(ctx); err != nil || n != 3+workers*each {
+	if n, err := s.VerifyAuditChain(ctx, root, scopeOf(t, root)); err != nil || n != 3+workers*each {
 		t.Fatalf("VerifyAuditChain after concurrent appends = %d, %v; want %d", n, err, 3+workers*each)
 	}
 	carols := must(s.ListAudit(ctx, carol, idflow.Page{Limit: idflow.MaxPageLimit}))(t)

@@ -24,11 +24,11 @@ func testAuditCaps(t *testing.T, s idflow.Store) {
 	if len(e.Detail) > 1024 || len(e.Resource) > 512 {
 		t.Fatalf("fields not bounded: detail %d bytes, resource %d", len(e.Detail), len(e.Resource))
 	}
-	every := must(s.AdminListAudit(ctx, admin, idflow.Page{}))(t)
+	every := must(s.AdminListAudit(ctx, root, scopeOf(t, root), idflow.Page{}))(t)
 	if len(every.Items) != 1 || every.Items[0].Detail != e.Detail || every.Items[0].Hash != e.Hash {
 		t.Fatalf("read back %+v", every.Items)
 	}
-	if n, err := s.VerifyAuditChain(ctx); err != nil || n != 1 {
+	if n, err := s.VerifyAuditChain(ctx, root, scopeOf(t, root)); err != nil || n != 1 {
 		t.Fatalf("VerifyAuditChain = %d, %v", n, err)
 	}
 }

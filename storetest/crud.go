@@ -254,10 +254,10 @@ func testWorkflows(t *testing.T, s idflow.Store) {
 func testUsers(t *testing.T, s idflow.Store) {
 	ctx := t.Context()
 	ok(t, s.TouchUser(ctx, alice))
-	first := must(s.AdminListUsers(ctx, admin, idflow.Page{}))(t)
+	first := must(s.AdminListUsers(ctx, root, scopeOf(t, root), idflow.Page{}))(t)
 	ok(t, s.TouchUser(ctx, alice))
 	ok(t, s.TouchUser(ctx, carol))
-	got := must(s.AdminListUsers(ctx, admin, idflow.Page{}))(t)
+	got := must(s.AdminListUsers(ctx, root, scopeOf(t, root), idflow.Page{}))(t)
 	if len(got.Items) != 2 {
 		t.Fatalf("AdminListUsers = %+v, want alice and carol once each", got.Items)
 	}

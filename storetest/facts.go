@@ -92,8 +92,10 @@ func testFacts(t *testing.T, s idflow.Store) {
 
 	g := must(s.CreateFact(ctx, alice, idflow.Fact{Content: "allergic to cats"}))(t)
 	sameJSON(t, must(s.ListFacts(ctx, alice, idflow.Page{}))(t).Items, []idflow.Fact{g, f})
-	sameJSON(t, must(s.AdminListFacts(ctx, admin, alice.UserID, idflow.Page{}))(t).Items, []idflow.Fact{g, f})
-	if got := must(s.AdminListFacts(ctx, admin, bob.UserID, idflow.Page{}))(t); got.Items == nil || len(got.Items) != 0 {
+	ok(t, s.TouchUser(ctx, alice))
+	ok(t, s.TouchUser(ctx, bob))
+	sameJSON(t, must(s.AdminListFacts(ctx, admin, scopeOf(t, admin), alice.UserID, idflow.Page{}))(t).Items, []idflow.Fact{g, f})
+	if got := must(s.AdminListFacts(ctx, admin, scopeOf(t, admin), bob.UserID, idflow.Page{}))(t); got.Items == nil || len(got.Items) != 0 {
 		t.Fatalf("AdminListFacts(bob) = %#v", got)
 	}
 

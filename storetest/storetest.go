@@ -15,15 +15,31 @@ import (
 	"github.com/idflow/idflow/auth/authtest"
 )
 
-// The cast: alice and bob share tenant t-one, carol is in t-two, svc is an
-// application acting for itself, admin holds the admin role.
+// The cast: alice and bob share tenant t-one, carol is in t-two, erin
+// comes from an IdP without tenants, svc is an application acting for
+// itself. admin administers t-one, admin2 t-two, admin0 the users without a
+// tenant; root holds the platform admin role and belongs to t-ops, where
+// nobody else is.
 var (
-	alice = authtest.User("alice", "t-one")
-	bob   = authtest.User("bob", "t-one")
-	carol = authtest.User("carol", "t-two")
-	admin = authtest.User("admin", "t-one", "admin")
-	svc   = authtest.App("svc")
+	alice  = authtest.User("alice", "t-one")
+	bob    = authtest.User("bob", "t-one")
+	carol  = authtest.User("carol", "t-two")
+	erin   = authtest.User("erin", "")
+	admin  = authtest.User("admin", "t-one", "admin")
+	admin2 = authtest.User("admin2", "t-two", "admin")
+	admin0 = authtest.User("admin0", "", "admin")
+	root   = authtest.User("root", "t-ops", "platform-admin")
+	svc    = authtest.App("svc")
 )
+
+// adminRoles are the roles of the cast's admins.
+var adminRoles = idflow.AdminRoles{Tenant: "admin", Platform: "platform-admin"}
+
+// scopeOf is p's admin scope.
+func scopeOf(t *testing.T, p idflow.Principal) idflow.AdminScope {
+	t.Helper()
+	return must(idflow.NewAdminScope(p, adminRoles))(t)
+}
 
 // Run runs the suite. open must return a new, empty store for each call and
 // register its own cleanup (closing it) with t.
@@ -40,6 +56,9 @@ func Run(t *testing.T, open func(t *testing.T) idflow.Store) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, open(t)) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("AuditCaps", func(t *testing.T) { testAuditCaps(t, open(t)) })
+	t.Run("AdminScope", func(t *testing.T) { testAdminScope(t) })
+	t.Run("AdminAcrossTenants", func(t *testing.T) { testAdminAcrossTenants(t, open(t)) })
+	t.Run("AdminFailsClosed", func(t *testing.T) { testAdminFailsClosed(t, open(t)) })
 	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
 	t.Run("AppOnly", func(t *testing.T) { testAppOnly(t, open(t)) })

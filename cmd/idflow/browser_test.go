@@ -278,7 +278,9 @@ func TestBrowserTwoUsers(t *testing.T) {
 	// are one site: 127.0.0.1), and was refused for its foreign Origin
 	// before its missing CSRF token was even looked at (the audit trail
 	// says so).
-	adminTok, err := devToken(context.Background(), srv.URL, "admin", time.Hour, "")
+	// (A refusal before authentication has no tenant: the dev platform
+	// admin reads it.)
+	adminTok, err := devToken(context.Background(), srv.URL, "platform", time.Hour, "")
 	if err != nil {
 		t.Fatal(err)
 	}

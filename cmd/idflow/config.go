@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/runner"
 )
 
@@ -34,6 +35,7 @@ type config struct {
 	OIDCClientID           string
 	OIDCClientSecret       string
 	AdminRole              string
+	PlatformAdminRole      string
 	InternalClients        string
 	InternalRole           string
 	TrustedProxies         string
@@ -102,7 +104,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_OIDC_REQUIRED_SCOPE", "oidc-required-scope", "", "delegated scope user tokens must carry", &c.OIDCRequiredScope),
 		s("IDFLOW_OIDC_CLIENT_ID", "oidc-client-id", "", "client id for the browser login", &c.OIDCClientID),
 		s("IDFLOW_OIDC_CLIENT_SECRET", "oidc-client-secret", "", "client secret for the browser login (prefer the variable)", &c.OIDCClientSecret),
-		s("IDFLOW_ADMIN_ROLE", "admin-role", "admin", "role that opens /api/v1/admin/*", &c.AdminRole),
+		s("IDFLOW_ADMIN_ROLE", "admin-role", "admin", "role that opens /api/v1/admin/*, for the admin's own tenant only", &c.AdminRole),
+		s("IDFLOW_PLATFORM_ADMIN_ROLE", "platform-admin-role", "", "role that administers every tenant, audited as such (default none; in --dev "+devidp.PlatformAdminRole+")", &c.PlatformAdminRole),
 		s("IDFLOW_INTERNAL_CLIENTS", "internal-clients", "", "app-only client ids allowed on /internal/v1/*", &c.InternalClients),
 		s("IDFLOW_INTERNAL_ROLE", "internal-role", "", "app role also required on /internal/v1/*", &c.InternalRole),
 		s("IDFLOW_TRUSTED_PROXIES", "trusted-proxies", "", "CIDRs whose identity headers count", &c.TrustedProxies),
@@ -201,6 +204,9 @@ func (c *config) validate() error {
 	if c.OIDCAcceptIDTokens && c.OIDCRequiredScope != "" {
 		return errors.New("IDFLOW_OIDC_ACCEPT_ID_TOKENS: ID tokens carry no scope, so with IDFLOW_OIDC_REQUIRED_SCOPE none would be accepted; set one or the other")
 	}
+	if c.PlatformAdminRole != "" && c.PlatformAdminRole == c.AdminRole {
+		return errors.New("IDFLOW_PLATFORM_ADMIN_ROLE must differ from IDFLOW_ADMIN_ROLE: every tenant's admin would administer every tenant")
+	}
 	if c.Dev {
 		if !loopback(c.Listen) {
 			return fmt.Errorf("--dev listens on loopback only; %q is not a loopback address", c.Listen)
@@ -226,6 +232,16 @@ func (c *config) validate() error {
 		return errors.New("IDFLOW_PROXY_ASSERTION_HEADER needs IDFLOW_PROXY_ASSERTION_JWKS_URL")
 	}
 	return nil
+}
+
+// platformAdminRole is the role that administers every tenant: the
+// configured one; in dev mode, when none is, the dev issuer's (its user
+// "platform" holds it).
+func (c *config) platformAdminRole() string {
+	if c.PlatformAdminRole == "" && c.Dev {
+		return devidp.PlatformAdminRole
+	}
+	return c.PlatformAdminRole
 }
 
 // loopback reports whether addr's host is a loopback address.

@@ -135,7 +135,9 @@ func TestDeployKit(t *testing.T) {
 	redisAddr := testsvc.StartRedis(t)
 	w.iss = authtest.NewIssuer(t)
 	w.alice, w.bob = deployToken(w.iss, "alice"), deployToken(w.iss, "bob")
-	w.admin = deployToken(w.iss, "deploy-admin", "admin")
+	// Spoofing attempts are audited with no tenant (nobody was
+	// authenticated): the platform admin reads them.
+	w.admin = deployToken(w.iss, "deploy-admin", "platform-admin")
 	w.nginxPort = testsvc.FreePort(t)
 	w.publicURL = "http://127.0.0.1:" + strconv.Itoa(w.nginxPort)
 	vaultKey, assertionKey := deployKeys(t)
@@ -149,6 +151,7 @@ func TestDeployKit(t *testing.T) {
 		"IDFLOW_VAULT_KEY":            vaultKey,
 		"IDFLOW_ASSERTION_KEY":        assertionKey,
 		"IDFLOW_LOG_LEVEL":            "warn",
+		"IDFLOW_PLATFORM_ADMIN_ROLE":  "platform-admin",
 	}
 
 	// The operator's first step: `idflow migrate` as the schema owner.
@@ -987,7 +990,12 @@ func deployKillUnderLoad(t *testing.T, w *deployWorld, nx *deployNginx) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	events, err := db.VerifyAuditChain(context.Background())
+	verifier := authtest.User("deploy-verifier", "", "platform-admin")
+	scope, err := idflow.NewAdminScope(verifier, idflow.AdminRoles{Platform: "platform-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := db.VerifyAuditChain(context.Background(), verifier, scope)
 	if err != nil {
 		t.Errorf("audit chain after kill -9: %v", err)
 	}

@@ -47,7 +47,7 @@ func cmdDevToken(ctx context.Context, args []string, getenv func(string) string,
 		login = fs.Arg(0)
 	}
 	if _, ok := devidp.FindUser(login); !ok {
-		return fmt.Errorf("usage: idflow dev-token <alice|bob|carol|admin> [--server URL]")
+		return fmt.Errorf("usage: idflow dev-token <alice|bob|carol|admin|platform> [--server URL]")
 	}
 	tok, err := devToken(ctx, strings.TrimSuffix(*server, "/"), login, *ttl, *resource)
 	if err != nil {

@@ -28,6 +28,8 @@ const (
 	callerBob     = "bob"     // user, tenant t-one
 	callerCarol   = "carol"   // user, tenant t-two
 	callerAdmin   = "admin"   // user with the admin role, tenant t-one
+	callerAdmin2  = "admin2"  // user with the admin role, tenant t-two
+	callerRoot    = "root"    // user with the platform admin role, tenant t-ops (nobody else's)
 	callerApp     = "app"     // app-only token (idtyp=app) of the allowlisted client
 	callerExpired = "expired" // alice's token, expired
 	callerNone    = "none"    // no credentials at all
@@ -43,11 +45,16 @@ type testUser struct {
 }
 
 var testUsers = map[string]testUser{
-	callerAlice: {oid: "0a11ce00-0000-4000-8000-000000000001", tenant: "t-one", name: "Alice Example"},
-	callerBob:   {oid: "0b0b0000-0000-4000-8000-000000000002", tenant: "t-one", name: "Bob Example"},
-	callerCarol: {oid: "0ca20100-0000-4000-8000-000000000003", tenant: "t-two", name: "Carol Example"},
-	callerAdmin: {oid: "0ad31200-0000-4000-8000-000000000004", tenant: "t-one", name: "Admin Example", roles: []string{"admin"}},
+	callerAlice:  {oid: "0a11ce00-0000-4000-8000-000000000001", tenant: "t-one", name: "Alice Example"},
+	callerBob:    {oid: "0b0b0000-0000-4000-8000-000000000002", tenant: "t-one", name: "Bob Example"},
+	callerCarol:  {oid: "0ca20100-0000-4000-8000-000000000003", tenant: "t-two", name: "Carol Example"},
+	callerAdmin:  {oid: "0ad31200-0000-4000-8000-000000000004", tenant: "t-one", name: "Admin Example", roles: []string{"admin"}},
+	callerAdmin2: {oid: "0ad31200-0000-4000-8000-000000000005", tenant: "t-two", name: "Admin Two", roles: []string{"admin"}},
+	callerRoot:   {oid: "0f007000-0000-4000-8000-000000000006", tenant: "t-ops", name: "Root Example", roles: []string{testPlatformRole}},
 }
+
+// testPlatformRole is IDFLOW_PLATFORM_ADMIN_ROLE of every prodServer.
+const testPlatformRole = "platform-admin"
 
 // prodServer is idflow serving in production mode against a test issuer.
 type prodServer struct {
@@ -62,8 +69,8 @@ type prodServer struct {
 // startProdIdflow starts `idflow serve` in production mode: IDFLOW_OIDC_ISSUER
 // is a fresh authtest.Issuer, IDFLOW_OIDC_AUDIENCE its audience, the data dir
 // a temporary one, the port free, IDFLOW_INTERNAL_CLIENTS the test app
-// client. extra adds or overrides variables. The server stops when the test
-// ends.
+// client, IDFLOW_PLATFORM_ADMIN_ROLE the role of callerRoot. extra adds or
+// overrides variables. The server stops when the test ends.
 func startProdIdflow(t *testing.T, extra map[string]string) *prodServer {
 	t.Helper()
 	iss := authtest.NewIssuer(t)
@@ -76,6 +83,8 @@ func startProdIdflow(t *testing.T, extra map[string]string) *prodServer {
 		// Entra-shaped tokens from a local issuer: oid is only the default
 		// on Entra hosts (usertoken_test.go shows the sub default).
 		"IDFLOW_OIDC_USER_CLAIM": "oid",
+
+		"IDFLOW_PLATFORM_ADMIN_ROLE": testPlatformRole,
 	}
 	for k, v := range extra {
 		env[k] = v

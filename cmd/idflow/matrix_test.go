@@ -265,7 +265,16 @@ func fill(pattern string, idOf func(string) string) string {
 
 // nonOwners call before the owner, so a route that wrongly lets them act
 // changes alice's object before she uses it — and fails loudly.
-var nonOwners = []string{callerBob, callerCarol, callerAdmin, callerApp, callerExpired, callerNone}
+var nonOwners = []string{callerBob, callerCarol, callerAdmin, callerAdmin2, callerRoot, callerApp, callerExpired, callerNone}
+
+// adminCallers hold an admin role: alice's own tenant's admin, another
+// tenant's, and the platform admin.
+var adminCallers = []string{callerAdmin, callerAdmin2, callerRoot}
+
+// readsAliceFacts reports whether caller may read alice's facts at
+// /api/v1/users/{user_id}/facts: her own tenant's admin and the platform
+// admin may (audited); another tenant's admin gets 404 like anyone else.
+func readsAliceFacts(caller string) bool { return caller == callerAdmin || caller == callerRoot }
 
 // expectedStatus is the answer a caller must get from a route, given only
 // its access level (and, for user routes, whether it names alice's object).
@@ -294,8 +303,8 @@ func expectedAccess(op apiOp, caller string, unauthenticated bool) int {
 		switch {
 		case unauthenticated:
 			return http.StatusUnauthorized
-		case caller == callerAdmin:
-			return op.Success
+		case slices.Contains(adminCallers, caller):
+			return op.Success // filtered to the admin's tenant: checkAdminScope
 		}
 		return http.StatusForbidden
 	case "internal":
@@ -314,8 +323,8 @@ func expectedAccess(op apiOp, caller string, unauthenticated bool) int {
 			return http.StatusForbidden
 		case !op.byID(), caller == callerAlice:
 			return op.Success
-		case op.Path == "/api/v1/users/{user_id}/facts" && caller == callerAdmin:
-			return op.Success // the admin role may read another user's facts (audited)
+		case op.Path == "/api/v1/users/{user_id}/facts" && readsAliceFacts(caller):
+			return op.Success // an admin of alice's tenant, or the platform admin (audited)
 		}
 		return http.StatusNotFound
 	}
@@ -361,6 +370,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	aliceUserID := s.UserID(t, callerAlice)
+	// Every tenant has users seen and events before the admin routes run:
+	// a write of carol's (t-two), and each admin signs in.
+	s.create(t, callerCarol, "/api/v1/facts", map[string]any{"content": "carol's own fact"})
+	for _, who := range adminCallers {
+		mustStatus(t, s.As(t, who, "GET", "/api/v1/me", nil), http.StatusOK)
+	}
 
 	for _, op := range ops {
 		t.Run(op.key(), func(t *testing.T) {
@@ -398,9 +413,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if r.Status == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
 					t.Errorf("%s as %s: 401 without a Bearer WWW-Authenticate challenge (got %q)", op.key(), caller, r.Header.Get("WWW-Authenticate"))
 				}
-				adminRead := op.Path == "/api/v1/users/{user_id}/facts" && caller == callerAdmin
+				adminRead := op.Path == "/api/v1/users/{user_id}/facts" && readsAliceFacts(caller)
 				if r.Status < 300 && op.Access == "user" && caller != callerAlice && !adminRead {
 					checkNoLeak(t, s, r, caller, aliceIDs, aliceUserID, op.Path == "/api/v1/audit")
+				}
+				if r.Status < 300 && op.Access == "admin" {
+					checkAdminScope(t, s, r, caller, aliceIDs, aliceUserID, op.Path)
 				}
 				if r.Status < 300 && op.Path == "/auth/validate" {
 					if got := r.Header.Get("X-Authenticated-User"); got != s.UserID(t, caller) {
@@ -408,7 +426,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 				}
 				if adminRead && r.Status == http.StatusOK {
-					checkAdminReadAudited(t, s, aliceUserID)
+					checkAdminReadAudited(t, s, caller, aliceUserID)
 				}
 			}
 		})
@@ -458,16 +476,92 @@ func walkJSON(v any, fn func(key string, val any)) {
 	}
 }
 
-// checkAdminReadAudited requires an audit event of the admin reading alice's facts.
-func checkAdminReadAudited(t *testing.T, s *prodServer, aliceUserID string) {
+// checkAdminReadAudited requires an audit event of the admin reading
+// alice's facts, whose action and detail say which reach was used: within
+// the admin's own tenant, or across tenants as the platform admin.
+func checkAdminReadAudited(t *testing.T, s *prodServer, caller, aliceUserID string) {
 	t.Helper()
-	adminID := s.UserID(t, callerAdmin)
-	for _, e := range s.auditEvents(t, callerAdmin, "/api/v1/admin/audit") {
-		if e.UserID == adminID && e.Outcome == idflow.OutcomeSuccess && strings.Contains(e.Resource, aliceUserID) && strings.Contains(e.Action, "facts") {
+	adminID := s.UserID(t, caller)
+	action, detail := "admin.facts.read", `tenant "t-one"`
+	if caller == callerRoot {
+		action, detail = "platform_admin.facts.read", "all tenants"
+	}
+	for _, e := range s.auditEvents(t, callerRoot, "/api/v1/admin/audit") {
+		if e.UserID == adminID && e.Outcome == idflow.OutcomeSuccess && e.Resource == "user/"+aliceUserID &&
+			e.Action == action && e.Detail == detail {
 			return
 		}
 	}
-	t.Errorf("the admin read alice's facts, but /api/v1/admin/audit has no success event of it")
+	t.Errorf("%s read alice's facts, but /api/v1/admin/audit has no success event %s (%s) of it", caller, action, detail)
+}
+
+// checkAdminScope fails if a tenant admin's answer on an admin route
+// reaches outside the admin's tenant (a user, an event, a tenant id of
+// another tenant; for another tenant's admin, anything of alice's), or if
+// the platform admin's does not cross tenants.
+func checkAdminScope(t *testing.T, s *prodServer, r reply, caller string, aliceIDs []string, aliceUserID, path string) {
+	t.Helper()
+	var v any
+	r.JSON(t, &v)
+	tenant := testUsers[caller].tenant
+	if caller == callerRoot {
+		tenants := map[any]bool{}
+		walkJSON(v, func(key string, val any) {
+			if key == "tenant_id" {
+				tenants[val] = true
+			}
+		})
+		if path != "/api/v1/admin/audit/verify" && (!tenants["t-one"] || !tenants["t-two"]) {
+			t.Errorf("%s as the platform admin: tenants %v; want t-one and t-two", r, slices.Collect(maps.Keys(tenants)))
+		}
+		if path == "/api/v1/admin/audit/verify" && (v.(map[string]any)["all_tenants"] != true || v.(map[string]any)["ok"] != true) {
+			t.Errorf("%s as the platform admin: want ok over all tenants", r)
+		}
+		return
+	}
+	inTenant := map[any]bool{}
+	for _, u := range testUsers {
+		if u.tenant == tenant {
+			inTenant[u.oid] = true
+		}
+	}
+	// The app-only caller's denials are audited in its own tenant.
+	var app struct {
+		UserID   string `json:"user_id"`
+		TenantID string `json:"tenant_id"`
+	}
+	s.As(t, callerApp, "GET", "/api/v1/me", nil).JSON(t, &app)
+	if app.TenantID == tenant {
+		inTenant[app.UserID] = true
+	}
+	walkJSON(v, func(key string, val any) {
+		switch {
+		case key == "tenant_id" && val != tenant:
+			t.Errorf("%s as %s (tenant %s): an item of tenant %v", r, caller, tenant, val)
+		case key == "user_id" && !inTenant[val]:
+			t.Errorf("%s as %s (tenant %s): an item of user %v, not of the tenant", r, caller, tenant, val)
+		}
+	})
+	if path == "/api/v1/admin/audit/verify" {
+		if m := v.(map[string]any); m["all_tenants"] != false || m["ok"] != true {
+			t.Errorf("%s as %s: want ok over the admin's own tenant only", r, caller)
+		}
+	}
+	if tenant != testUsers[callerAlice].tenant {
+		body := string(r.Body)
+		if strings.Contains(body, secretMarker) {
+			t.Errorf("%s as %s: the answer carries alice's text", r, caller)
+		}
+		// The audit list may name ids the admin asked for itself (its own
+		// denied requests); the user_id check above covers its actors.
+		if path != "/api/v1/admin/audit" {
+			for _, id := range append([]string{aliceUserID}, aliceIDs...) {
+				if strings.Contains(body, id) {
+					t.Errorf("%s as %s: the answer carries alice's id %s", r, caller, id)
+				}
+			}
+		}
+	}
 }
 
 // randomLike returns a random, well-formed id of the same kind as id: the
@@ -522,7 +616,8 @@ func TestNotFoundIsByteIdentical(t *testing.T) {
 			}
 			alicePath := fill(op.Path, fx.id)
 			randomPath := fill(op.Path, func(p string) string { return random[p] })
-			for _, caller := range []string{callerBob, callerCarol} {
+			// callerAdmin2 administers t-two: alice (t-one) is not found.
+			for _, caller := range []string{callerBob, callerCarol, callerAdmin2} {
 				ridAlice, ridRandom := s.RequestID(caller+"-alice"), s.RequestID(caller+"-random")
 				a := s.As(t, caller, op.Method, alicePath, mc.body, append(slices.Clone(mc.headers), header{"X-Request-Id", ridAlice})...)
 				b := s.As(t, caller, op.Method, randomPath, mc.body, append(slices.Clone(mc.headers), header{"X-Request-Id", ridRandom})...)

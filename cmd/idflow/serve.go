@@ -222,7 +222,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	}
 	app.closers = append(app.closers, cacheClosers...)
 	model, models := chatModel(cfg)
-	svc := service.New(service.Config{AdminRole: cfg.AdminRole, DefaultModel: models[0], Models: models}, service.Deps{
+	svc := service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(), DefaultModel: models[0], Models: models}, service.Deps{
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
 		Model: model, Policy: policy, Log: log,
 	})
@@ -263,7 +263,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	}
 	srv := httpapi.New(httpapi.Config{
 		PublicURL: cfg.PublicURL, APIAudiences: apiAudiences, MCPAudience: mcpAudience,
-		AdminRole: cfg.AdminRole, InternalClients: internalClients, InternalRole: cfg.InternalRole,
+		InternalClients: internalClients, InternalRole: cfg.InternalRole,
 		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
@@ -425,11 +425,12 @@ func printDevBanner(w io.Writer, cfg *config, addr string) {
  data dir:    %s (SQLite, files, dev keys)
  dev issuer:  %s/dev/idp
  users:       %s
+ admins:      role %q administers its own tenant only; role %q every tenant (audited as such)
  sign in:     open %s/ in a browser
  curl:        curl -H "Authorization: Bearer $(go run ./cmd/idflow dev-token alice)" %s/api/v1/me
  app token:   client_credentials with %s / %s at %s/dev/idp/token
  downstream:  POST /api/v1/connections/dev/connect, then a workflow tool step
               downstream_get {"provider":"dev","path":"/whoami"} (docs/CONNECTIONS.md)
 ================================================================
-`, addr, cfg.DataDir, base, strings.Join(users, ", "), base, base, devidp.AppClientID, devAppSecret, base)
+`, addr, cfg.DataDir, base, strings.Join(users, ", "), cfg.AdminRole, cfg.platformAdminRole(), base, base, devidp.AppClientID, devAppSecret, base)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -243,6 +244,11 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 			want: "loopback",
 		},
 		{
+			name: "platform admin role equal to the admin role",
+			env:  map[string]string{"IDFLOW_PLATFORM_ADMIN_ROLE": "admin"},
+			want: "IDFLOW_PLATFORM_ADMIN_ROLE must differ from IDFLOW_ADMIN_ROLE",
+		},
+		{
 			name: "dev with an issuer",
 			env:  map[string]string{"IDFLOW_LISTEN": "127.0.0.1:0", "IDFLOW_OIDC_ISSUER": "http://127.0.0.1:1"},
 			args: []string{"--dev"},
@@ -321,6 +327,36 @@ func TestDevModeMountsDevIssuerAndDevToken(t *testing.T) {
 	}
 	if alice.Issuer != srv.URL+"/dev/idp" {
 		t.Fatalf("alice's issuer %q; want the dev issuer", alice.Issuer)
+	}
+
+	// The dev admin administers t-one; the dev platform admin every tenant.
+	if out := srv.stdout.String(); !strings.Contains(out, `role "platform-admin" every tenant`) {
+		t.Fatalf("the dev banner does not name the platform admin role:\n%s", out)
+	}
+	tokens := map[string]string{}
+	for _, who := range []string{"carol", "admin", "platform"} { // each seen once
+		tokens[who] = token(who)
+		srv.me(t, tokens[who])
+	}
+	for who, want := range map[string][]string{"admin": {"dev-admin", "dev-alice", "dev-bob"},
+		"platform": {"dev-admin", "dev-alice", "dev-bob", "dev-carol", "dev-platform"}} {
+		resp, body := srv.get(t, "/api/v1/admin/users", tokens[who])
+		var users struct {
+			Items []struct {
+				UserID string `json:"user_id"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(body, &users); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("admin users as %s: %d %s", who, resp.StatusCode, body)
+		}
+		var got []string
+		for _, u := range users.Items {
+			got = append(got, u.UserID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("admin users as %s = %v; want %v", who, got, want)
+		}
 	}
 
 	// An unknown dev user gets no token at all.
