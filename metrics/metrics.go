@@ -155,6 +155,15 @@ var gaugeHelp = map[string]string{
 	GaugeRunsExecuting: "Workflow runs this process is executing now.",
 }
 
+// AuditDenialsDropped registers the count of unauthenticated denials that
+// were logged but not written to the audit chain (its per-peer budget was
+// spent), read from f on every scrape.
+func (m *Metrics) AuditDenialsDropped(f func() uint64) error {
+	return m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "audit_denials_dropped_total",
+		Help: "Unauthenticated denials logged but not audited: their peer's per-minute budget was spent."},
+		func() float64 { return float64(f()) }))
+}
+
 // Gauge registers one of the Gauge… names, read from f on every scrape. f
 // must be cheap and safe for concurrent use.
 func (m *Metrics) Gauge(name string, f func() int) error {

@@ -269,8 +269,9 @@ func TestCrossSiteCookieWrites(t *testing.T) {
 		t.Fatalf("forward-auth of a same-origin POST: %s %v", r, r.Header)
 	}
 
-	// Each refusal is in the audit trail, with its reason.
-	admin, err := devToken(ctx, srv.URL, "admin", time.Hour, "")
+	// Each refusal is in the audit trail, with its reason. (A refusal
+	// before authentication has no tenant: the dev platform admin reads it.)
+	admin, err := devToken(ctx, srv.URL, "platform", time.Hour, "")
 	if err != nil {
 		t.Fatal(err)
 	}

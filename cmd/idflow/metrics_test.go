@@ -150,7 +150,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		"idflow_http_requests_total", "idflow_http_request_duration_seconds",
 		"idflow_jwks_fetches_total", "idflow_token_cache_lookups_total",
 		"idflow_runs_transitions_total", "idflow_runs_executing",
-		"idflow_websockets_open", "idflow_mcp_sessions_open",
+		"idflow_websockets_open", "idflow_mcp_sessions_open", "idflow_audit_denials_dropped_total",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if _, ok := e.fams[fam]; !ok {

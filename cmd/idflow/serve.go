@@ -271,7 +271,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	app.handler = srv
 	app.metrics = m.Handler()
 	if err := errors.Join(m.Gauge(metrics.GaugeWebSockets, srv.OpenWebSockets),
-		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing)); err != nil {
+		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing),
+		m.AuditDenialsDropped(srv.AuditDenialsDropped)); err != nil {
 		app.Close()
 		return nil, err
 	}
