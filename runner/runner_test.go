@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
 	"github.com/idflow/idflow/sqlite"
+	"github.com/idflow/idflow/tools"
 )
 
 // quickRetry retries a failed job at once, so that a test of retries does
@@ -40,7 +42,7 @@ type rig struct {
 	db     *sqlite.DB
 	svc    *service.Service
 	bus    *events.Memory
-	tools  *runner.Tools
+	tools  *testTools
 	client *river.Client[*sql.Tx]
 	runs   *runner.Runner[*sql.Tx]
 	jobs   <-chan *river.Event
@@ -69,8 +71,12 @@ func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
 		t.Fatal(err)
 	}
 	svc := service.New(service.Config{}, service.Deps{Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(1000), time.Minute), Model: llm.Echo{}})
-	r := &rig{cfg: cfg, db: db, svc: svc, bus: events.NewMemory(0), tools: runner.NewTools(svc)}
-	ex := runner.NewExecutor(svc, db, r.bus, r.tools, nil)
+	r := &rig{cfg: cfg, db: db, svc: svc, bus: events.NewMemory(0), tools: &testTools{}}
+	catalog, err := tools.New(tools.Config{}, tools.Deps{Svc: svc, Sources: []tools.Source{r.tools}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := runner.NewExecutor(svc, db, r.bus, catalog, nil)
 	ws := river.NewWorkers()
 	runner.Register(ws, ex, db, cfg)
 	r.client, err = river.NewClient(riversqlite.New(db.SQL()), &river.Config{
@@ -100,6 +106,27 @@ func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
 		}
 	})
 	return r
+}
+
+// testTools is a tools.Source of the tools a test adds, next to the
+// catalog's built-ins; any user may use them.
+type testTools struct {
+	mu    sync.Mutex
+	tools []tools.Tool
+}
+
+// Add adds a tool that takes any arguments.
+func (s *testTools) Add(name string, run func(context.Context, idflow.Principal, json.RawMessage) (any, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tools = append(s.tools, tools.Tool{ToolSpec: idflow.ToolSpec{Name: name, Description: "a test tool",
+		Parameters: json.RawMessage(`{"type":"object"}`)}, Run: run})
+}
+
+func (s *testTools) Tools(context.Context, idflow.Principal) ([]tools.Tool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.tools), nil
 }
 
 // workflow creates a workflow of steps as p.
