@@ -80,6 +80,11 @@ func prepareArguments(raw json.RawMessage, limit int, builtin bool) (prepared, e
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return prepared{raw: json.RawMessage("{}")}, nil
 	}
+	if !utf8.Valid(raw) {
+		// Refused rather than repaired: the JSON decoder would silently
+		// replace the bytes, and a model or client sends valid UTF-8.
+		return prepared{}, idflow.Errorf(idflow.EINVALID, "the arguments are not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // numbers pass through exactly as sent
 	var v any
@@ -102,11 +107,16 @@ func prepareArguments(raw json.RawMessage, limit int, builtin bool) (prepared, e
 			}
 		}
 	}
-	b, err := json.Marshal(obj)
+	// Re-encoded, the tool gets one unambiguous object: no duplicate key
+	// that another parser might read differently.
+	b, err := encodeNoHTML(obj)
 	if err != nil {
 		return prepared{}, idflow.WrapError(idflow.EINVALID, "the arguments could not be re-encoded", err)
 	}
 	p.raw = b
+	if len(p.raw) > limit { // U+2028 and U+2029 come out escaped, longer
+		return prepared{}, idflow.Errorf(idflow.ETOOLARGE, "the arguments are %d bytes once encoded; the limit is %d", len(p.raw), limit)
+	}
 	return p, nil
 }
 

@@ -42,8 +42,8 @@ type builtin struct {
 // that a model gets a precise error before anything runs.
 func (b *builtin) validate(raw json.RawMessage) error {
 	var inst any
-	if err := json.Unmarshal(raw, &inst); err != nil {
-		return idflow.Errorf(idflow.EINVALID, "the arguments must be a JSON object")
+	if err := json.Unmarshal(raw, &inst); err != nil { // a number beyond float64
+		return idflow.Errorf(idflow.EINVALID, "the arguments could not be read: %s", clip(err.Error(), 200))
 	}
 	if err := b.schema.Validate(inst); err != nil {
 		return idflow.Errorf(idflow.EINVALID, "the arguments do not match the schema of %s: %s", b.Name, clip(err.Error(), 300))

@@ -350,7 +350,7 @@ func objectSchema(raw json.RawMessage) bool {
 // encode answers out as JSON text of at most MaxResultBytes, and the size
 // it had when it had to be truncated.
 func (c *Catalog) encode(out any) (string, int, error) {
-	b, err := json.Marshal(out)
+	b, err := encodeNoHTML(out)
 	if err != nil {
 		return "", 0, idflow.WrapError(idflow.EINTERNAL, "the tool's result could not be encoded", err)
 	}
@@ -377,22 +377,27 @@ func truncate(b []byte, limit int) string {
 		for n > 0 && n < len(b) && !utf8.RuneStart(b[n]) {
 			n--
 		}
-		enc := encodeNoHTML(truncated{true, len(b), limit, string(b[:n])})
+		enc, _ := encodeNoHTML(truncated{true, len(b), limit, string(b[:n])}) // strings and ints always encode
 		if len(enc) <= limit {
 			return string(enc)
 		}
 		// Escaping only grows the head: dropping the excess fits it.
 		n -= len(enc) - limit
 	}
-	return string(encodeNoHTML(truncated{true, len(b), limit, ""}))
+	enc, _ := encodeNoHTML(truncated{true, len(b), limit, ""})
+	return string(enc)
 }
 
-func encodeNoHTML(v any) []byte {
+// encodeNoHTML is json.Marshal without escaping <, > and &: the text is
+// read by models and programs, never put into HTML unescaped.
+func encodeNoHTML(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // a struct of strings and ints always encodes
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // audit records a call: tool.call, resource tool/<name>, the outcome, and
