@@ -31,7 +31,7 @@ func (s *Server) serveTools(next sdk.MethodHandler) sdk.MethodHandler {
 			return s.listTools(ctx, req)
 		case "tools/call":
 			call, ok := req.(*sdk.CallToolRequest)
-			if !ok {
+			if !ok || call.Params == nil {
 				return nil, errUnexpectedRequest
 			}
 			return s.callTool(ctx, call), nil
