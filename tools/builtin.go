@@ -75,6 +75,9 @@ func integer(desc string, min, max int) map[string]any {
 	return map[string]any{"type": "integer", "description": desc, "minimum": min, "maximum": max}
 }
 
+// jsonTypes are the JSON Schema type names ("": any type).
+var jsonTypes = []string{"", "string", "integer", "number", "boolean", "object", "array", "null"}
+
 // compile turns d into a built-in, its schema checked: valid JSON Schema
 // 2020-12 (as jsonschema-go resolves it), of type object, with no keyword
 // jsonschema-go does not know (a typo would silently check nothing).
@@ -87,12 +90,12 @@ func compile(d def) (*builtin, error) {
 	if err := json.Unmarshal(params, &s); err != nil {
 		return nil, fmt.Errorf("tools: schema of %s: %w", d.name, err)
 	}
-	if s.Type != "object" {
-		return nil, fmt.Errorf("tools: schema of %s: not an object", d.name)
+	if s.Type != "object" || len(s.Extra) > 0 {
+		return nil, fmt.Errorf("tools: schema of %s: not an object, or an unknown keyword", d.name)
 	}
 	for name, ps := range s.Properties {
-		if len(ps.Extra) > 0 || ps.Description == "" {
-			return nil, fmt.Errorf("tools: schema of %s: property %s has an unknown keyword or no description", d.name, name)
+		if len(ps.Extra) > 0 || ps.Description == "" || !slices.Contains(jsonTypes, ps.Type) {
+			return nil, fmt.Errorf("tools: schema of %s: property %s has an unknown keyword or type, or no description", d.name, name)
 		}
 	}
 	for _, r := range s.Required {
