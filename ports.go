@@ -5,18 +5,6 @@ import (
 	"time"
 )
 
-// ChatTurn is one message given to a model.
-type ChatTurn struct {
-	Role    string `json:"role"` // system, user, assistant
-	Content string `json:"content"`
-}
-
-// ChatModel answers a conversation on behalf of p. Implementations must not
-// send p's raw user id anywhere (the OpenAI client sends a hash of it).
-type ChatModel interface {
-	Reply(ctx context.Context, p Principal, model string, turns []ChatTurn) (string, error)
-}
-
 // CacheBackend is a raw key/value cache (memory, Redis, memcached). Handlers
 // never see it: they get a cache.Scoped, whose keys derive from the Principal.
 type CacheBackend interface {

@@ -19,7 +19,7 @@ type Rule struct {
 	Roles  []string `json:"roles"`
 }
 
-// Policy maps feature names (e.g. "etl.ingest", "mcp.tool.send_message") to
+// Policy maps feature names (e.g. "etl.ingest", "tool.send_message") to
 // rules. A feature without a rule is open to every user; a feature with a
 // rule is closed to everyone it does not name.
 type Policy struct {
@@ -83,4 +83,31 @@ func (pol *Policy) Check(p idflow.Principal, feature string) error {
 		return idflow.Errorf(idflow.EFORBIDDEN, "%s needs group membership, but your token's groups overflowed (group overage); ask for a token with fewer groups or app roles", feature)
 	}
 	return idflow.Errorf(idflow.EFORBIDDEN, "your groups and roles do not open %s", feature)
+}
+
+// ToolFeature is the feature that gates the tool name on every channel
+// (agent turns, workflow steps, /mcp).
+func ToolFeature(name string) string { return "tool." + name }
+
+// MCPToolFeature is the older name of ToolFeature, from when only /mcp had
+// tools. It stays an alias: a rule under either name gates the tool on
+// every channel.
+func MCPToolFeature(name string) string { return "mcp.tool." + name }
+
+// ToolAllowed reports whether p may use the tool name: every rule that
+// names it, under tool.<name> or its alias mcp.tool.<name>, must open it.
+func (pol *Policy) ToolAllowed(p idflow.Principal, name string) bool {
+	return pol.CheckTool(p, name) == nil
+}
+
+// CheckTool is ToolAllowed as an error naming the feature (as the policy
+// file spells it) that closed the tool. With rules under both names, both
+// must open it: a file gating a tool twice never opens it by accident.
+func (pol *Policy) CheckTool(p idflow.Principal, name string) error {
+	for _, feature := range []string{ToolFeature(name), MCPToolFeature(name)} {
+		if err := pol.Check(p, feature); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -24,11 +24,11 @@ const EchoModelName = "idflow-echo"
 // dev mode need no model server.
 type Echo struct{}
 
-func (Echo) Reply(_ context.Context, p idflow.Principal, _ string, turns []idflow.ChatTurn) (string, error) {
+func (Echo) Chat(_ context.Context, p idflow.Principal, req idflow.ChatRequest, onDelta func(string) error) (idflow.ChatResponse, error) {
 	last := ""
-	for i := len(turns) - 1; i >= 0; i-- {
-		if turns[i].Role == "user" {
-			last = turns[i].Content
+	for i := len(req.Messages) - 1; i >= 0; i-- {
+		if req.Messages[i].Role == "user" {
+			last = req.Messages[i].Content
 			break
 		}
 	}
@@ -36,7 +36,13 @@ func (Echo) Reply(_ context.Context, p idflow.Principal, _ string, turns []idflo
 	if name == "" {
 		name = p.UserID
 	}
-	return fmt.Sprintf("echo to %s: %s", name, last), nil
+	text := fmt.Sprintf("echo to %s: %s", name, last)
+	if onDelta != nil {
+		if err := onDelta(text); err != nil {
+			return idflow.ChatResponse{}, err
+		}
+	}
+	return idflow.ChatResponse{Model: EchoModelName, Content: text}, nil
 }
 
 // OpenAI calls an OpenAI-compatible /chat/completions endpoint.
@@ -60,7 +66,20 @@ func HashedUser(p idflow.Principal) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-func (o *OpenAI) Reply(ctx context.Context, p idflow.Principal, model string, turns []idflow.ChatTurn) (string, error) {
+func (o *OpenAI) Chat(ctx context.Context, p idflow.Principal, creq idflow.ChatRequest, onDelta func(string) error) (idflow.ChatResponse, error) {
+	text, err := o.reply(ctx, p, creq.Model, creq.Messages)
+	if err != nil {
+		return idflow.ChatResponse{}, err
+	}
+	if onDelta != nil {
+		if err := onDelta(text); err != nil {
+			return idflow.ChatResponse{}, err
+		}
+	}
+	return idflow.ChatResponse{Model: creq.Model, Content: text}, nil
+}
+
+func (o *OpenAI) reply(ctx context.Context, p idflow.Principal, model string, turns []idflow.ChatMessage) (string, error) {
 	if model == "" || model == EchoModelName {
 		model = o.Model
 	}

@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"slices"
@@ -11,48 +10,6 @@ import (
 
 	"github.com/idflow/idflow"
 )
-
-func TestIdentityArgumentsAreRecognised(t *testing.T) {
-	a, err := parseArguments(json.RawMessage(`{"content":"x","user_id":"b","userId":"b","Owner":"b","on-behalf-of":"b","as":"b","tenant_id":"t","query":"q","session_id":"s","run_id":"r","workflow_id":"w"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := a.identityKeys()
-	want := []string{"Owner", "as", "on-behalf-of", "tenant_id", "userId", "user_id"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("identityKeys = %v; want %v (and no tool argument)", got, want)
-	}
-}
-
-func TestArgumentTypes(t *testing.T) {
-	a, err := parseArguments(json.RawMessage(`{"s":"v","n":3,"f":2.5,"bad":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := a.str("s", true); err != nil || v != "v" {
-		t.Fatalf("str(s) = %q, %v", v, err)
-	}
-	if _, err := a.str("missing", true); err == nil {
-		t.Fatal("a missing required string was accepted")
-	}
-	if _, err := a.str("bad", false); err == nil {
-		t.Fatal("a number was accepted as a string")
-	}
-	if v, err := a.integer("n", 0, 10); err != nil || v != 3 {
-		t.Fatalf("integer(n) = %d, %v", v, err)
-	}
-	for _, c := range []struct {
-		name     string
-		min, max int
-	}{{"f", 0, 10}, {"n", 0, 2}, {"s", 0, 10}} {
-		if _, err := a.integer(c.name, c.min, c.max); err == nil {
-			t.Fatalf("integer(%s) within %d..%d was accepted", c.name, c.min, c.max)
-		}
-	}
-	if _, err := parseArguments(json.RawMessage(`[1]`)); err == nil {
-		t.Fatal("an array was accepted as arguments")
-	}
-}
 
 func TestCalledTools(t *testing.T) {
 	for _, c := range []struct {

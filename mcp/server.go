@@ -12,8 +12,10 @@
 //   - an MCP session belongs to the user who opened it: a request on it with
 //     another user's token answers 404, exactly like an unknown session, and
 //     is audited;
-//   - every tool goes through the service layer with that Principal, so the
-//     store scopes it to the owner like any HTTP handler.
+//   - every tool is a tool of the catalog (package tools), called with that
+//     Principal: the policy, the identity rule and the audit are the same
+//     as for agent turns and workflow steps, and the service layer scopes
+//     every object to the owner like any HTTP handler.
 package mcp
 
 import (
@@ -34,6 +36,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow/tools"
 )
 
 // Path is where the MCP endpoint is mounted.
@@ -47,11 +50,6 @@ const MetadataPath = "/.well-known/oauth-protected-resource" + Path
 // AllTools, as a key of Config.ToolScopes, names scopes every tool needs.
 const AllTools = "*"
 
-// Runs starts workflow runs (runner.Runner; httpapi.Runs has the same method).
-type Runs interface {
-	Start(ctx context.Context, p idflow.Principal, workflowID string, input json.RawMessage, version int) (idflow.Run, error)
-}
-
 // Config configures the MCP server.
 type Config struct {
 	// PublicURL is the external base URL; the resource is PublicURL + "/mcp".
@@ -59,7 +57,8 @@ type Config struct {
 	// AuthorizationServers are the issuers clients get tokens from.
 	AuthorizationServers []string
 	// ToolScopes maps a tool name (or AllTools) to the scopes a token must
-	// carry to call it. Empty: no tool needs a scope beyond what
+	// carry to call it over /mcp: a built-in tool, or a downstream one
+	// (<server>__<tool>). Empty: no tool needs a scope beyond what
 	// authentication already requires.
 	ToolScopes map[string][]string
 	// Scopes are advertised in scopes_supported and in the scope parameter
@@ -81,25 +80,20 @@ type Config struct {
 
 // Deps are the MCP server's collaborators.
 type Deps struct {
-	Svc  *service.Service
-	Runs Runs
-	// Downstream lists a user's connections. Nil until the vault is wired:
-	// list_connections then answers an empty list.
-	Downstream idflow.Downstream
-	Log        *slog.Logger
+	Svc   *service.Service
+	Tools Catalog // the tools /mcp lists and calls
+	Log   *slog.Logger
 }
 
 // Server is the /mcp endpoint.
 type Server struct {
-	cfg        Config
-	svc        *service.Service
-	runs       Runs
-	downstream idflow.Downstream
-	log        *slog.Logger
+	cfg   Config
+	svc   *service.Service
+	tools Catalog
+	log   *slog.Logger
 
 	sdk      *sdk.Server
 	handler  http.Handler // the SDK's streamable handler behind the TokenInfo bridge
-	tools    map[string]*tool
 	sessions *sessions
 	scopes   []string // advertised
 	metadata []byte
@@ -110,8 +104,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.PublicURL == "" {
 		return nil, errors.New("mcp: a public URL is required")
 	}
-	if d.Svc == nil {
-		return nil, errors.New("mcp: the service is required")
+	if d.Svc == nil || d.Tools == nil {
+		return nil, errors.New("mcp: the service and the tool catalog are required")
 	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	if cfg.SessionTimeout <= 0 {
@@ -132,16 +126,23 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, svc: d.Svc, runs: d.Runs, downstream: d.Downstream, log: d.Log,
-		tools: map[string]*tool{}, sessions: newSessions(cfg.MaxSessionsPerUser, cfg.Now)}
+	s := &Server{cfg: cfg, svc: d.Svc, tools: d.Tools, log: d.Log,
+		sessions: newSessions(cfg.MaxSessionsPerUser, cfg.Now)}
 
+	names := []string{}
 	for name := range cfg.ToolScopes {
-		if name != AllTools && !slices.Contains(ToolNames, name) {
-			return nil, fmt.Errorf("mcp: scopes configured for unknown tool %q (tools: %s)", name, strings.Join(ToolNames, ", "))
+		downstream := tools.ValidName(name) && strings.Contains(name, "__")
+		if name != AllTools && !downstream && !slices.Contains(tools.BuiltinNames(), name) {
+			return nil, fmt.Errorf("mcp: scopes configured for unknown tool %q (built-in tools: %s; downstream tools are <server>__<tool>)",
+				name, strings.Join(tools.BuiltinNames(), ", "))
+		}
+		if name != AllTools {
+			names = append(names, name)
 		}
 	}
+	slices.Sort(names)
 	s.scopes = slices.Clone(cfg.Scopes)
-	for _, name := range append([]string{AllTools}, ToolNames...) {
+	for _, name := range append([]string{AllTools}, names...) {
 		for _, sc := range cfg.ToolScopes[name] {
 			if !slices.Contains(s.scopes, sc) {
 				s.scopes = append(s.scopes, sc)
@@ -168,8 +169,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		// reuse one user's list for another.
 		SetCacheable: func(_ context.Context, _ sdk.Request, c *sdk.Cacheable) { c.TTLMs, c.CacheScope = 0, "private" },
 	})
-	s.sdk.AddReceivingMiddleware(s.filterToolList, s.trackSessions)
-	s.registerTools()
+	s.sdk.AddReceivingMiddleware(s.serveTools, s.trackSessions)
 
 	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.sdk }, &sdk.StreamableHTTPOptions{
 		Logger:              d.Log,
@@ -370,15 +370,15 @@ func (s *Server) checkScopes(w http.ResponseWriter, r *http.Request, p idflow.Pr
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	for _, name := range calledTools(body) {
-		if _, known := s.tools[name]; !known {
-			continue // the SDK answers an unknown tool; its name never reaches a header
+		if !tools.ValidName(name) {
+			continue // the catalog refuses it; such a name never reaches a header
 		}
 		missing := s.missingScopes(p, name)
 		if len(missing) == 0 {
 			continue
 		}
 		err := idflow.Errorf(idflow.EFORBIDDEN, "the tool %s needs the scope %s", name, strings.Join(missing, " "))
-		s.svc.Audit(r.Context(), p, "mcp."+name, "mcp_tool/"+name, err)
+		s.svc.Audit(r.Context(), p, tools.ActionCall, "tool/"+name, err)
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope="%s", resource_metadata="%s", error_description="the tool %s needs more scope"`,
 			strings.Join(s.requiredScopes(name), " "), s.MetadataURL(), name))
 		return err

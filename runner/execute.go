@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/tools"
 )
 
 // execute runs (or resumes) runID as p. Steps already completed by an
@@ -237,7 +238,16 @@ func (e *Executor) step(ctx context.Context, p idflow.Principal, run idflow.Run,
 		}
 		return map[string]any{"items": items}, nil
 	case idflow.StepTool:
-		return e.tools.Call(ctx, p, st.Tool, st.Args)
+		// Any tool of the catalog the owner may use (offered nil), as the owner.
+		res := e.tools.CallTool(tools.WithChannel(ctx, tools.ChannelWorkflow), p,
+			idflow.ToolCall{ID: st.ID, Name: st.Tool, Arguments: st.Args}, nil)
+		if !res.OK {
+			if res.Err == nil {
+				return nil, errors.New(res.Content)
+			}
+			return nil, res.Err
+		}
+		return json.RawMessage(res.Content), nil
 	case idflow.StepWait:
 		t := time.NewTimer(time.Duration(st.Ms) * time.Millisecond)
 		defer t.Stop()

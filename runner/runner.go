@@ -141,15 +141,15 @@ type Executor struct {
 	svc   *service.Service
 	runs  RunStore
 	bus   idflow.EventBus
-	tools *Tools
+	tools idflow.ToolCatalog
 	log   *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // runs executing in this process
 }
 
-// NewExecutor returns an Executor.
-func NewExecutor(svc *service.Service, runs RunStore, bus idflow.EventBus, tools *Tools, log *slog.Logger) *Executor {
+// NewExecutor returns an Executor; tools runs its `tool` steps.
+func NewExecutor(svc *service.Service, runs RunStore, bus idflow.EventBus, tools idflow.ToolCatalog, log *slog.Logger) *Executor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

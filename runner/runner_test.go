@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/authz"
 	"github.com/idflow/idflow/cache"
 	"github.com/idflow/idflow/events"
 	"github.com/idflow/idflow/files"
@@ -25,6 +28,7 @@ import (
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
 	"github.com/idflow/idflow/sqlite"
+	"github.com/idflow/idflow/tools"
 )
 
 // quickRetry retries a failed job at once, so that a test of retries does
@@ -40,7 +44,7 @@ type rig struct {
 	db     *sqlite.DB
 	svc    *service.Service
 	bus    *events.Memory
-	tools  *runner.Tools
+	tools  *testTools
 	client *river.Client[*sql.Tx]
 	runs   *runner.Runner[*sql.Tx]
 	jobs   <-chan *river.Event
@@ -50,6 +54,12 @@ type rig struct {
 }
 
 func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
+	t.Helper()
+	return newPolicyRig(t, cfg, workers, nil)
+}
+
+// newPolicyRig is newRig with a feature policy (nil: the open policy).
+func newPolicyRig(t testing.TB, cfg runner.Config, workers int, policy *authz.Policy) *rig {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idflow.db"), nil)
@@ -68,9 +78,13 @@ func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := service.New(service.Config{}, service.Deps{Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(1000), time.Minute), Model: llm.Echo{}})
-	r := &rig{cfg: cfg, db: db, svc: svc, bus: events.NewMemory(0), tools: runner.NewTools(svc)}
-	ex := runner.NewExecutor(svc, db, r.bus, r.tools, nil)
+	svc := service.New(service.Config{}, service.Deps{Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(1000), time.Minute), Model: llm.Echo{}, Policy: policy})
+	r := &rig{cfg: cfg, db: db, svc: svc, bus: events.NewMemory(0), tools: &testTools{}}
+	catalog, err := tools.New(tools.Config{}, tools.Deps{Svc: svc, Sources: []tools.Source{r.tools}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := runner.NewExecutor(svc, db, r.bus, catalog, nil)
 	ws := river.NewWorkers()
 	runner.Register(ws, ex, db, cfg)
 	r.client, err = river.NewClient(riversqlite.New(db.SQL()), &river.Config{
@@ -100,6 +114,27 @@ func newRig(t testing.TB, cfg runner.Config, workers int) *rig {
 		}
 	})
 	return r
+}
+
+// testTools is a tools.Source of the tools a test adds, next to the
+// catalog's built-ins; any user may use them.
+type testTools struct {
+	mu    sync.Mutex
+	tools []tools.Tool
+}
+
+// Add adds a tool that takes any arguments.
+func (s *testTools) Add(name string, run func(context.Context, idflow.Principal, json.RawMessage) (any, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tools = append(s.tools, tools.Tool{ToolSpec: idflow.ToolSpec{Name: name, Description: "a test tool",
+		Parameters: json.RawMessage(`{"type":"object"}`)}, Run: run})
+}
+
+func (s *testTools) Tools(context.Context, idflow.Principal) ([]tools.Tool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.tools), nil
 }
 
 // workflow creates a workflow of steps as p.
@@ -303,6 +338,53 @@ func TestPermanentErrorFailsOnTheFirstAttempt(t *testing.T) {
 	last := evs[len(evs)-1]
 	if last.Type != idflow.EventRunFailed || last.StepID != "refuses" || string(last.Data) != `{"error":"bad arguments"}` {
 		t.Fatalf("last event %+v; want run.failed of step refuses", last)
+	}
+}
+
+// TestPolicyClosedToolFailsTheStep: a tool the policy closes to the run's
+// owner (tool.<name>, on the workflow channel as on every other) fails its
+// step at once, never runs, and is audited; another user the rule names
+// runs the same workflow.
+func TestPolicyClosedToolFailsTheStep(t *testing.T) {
+	pol, err := authz.Parse([]byte(`{"features": {"tool.count": {"roles": ["counter"]}, "mcp.tool.add_fact": {"roles": ["counter"]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newPolicyRig(t, runner.Config{MaxAttempts: 3}, 2, pol)
+	var calls atomic.Int32
+	r.tools.Add("count", func(context.Context, idflow.Principal, json.RawMessage) (any, error) {
+		calls.Add(1)
+		return "counted", nil
+	})
+	for _, tool := range []string{"count", "add_fact"} {
+		run := r.start(t, alice, r.workflow(t, alice, idflow.Step{ID: "s", Type: idflow.StepTool, Tool: tool, Args: json.RawMessage(`{"content":"x"}`)}))
+		if ev := r.waitJob(t, run.ID, 0); ev.Kind != river.EventKindJobCancelled || ev.Job.Attempt != 1 {
+			t.Fatalf("%s: job %s at attempt %d; want cancelled at once", tool, ev.Kind, ev.Job.Attempt)
+		}
+		if got := r.run(t, alice, run.ID); got.Status != idflow.RunFailed || !strings.Contains(got.Error, "do not open") {
+			t.Fatalf("%s: run %s %q; want failed, refused by the policy", tool, got.Status, got.Error)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("the closed tool ran %d times", calls.Load())
+	}
+	if facts, _ := r.svc.ListFacts(context.Background(), alice, idflow.Page{}); len(facts.Items) != 0 {
+		t.Fatalf("the closed add_fact stored %+v", facts.Items)
+	}
+	events, err := r.svc.ListAudit(context.Background(), alice, idflow.Page{Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events.Items, func(e idflow.AuditEvent) bool {
+		return e.Action == "tool.call" && e.Resource == "tool/count" && e.Outcome == idflow.OutcomeDenied && strings.HasPrefix(e.Detail, "channel=workflow ")
+	}) {
+		t.Fatalf("the refused step was not audited: %+v", events.Items)
+	}
+	counter := authtest.User("carl", "t-one", "counter")
+	run := r.start(t, counter, r.workflow(t, counter, idflow.Step{ID: "s", Type: idflow.StepTool, Tool: "count"}))
+	r.waitJob(t, run.ID, 0)
+	if got := r.run(t, counter, run.ID); got.Status != idflow.RunSucceeded || string(got.Output) != `"counted"` || calls.Load() != 1 {
+		t.Fatalf("the counter role's run: %s %s (%q)", got.Status, got.Output, got.Error)
 	}
 }
 

@@ -110,9 +110,9 @@ func (s *Service) SendMessage(ctx context.Context, p idflow.Principal, sessionID
 			model, instructions = ag.Model, ag.Instructions
 		}
 	}
-	var turns []idflow.ChatTurn
+	var turns []idflow.ChatMessage
 	if instructions != "" {
-		turns = append(turns, idflow.ChatTurn{Role: "system", Content: instructions})
+		turns = append(turns, idflow.ChatMessage{Role: "system", Content: instructions})
 	}
 	hist, err := s.store.ListMessages(ctx, p, sessionID, idflow.Page{Limit: idflow.MaxPageLimit})
 	if err != nil {
@@ -123,10 +123,11 @@ func (s *Service) SendMessage(ctx context.Context, p idflow.Principal, sessionID
 		items = items[len(items)-historyTurns:]
 	}
 	for _, m := range items {
-		turns = append(turns, idflow.ChatTurn{Role: m.Role, Content: m.Content})
+		turns = append(turns, idflow.ChatMessage{Role: m.Role, Content: m.Content})
 	}
-	turns = append(turns, idflow.ChatTurn{Role: "user", Content: content})
-	reply, err := s.model.Reply(ctx, p, model, turns)
+	turns = append(turns, idflow.ChatMessage{Role: "user", Content: content})
+	resp, err := s.model.Chat(ctx, p, idflow.ChatRequest{Model: model, Messages: turns}, nil)
+	reply := resp.Content
 	if err != nil {
 		return idflow.Message{}, idflow.Message{}, err
 	}
@@ -147,5 +148,6 @@ func (s *Service) Complete(ctx context.Context, p idflow.Principal, model, promp
 	if model == "" {
 		model = s.cfg.DefaultModel
 	}
-	return s.model.Reply(ctx, p, model, []idflow.ChatTurn{{Role: "user", Content: prompt}})
+	resp, err := s.model.Chat(ctx, p, idflow.ChatRequest{Model: model, Messages: []idflow.ChatMessage{{Role: "user", Content: prompt}}}, nil)
+	return resp.Content, err
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,8 +13,8 @@ import (
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/httpapi"
 	"github.com/idflow/idflow/metrics"
-	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow/tools"
 	"github.com/idflow/idflow/vault"
 )
 
@@ -58,14 +60,24 @@ func (d downstreamParts) Downstream() idflow.Downstream {
 	return d.mgr
 }
 
-// Tools returns the built-in workflow tools, with downstream_get when a
-// provider is configured.
-func (d downstreamParts) Tools(svc *service.Service) *runner.Tools {
-	t := runner.NewTools(svc)
-	if d.mgr != nil {
-		t.Add("downstream_get", runner.DownstreamGet(d.mgr))
+// Catalog is the one tool catalog of agent turns, workflow steps and /mcp:
+// the built-in tools (downstream_get when a provider is configured) and
+// those of sources.
+func (d downstreamParts) Catalog(svc *service.Service, runs tools.Runs, log *slog.Logger, sources ...tools.Source) (*tools.Catalog, error) {
+	return tools.New(tools.Config{}, tools.Deps{Svc: svc, Runs: runs, Downstream: d.Downstream(), Sources: sources,
+		Log: log.With("component", "tools")})
+}
+
+// lateRuns lets the catalog's start_workflow reach the runner, which is
+// built after the executor that needs the catalog for its tool steps. It
+// is set before River starts and before anything is served.
+type lateRuns struct{ runs tools.Runs }
+
+func (l *lateRuns) Start(ctx context.Context, p idflow.Principal, workflowID string, input json.RawMessage, version int) (idflow.Run, error) {
+	if l.runs == nil {
+		return idflow.Run{}, idflow.Errorf(idflow.EUNAVAILABLE, "workflow runs are not available yet")
 	}
-	return t
+	return l.runs.Start(ctx, p, workflowID, input, version)
 }
 
 // buildDownstream reads the providers (IDFLOW_PROVIDERS_FILE, or the dev

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/mcp"
 	"github.com/idflow/idflow/service"
@@ -15,9 +14,9 @@ import (
 // server are told to ask for it.
 const devMCPScope = "idflow"
 
-// newMCP builds the /mcp server from the configuration. downstream may be
-// nil until the vault is wired (list_connections then answers []).
-func newMCP(cfg *config, svc *service.Service, runs mcp.Runs, downstream idflow.Downstream, log *slog.Logger) (*mcp.Server, error) {
+// newMCP builds the /mcp server from the configuration; its tools are
+// those of the catalog.
+func newMCP(cfg *config, svc *service.Service, catalog mcp.Catalog, log *slog.Logger) (*mcp.Server, error) {
 	toolScopes, err := parseToolScopes(cfg.MCPToolScopes)
 	if err != nil {
 		return nil, err
@@ -44,7 +43,7 @@ func newMCP(cfg *config, svc *service.Service, runs mcp.Runs, downstream idflow.
 	return mcp.New(mcp.Config{
 		PublicURL: cfg.PublicURL, AuthorizationServers: issuers, ToolScopes: toolScopes, Scopes: scopes,
 		SessionTimeout: cfg.mcpIdleTimeout, MaxSessionsPerUser: cfg.mcpMaxSessions, Version: version(),
-	}, mcp.Deps{Svc: svc, Runs: runs, Downstream: downstream, Log: log.With("component", "mcp")})
+	}, mcp.Deps{Svc: svc, Tools: catalog, Log: log.With("component", "mcp")})
 }
 
 // parseToolScopes reads IDFLOW_MCP_TOOL_SCOPES: comma-separated tool:scope

@@ -143,15 +143,15 @@ func TestMCPToolsActAsTheTokenUser(t *testing.T) {
 		t.Fatalf("list_connections with no vault wired: %+v; want an empty list", conns)
 	}
 
-	// Every call was audited as mcp.<tool>, and the ignored identity
+	// Every call was audited as tool.call, and the ignored identity
 	// arguments as denials.
 	events := mcpAuditOf(t, s.URL, alice)
 	for _, name := range mcpAllTools {
-		if !mcpHasAudit(events, "mcp."+name, idflow.OutcomeSuccess, "mcp_tool/"+name) {
-			t.Errorf("no audit event mcp.%s (success) for alice", name)
+		if !mcpHasAudit(events, "tool.call", idflow.OutcomeSuccess, "tool/"+name) {
+			t.Errorf("no audit event tool.call tool/%s (success) for alice", name)
 		}
 	}
-	if !mcpHasAudit(events, "mcp.add_fact", idflow.OutcomeDenied, "argument/user_id") {
+	if !mcpHasAudit(events, "tool.call", idflow.OutcomeDenied, "tool/add_fact/argument/user_id") {
 		t.Errorf("the ignored user_id argument of add_fact was not audited as a denial")
 	}
 
@@ -398,7 +398,7 @@ func TestMCPPolicyFiltersTools(t *testing.T) {
 	if !res.IsError || !strings.Contains(res.Text, "mcp.tool.send_message") {
 		t.Fatalf("alice calling the hidden send_message: error %v, %q; want a forbidden tool error", res.IsError, res.Text)
 	}
-	if !mcpHasAudit(mcpAuditOf(t, s.URL, alice), "mcp.send_message", idflow.OutcomeDenied, "mcp_tool/send_message") {
+	if !mcpHasAudit(mcpAuditOf(t, s.URL, alice), "tool.call", idflow.OutcomeDenied, "tool/send_message") {
 		t.Fatal("alice's call of a filtered-out tool was not audited")
 	}
 	var sessions idflow.List[idflow.ChatSession]

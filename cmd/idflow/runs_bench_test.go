@@ -19,6 +19,7 @@ import (
 	"github.com/idflow/idflow/llm"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow/tools"
 )
 
 // BenchmarkRunsPerSecond starts runs of a one-step workflow (tool whoami)
@@ -46,7 +47,11 @@ func BenchmarkRunsPerSecond(b *testing.B) {
 			}
 			svc := service.New(service.Config{}, service.Deps{Store: db, Blobs: blobs, Cache: cache.NewScoped(cache.NewMemory(10000), 5*time.Minute), Model: llm.Echo{}, Log: log})
 			bus := events.NewMemory(0)
-			ex := runner.NewExecutor(svc, db, bus, runner.NewTools(svc), log)
+			catalog, err := tools.New(tools.Config{}, tools.Deps{Svc: svc, Log: log})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ex := runner.NewExecutor(svc, db, bus, catalog, log)
 			runs, client, err := sqliteRunner(cfg, db, ex, log)
 			if err != nil {
 				b.Fatal(err)

@@ -137,7 +137,7 @@ func TestRunsCarryTheirOwnersIdentity(t *testing.T) {
 			if evs[len(evs)-1].Type != idflow.EventRunCompleted {
 				t.Fatalf("%s's run %s does not end with run.completed:%s", u.login, id, runsDescribe(evs))
 			}
-			who := runsStepOutput[map[string]string](t, evs, "who")
+			who := runsStepOutput[map[string]any](t, evs, "who")
 			if who["user_id"] != u.login || who["tenant_id"] != runsUsers[u.login] {
 				t.Fatalf("whoami in %s's run (args naming %s) answered %v; want %s of %s", u.login, u.other, who, u.login, runsUsers[u.login])
 			}
@@ -520,7 +520,7 @@ func TestRunSurvivesKill9(t *testing.T) {
 	if n := runsCount(qEvs, idflow.EventRunStarted, ""); n != 1 {
 		t.Fatalf("the queued run started %d times; want once:%s", n, runsDescribe(qEvs))
 	}
-	if who := runsStepOutput[map[string]string](t, qEvs, "who"); who["user_id"] != "alice" {
+	if who := runsStepOutput[map[string]any](t, qEvs, "who"); who["user_id"] != "alice" {
 		t.Fatalf("whoami in the queued run answered %v", who)
 	}
 	for _, e := range qEvs {

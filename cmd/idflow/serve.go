@@ -231,13 +231,20 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
-	ex := runner.NewExecutor(svc, m.CountRunStates(db), bus, downstream.Tools(svc), log)
+	startRuns := &lateRuns{} // connections.go
+	catalog, err := downstream.Catalog(svc, startRuns, log)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	ex := runner.NewExecutor(svc, m.CountRunStates(db), bus, catalog, log)
 	runs, client, err := be.runner(ex)
 	if err != nil {
 		app.Close()
 		return nil, err
 	}
 	runs = m.CountRunStarts(runs)
+	startRuns.runs = runs
 	if err := client.Start(ctx); err != nil {
 		app.Close()
 		return nil, fmt.Errorf("river start: %w", err)
@@ -251,7 +258,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping, Login: webLogin}
 	deps.Connections = downstream.HTTP()
 	deps.Metrics, deps.Observer = m.Handler(), m
-	mcpServer, err := newMCP(cfg, svc, runs, downstream.Downstream(), log)
+	mcpServer, err := newMCP(cfg, svc, catalog, log)
 	if err != nil {
 		app.Close()
 		return nil, err

@@ -508,7 +508,7 @@ func TestRunSocketsOfTwoUsersStayApart(t *testing.T) {
 	}
 	for _, s := range all {
 		wsCheckStream(t, s.login, s.runID, s.evs, s.status, s.err, idflow.EventRunCompleted)
-		if who := runsStepOutput[map[string]string](t, s.evs, "who9"); who["user_id"] != s.login {
+		if who := runsStepOutput[map[string]any](t, s.evs, "who9"); who["user_id"] != s.login {
 			t.Fatalf("whoami on %s's socket answered %v", s.login, who)
 		}
 	}
