@@ -40,6 +40,8 @@ func Run(t *testing.T, open func(t *testing.T) idflow.Store) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, open(t)) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, open(t)) })
+	t.Run("UsageIsolation", func(t *testing.T) { testUsageIsolation(t, open(t)) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
 	t.Run("AppOnly", func(t *testing.T) { testAppOnly(t, open(t)) })
 	t.Run("Ping", func(t *testing.T) {
