@@ -29,6 +29,8 @@ import (
 //     a field of a variable declared as a Principal (var p idflow.Principal;
 //     p.UserID = …, a parameter, or the result of idflow.FromContext);
 //   - outside auth/authtest/ and storetest/: an import of auth/authtest;
+//   - anywhere: an import of internal/llmtest (the scripted model server
+//     is for _test.go files only);
 //   - anywhere: an identifier or string that seeds a shared identity
 //     (DEFAULT_USER_ID, DefaultUserID and their spellings, "anonymous",
 //     "mcp-user").
@@ -39,6 +41,7 @@ import (
 const (
 	modulePath   = "github.com/idflow/idflow"
 	authtestPath = modulePath + "/auth/authtest"
+	llmtestPath  = modulePath + "/internal/llmtest"
 )
 
 type violation struct {
@@ -117,6 +120,8 @@ func checkFile(fset *token.FileSet, f *ast.File, r rules) []violation {
 			if !r.authtestAllowed {
 				report(imp, "imports %s (only tests and storetest/ may)", authtestPath)
 			}
+		case llmtestPath:
+			report(imp, "imports %s (only tests may)", llmtestPath)
 		}
 	}
 	var isPrincipal func(e ast.Expr) bool
@@ -347,6 +352,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest" // want
+	"github.com/idflow/idflow/internal/llmtest" // want
 )
 
 const DefaultUserID = "u-1" // want
@@ -361,6 +367,7 @@ func literal(r *http.Request) idflow.Principal {
 	_ = []idflow.Principal{{UserID: "a"}, {UserID: "b"}} // want
 	_ = map[string]*idflow.Principal{"a": {UserID: "a"}} // want
 	_ = authtest.User("alice", "t")
+	_ = llmtest.New
 	return p
 }
 
