@@ -273,22 +273,28 @@ func TestOpenAICancel(t *testing.T) {
 }
 
 // TestOpenAITimeout: a model that does not answer within the timeout
-// fails the call (every attempt has the timeout; a timed-out attempt is
-// not retried).
+// fails the call — before its first byte, or in the middle of a stream
+// (the timeout covers the whole answer) — and a timed-out attempt is not
+// retried.
 func TestOpenAITimeout(t *testing.T) {
-	for _, stream := range []bool{false, true} {
+	for _, tc := range []struct {
+		name      string
+		stream    bool
+		holdAfter int
+	}{{"whole", false, 0}, {"stream, before the first token", true, 0}, {"stream, mid-way", true, 1}} {
 		release := make(chan struct{})
-		srv := llmtest.New(t, llmtest.Reply{Text: "late", Hold: release})
+		srv := llmtest.New(t, llmtest.Reply{Text: "late answer", Hold: release, HoldAfter: tc.holdAfter})
 		var onDelta func(string) error
-		if stream {
-			onDelta = func(string) error { return nil }
+		var deltas []string
+		if tc.stream {
+			onDelta = func(d string) error { deltas = append(deltas, d); return nil }
 		}
 		start := time.Now()
 		_, err := client(t, srv, func(c *llm.OpenAIConfig) { c.Timeout = 300 * time.Millisecond }).Chat(t.Context(), alice, ask("q"), onDelta)
 		close(release)
 		wantUnavailable(t, err, "the model did not answer in time")
-		if d := time.Since(start); d > 10*time.Second {
-			t.Fatalf("stream=%v: failed after %v", stream, d)
+		if d := time.Since(start); d > 10*time.Second || len(deltas) != tc.holdAfter || len(srv.Requests()) != 1 {
+			t.Fatalf("%s: failed after %v, deltas %q, %d requests", tc.name, d, deltas, len(srv.Requests()))
 		}
 	}
 }
