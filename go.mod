@@ -8,6 +8,8 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
+require github.com/openai/openai-go/v3 v3.102.0
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect

@@ -31,6 +31,8 @@ import (
 //   - outside auth/authtest/ and storetest/: an import of auth/authtest;
 //   - outside service/ and storetest/: a call of idflow.NewAdminScope (the
 //     admin rule — which role reaches which tenants — lives in service);
+//   - anywhere: an import of internal/llmtest (the scripted model server
+//     is for _test.go files only);
 //   - anywhere: an identifier or string that seeds a shared identity
 //     (DEFAULT_USER_ID, DefaultUserID and their spellings, "anonymous",
 //     "mcp-user").
@@ -41,6 +43,7 @@ import (
 const (
 	modulePath   = "github.com/idflow/idflow"
 	authtestPath = modulePath + "/auth/authtest"
+	llmtestPath  = modulePath + "/internal/llmtest"
 )
 
 type violation struct {
@@ -121,6 +124,8 @@ func checkFile(fset *token.FileSet, f *ast.File, r rules) []violation {
 			if !r.authtestAllowed {
 				report(imp, "imports %s (only tests and storetest/ may)", authtestPath)
 			}
+		case llmtestPath:
+			report(imp, "imports %s (only tests may)", llmtestPath)
 		}
 	}
 	var isPrincipal func(e ast.Expr) bool
@@ -363,6 +368,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest" // want
+	"github.com/idflow/idflow/internal/llmtest" // want
 )
 
 const DefaultUserID = "u-1" // want
@@ -378,6 +384,7 @@ func literal(r *http.Request) idflow.Principal {
 	_ = map[string]*idflow.Principal{"a": {UserID: "a"}} // want
 	_ = authtest.User("alice", "t")
 	_, _ = idflow.NewAdminScope(p, idflow.AdminRoles{Platform: "user"}) // want
+	_ = llmtest.New
 	return p
 }
 

@@ -128,6 +128,7 @@ type Store interface {
 	AuditStore
 	StatsStore
 	RunStore
+	UsageStore
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -12,6 +12,7 @@
 --   connections, browser_sessions
 --                        SELECT, INSERT, UPDATE, DELETE
 --   connect_states       SELECT, INSERT, DELETE         (taken = deleted)
+--   model_usage          SELECT, INSERT, UPDATE         (RecordUsage upserts)
 --   run_events           SELECT, INSERT                 (append-only)
 --   audit_events         SELECT, INSERT                 (append-only: no edit, no delete)
 --   audit_chain_head     SELECT, UPDATE                 (the one head row)
@@ -39,6 +40,7 @@ DECLARE
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), app);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON users TO %I', app);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON model_usage TO %I', app);
     FOREACH t IN ARRAY ARRAY['apps', 'agents', 'sessions', 'workflows', 'documents', 'runs', 'document_blobs',
                              'connections', 'browser_sessions'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);

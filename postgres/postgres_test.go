@@ -373,12 +373,13 @@ func wallData(t *testing.T, s *DB, p idflow.Principal) {
 	sum := sha256.Sum256([]byte(p.UserID + " session secret"))
 	must(s.CreateBrowserSession(ctx, idflow.BrowserSession{IDHash: hex.EncodeToString(sum[:]), UserID: p.UserID, CSRF: "c",
 		KeyID: "k1", Sealed: []byte(p.UserID + " tokens"), CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	must(s.RecordUsage(ctx, p, "gpt-test", idflow.Usage{PromptTokens: 3, CompletionTokens: 4}, now))
 }
 
 // childFirst orders the user tables so that deleting in this order never
 // trips a foreign key.
 var childFirst = []string{"run_events", "runs", "facts", "document_blobs", "documents", "messages", "sessions",
-	"workflow_versions", "workflows", "agents", "apps", "users", "audit_events", "connections", "connect_states", "browser_sessions"}
+	"workflow_versions", "workflows", "agents", "apps", "users", "audit_events", "connections", "connect_states", "browser_sessions", "model_usage"}
 
 // plantSQL inserts, into each user table, a row owned by alice.
 var plantSQL = map[string]string{
@@ -399,6 +400,7 @@ var plantSQL = map[string]string{
 	"connect_states": `INSERT INTO connect_states VALUES ('alice', 'planted', 'github', 'v', 'https://evil.example/cb',
 		now() + interval '1 hour', now())`,
 	"browser_sessions": `INSERT INTO browser_sessions VALUES (repeat('a', 64), 'alice', 'c', 'k', '\x00', now(), now(), now() + interval '1 hour')`,
+	"model_usage":      `INSERT INTO model_usage VALUES ('alice', current_date, 'm', 't', 1, 1, 1, now())`,
 }
 
 // countAs answers how many rows of each user table are visible in tx as
@@ -832,6 +834,7 @@ func testQueryPlans(t *testing.T, sv *server) {
 		{listSQL(listAuditSQL, 1, bySeq, false, true), "audit_events_user_seq", []any{"u", int64(5), "x", 10}},
 		{listSQL(listFactsSQL, 1, byCreated, false, false), "facts_user_created", []any{"u", 10}},
 		{searchSQL, "facts_", []any{"u", "'budget'", 10}},
+		{listUsageSQL, "model_usage_pkey", []any{"u", "2026-01-01", "2026-01-31"}},
 	} {
 		var plan []string
 		err := f.s.asUser(ctx, "explain", "u", readOnly, func(tx pgx.Tx) error {

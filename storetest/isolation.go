@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
@@ -337,6 +338,10 @@ func testAppOnly(t *testing.T, s idflow.Store) {
 		"SearchFacts":    func(p idflow.Principal) error { _, err := s.SearchFacts(ctx, p, "x", 10); return err },
 		"TouchUser":      func(p idflow.Principal) error { return s.TouchUser(ctx, p) },
 		"ListAudit":      func(p idflow.Principal) error { _, err := s.ListAudit(ctx, p, pg); return err },
+		"RecordUsage": func(p idflow.Principal) error {
+			return s.RecordUsage(ctx, p, "m", idflow.Usage{PromptTokens: 1}, time.Now())
+		},
+		"ListUsage": func(p idflow.Principal) error { _, err := s.ListUsage(ctx, p, time.Now(), time.Now()); return err },
 	}
 	before := must(s.Stats(ctx))(t)
 	var zero idflow.Principal

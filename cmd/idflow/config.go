@@ -49,6 +49,8 @@ type config struct {
 	LLMURL                 string
 	LLMAPIKey              string
 	LLMModel               string
+	LLMTimeout             string
+	LLMMaxRetries          string
 	CORSOrigins            string
 	AssertionKey           string
 	LogLevel               string
@@ -74,6 +76,9 @@ type config struct {
 
 	mcpMaxSessions int
 	mcpIdleTimeout time.Duration
+
+	llmTimeout    time.Duration
+	llmMaxRetries int
 }
 
 type setting struct {
@@ -119,6 +124,8 @@ func (c *config) settings() []setting {
 		s("IDFLOW_LLM_URL", "llm-url", "", "OpenAI-compatible base URL (default: the built-in echo model)", &c.LLMURL),
 		s("IDFLOW_LLM_API_KEY", "llm-api-key", "", "API key of the model (prefer the variable)", &c.LLMAPIKey),
 		s("IDFLOW_LLM_MODEL", "llm-model", "", "model name", &c.LLMModel),
+		s("IDFLOW_LLM_TIMEOUT", "llm-timeout", "2m", "longest one request to the model may take, its streamed answer included", &c.LLMTimeout),
+		s("IDFLOW_LLM_MAX_RETRIES", "llm-max-retries", "2", "retries of a model request on 429, 5xx or a connection error, with backoff (never once the answer began)", &c.LLMMaxRetries),
 		s("IDFLOW_CORS_ORIGINS", "cors-origins", "", "origins allowed by CORS, comma-separated", &c.CORSOrigins),
 		s("IDFLOW_ASSERTION_KEY", "assertion-key", "", "PKCS#8 EC key signing X-Idflow-Assertion (default: a key in the data dir)", &c.AssertionKey),
 		s("IDFLOW_PROVIDERS_FILE", "providers-file", "", "downstream OAuth providers (JSON)", &c.ProvidersFile),
@@ -190,6 +197,12 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.peerBodies, err = strconv.Atoi(c.MaxBodiesPerPeer); err != nil || c.peerBodies < 1 {
 		return nil, nil, fmt.Errorf("IDFLOW_MAX_BODIES_PER_PEER: %q is not a positive integer", c.MaxBodiesPerPeer)
+	}
+	if c.llmTimeout, err = time.ParseDuration(c.LLMTimeout); err != nil || c.llmTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_LLM_TIMEOUT: %q is not a positive duration", c.LLMTimeout)
+	}
+	if c.llmMaxRetries, err = strconv.Atoi(c.LLMMaxRetries); err != nil || c.llmMaxRetries < 0 || c.llmMaxRetries > 10 {
+		return nil, nil, fmt.Errorf("IDFLOW_LLM_MAX_RETRIES: %q is not an integer from 0 to 10", c.LLMMaxRetries)
 	}
 	return c, fs, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigurationDocumented keeps docs/CONFIGURATION.md in step with the
@@ -46,6 +47,35 @@ func TestRunsPerUserConfig(t *testing.T) {
 			t.Errorf("IDFLOW_RUNS_PER_USER=%q: %v; want refused", tc.env, err)
 		case tc.want != 0 && (err != nil || cfg.runsPerUser != tc.want):
 			t.Errorf("IDFLOW_RUNS_PER_USER=%q: %v, %v; want %d", tc.env, cfg, err, tc.want)
+		}
+	}
+}
+
+// TestLLMConfig: IDFLOW_LLM_TIMEOUT is a positive duration (default 2m),
+// IDFLOW_LLM_MAX_RETRIES an integer from 0 to 10 (default 2).
+func TestLLMConfig(t *testing.T) {
+	for _, tc := range []struct {
+		env, value string
+		ok         bool
+	}{
+		{"IDFLOW_LLM_TIMEOUT", "", true}, {"IDFLOW_LLM_TIMEOUT", "30s", true}, {"IDFLOW_LLM_TIMEOUT", "0s", false},
+		{"IDFLOW_LLM_TIMEOUT", "-1m", false}, {"IDFLOW_LLM_TIMEOUT", "soon", false},
+		{"IDFLOW_LLM_MAX_RETRIES", "", true}, {"IDFLOW_LLM_MAX_RETRIES", "0", true}, {"IDFLOW_LLM_MAX_RETRIES", "10", true},
+		{"IDFLOW_LLM_MAX_RETRIES", "11", false}, {"IDFLOW_LLM_MAX_RETRIES", "-1", false}, {"IDFLOW_LLM_MAX_RETRIES", "x", false},
+	} {
+		cfg, _, err := loadConfig("serve", nil, func(k string) string {
+			if k == tc.env {
+				return tc.value
+			}
+			return ""
+		}, io.Discard)
+		switch {
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), tc.env)):
+			t.Errorf("%s=%q: %v; want refused", tc.env, tc.value, err)
+		case tc.ok && err != nil:
+			t.Errorf("%s=%q: %v", tc.env, tc.value, err)
+		case tc.ok && tc.value == "" && (cfg.llmTimeout != 2*time.Minute || cfg.llmMaxRetries != 2):
+			t.Errorf("defaults: %v, %d", cfg.llmTimeout, cfg.llmMaxRetries)
 		}
 	}
 }

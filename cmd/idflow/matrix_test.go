@@ -169,6 +169,7 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/personas":                         {},
 	"GET /api/v1/tags":                             {},
 	"GET /api/v1/audit":                            {},
+	"GET /api/v1/usage":                            {},
 	"GET /api/v1/admin/users":                      {},
 	"GET /api/v1/admin/audit":                      {},
 	"GET /api/v1/admin/audit/verify":               {},

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -185,7 +188,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		return nil, err
 	}
 
-	signer, err := assertionSigner(cfg)
+	signer, signingKey, err := assertionSigner(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +224,11 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		return nil, err
 	}
 	app.closers = append(app.closers, cacheClosers...)
-	model, models := chatModel(cfg)
+	model, models, err := chatModel(cfg, signingKey, db, log) // metered into the usage store
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
 	svc := service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(), DefaultModel: models[0], Models: models}, service.Deps{
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
 		Model: model, Policy: policy, Log: log,
@@ -301,16 +308,35 @@ func metricsServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// chatModel is the configured model and the names callers may use.
-func chatModel(cfg *config) (idflow.ChatModel, []string) {
+// chatModel is the configured model, recording every call's usage, and
+// the names callers may use. The key of the hashed `user` sent to the model
+// is derived from the assertion key, which every replica shares
+// (docs/MODELS.md).
+func chatModel(cfg *config, signingKey *ecdsa.PrivateKey, usage idflow.UsageStore, log *slog.Logger) (idflow.ChatModel, []string, error) {
+	metered := func(m idflow.ChatModel) idflow.ChatModel {
+		return llm.Metered{Model: m, Usage: usage, Log: log.With("component", "llm")}
+	}
 	if cfg.LLMURL == "" {
-		return llm.Echo{}, []string{llm.EchoModelName}
+		return metered(llm.Echo{}), []string{llm.EchoModelName}, nil
 	}
 	name := cfg.LLMModel
 	if name == "" {
 		name = "gpt-4o-mini"
 	}
-	return llm.NewOpenAI(cfg.LLMURL, cfg.LLMAPIKey, name), []string{name}
+	secret, err := signingKey.Bytes()
+	if err != nil {
+		return nil, nil, fmt.Errorf("model user key: %w", err)
+	}
+	userKey, err := hkdf.Key(sha256.New, secret, nil, "idflow llm user key v1", 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model user key: %w", err)
+	}
+	m, err := llm.NewOpenAI(llm.OpenAIConfig{BaseURL: cfg.LLMURL, APIKey: cfg.LLMAPIKey, Model: name, UserKey: userKey,
+		Timeout: cfg.llmTimeout, MaxRetries: cfg.llmMaxRetries})
+	if err != nil {
+		return nil, nil, fmt.Errorf("IDFLOW_LLM_URL: %w", err)
+	}
+	return metered(m), []string{name}, nil
 }
 
 // redactURL drops credentials from a URL before it is shown.
@@ -389,19 +415,19 @@ func proxyConfig(cfg *config, m *metrics.Metrics, log *slog.Logger) (*auth.Proxy
 	return pc, nil
 }
 
-func assertionSigner(cfg *config) (*auth.Signer, error) {
+// assertionSigner answers the signer of X-Idflow-Assertion and its key.
+func assertionSigner(cfg *config) (*auth.Signer, *ecdsa.PrivateKey, error) {
+	var key *ecdsa.PrivateKey
+	var err error
 	if cfg.AssertionKey != "" {
-		key, err := auth.ParseECKey([]byte(cfg.AssertionKey))
-		if err != nil {
-			return nil, fmt.Errorf("IDFLOW_ASSERTION_KEY: %w", err)
+		if key, err = auth.ParseECKey([]byte(cfg.AssertionKey)); err != nil {
+			return nil, nil, fmt.Errorf("IDFLOW_ASSERTION_KEY: %w", err)
 		}
-		return auth.NewSigner(key, cfg.PublicURL)
+	} else if key, err = auth.LoadOrCreateECKey(filepath.Join(cfg.DataDir, "assertion-key.pem")); err != nil {
+		return nil, nil, err
 	}
-	key, err := auth.LoadOrCreateECKey(filepath.Join(cfg.DataDir, "assertion-key.pem"))
-	if err != nil {
-		return nil, err
-	}
-	return auth.NewSigner(key, cfg.PublicURL)
+	signer, err := auth.NewSigner(key, cfg.PublicURL)
+	return signer, key, err
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
