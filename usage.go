@@ -14,12 +14,14 @@ const MaxUsageModelLen = 200
 // UsageDay is one user's token usage of one model on one day (UTC): the sum
 // over every model call made on their behalf.
 type UsageDay struct {
-	UserID           string `json:"user_id"`
-	Day              string `json:"day"` // DayFormat
+	UserID           string `json:"user_id,omitempty"`   // empty in a tenant's totals
+	TenantID         string `json:"tenant_id,omitempty"` // only in an admin's answer
+	Day              string `json:"day"`                 // DayFormat
 	Model            string `json:"model"`
 	PromptTokens     int64  `json:"prompt_tokens"`
 	CompletionTokens int64  `json:"completion_tokens"`
 	Calls            int64  `json:"calls"`
+	Users            int64  `json:"users,omitempty"` // a tenant's totals: how many users made the calls
 }
 
 // UsageStore keeps token usage per user, day and model.
@@ -30,6 +32,11 @@ type UsageStore interface {
 	// ListUsage answers p's usage on the days from through to (UTC, both
 	// included), by day then model.
 	ListUsage(ctx context.Context, p Principal, from, to time.Time) ([]UsageDay, error)
+	// AdminListUsage answers, for the admin's scope, the totals of every
+	// user by tenant, day and model (userID empty: UserID empty, Users
+	// counted), or one user's rows (userID set; a user outside the scope
+	// answers none).
+	AdminListUsage(ctx context.Context, admin Principal, scope AdminScope, userID string, from, to time.Time) ([]UsageDay, error)
 }
 
 // CheckUsage refuses what no store keeps: no model, a model name over

@@ -68,3 +68,18 @@ func usageRange(r *http.Request, now time.Time) (time.Time, time.Time, error) {
 	}
 	return from, to, nil
 }
+
+// handleAdminUsage answers the usage of the admin's tenant (every tenant for
+// the platform admin role): totals by day and model, or one user's with
+// ?user_id=.
+func (s *Server) handleAdminUsage(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+	from, to, err := usageRange(r, time.Now())
+	if err != nil {
+		return err
+	}
+	items, err := s.svc.AdminListUsage(r.Context(), p, r.URL.Query().Get("user_id"), from, to)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items})
+}

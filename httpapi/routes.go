@@ -128,6 +128,7 @@ func (s *Server) routes() []route {
 
 		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: s.handleAudit},
 		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: s.handleUsage},
+		{method: "GET", pattern: "/api/v1/admin/usage", access: accessAdmin, summary: "Model token usage of your tenant by day and model (?user_id= one user's; ?from=&to= as /api/v1/usage; every tenant: platform admin role)", out: usageOut{}, serve: s.handleAdminUsage},
 		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: s.handleAdminUsers},
 		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: s.handleAuditVerify},
 		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: s.handleAdminAudit},

@@ -99,16 +99,16 @@ func testAdminTenantWall(t *testing.T, sv *server) {
 		want     map[string][]string
 	}{
 		{"tenant t-one", [][2]string{{"idflow.admin", "tenant"}, {"idflow.admin_tenant", "t-one"}}, map[string][]string{
-			"users": {"alice", "bob"}, "facts": {"alice", "alice", "bob", "bob"}, "audit_events": {"alice", "bob"}}},
+			"users": {"alice", "bob"}, "facts": {"alice", "alice", "bob", "bob"}, "audit_events": {"alice", "bob"}, "model_usage": {"alice", "bob"}}},
 		{"tenant t-two", [][2]string{{"idflow.admin", "tenant"}, {"idflow.admin_tenant", "t-two"}}, map[string][]string{
-			"users": {"carol"}, "facts": {"carol", "carol"}, "audit_events": {"carol"}}},
+			"users": {"carol"}, "facts": {"carol", "carol"}, "audit_events": {"carol"}, "model_usage": {"carol"}}},
 		// The empty tenant: its users (none here) and the events of nobody.
 		{"tenant empty", [][2]string{{"idflow.admin", "tenant"}, {"idflow.admin_tenant", ""}}, map[string][]string{
 			"audit_events": {""}}},
 		{"a tenant of nobody", [][2]string{{"idflow.admin", "tenant"}, {"idflow.admin_tenant", "t-nobody"}}, nil},
 		{"all tenants", [][2]string{{"idflow.admin", "all"}}, map[string][]string{
 			"users": {"alice", "bob", "carol"}, "facts": {"alice", "alice", "bob", "bob", "carol", "carol", "dave"},
-			"audit_events": {"", "alice", "bob", "carol"}}},
+			"audit_events": {"", "alice", "bob", "carol"}, "model_usage": {"alice", "bob", "carol"}}},
 		{"0001's switch", [][2]string{{"idflow.admin", "on"}, {"idflow.admin_tenant", "t-one"}}, nil},
 		{"a tenant without the mode", [][2]string{{"idflow.admin_tenant", "t-one"}}, nil},
 		{"the mode in another case", [][2]string{{"idflow.admin", "ALL"}}, nil},

@@ -67,3 +67,43 @@ func (db *DB) ListUsage(ctx context.Context, p idflow.Principal, from, to time.T
 	}
 	return out, nil
 }
+
+// adminUsageSQL answers the scope's usage: tenant ($5, unless $4) and one
+// user ($1) or every user's totals. The admin_read policy of model_usage
+// holds the tenant a second time.
+const adminUsageSQL = `SELECT CASE WHEN $1 = '' THEN '' ELSE min(user_id) END, tenant_id, to_char(day, 'YYYY-MM-DD'), model,
+		sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint, sum(calls)::bigint, count(DISTINCT user_id)
+	FROM model_usage
+	WHERE day >= $2::date AND day <= $3::date AND ($4 OR tenant_id = $5) AND ($1 = '' OR user_id = $1)
+	GROUP BY tenant_id, day, model ORDER BY day, tenant_id, model`
+
+// AdminListUsage answers the admin scope's usage (idflow.UsageStore).
+func (db *DB) AdminListUsage(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, userID string, from, to time.Time) ([]idflow.UsageDay, error) {
+	first, last, err := idflow.UsageDays(from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := []idflow.UsageDay{}
+	err = db.asAdmin(ctx, "admin list usage", admin, scope, func(tx pgx.Tx, tenant string, all bool) error {
+		rows, err := tx.Query(ctx, adminUsageSQL, userID, first, last, all, tenant)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (idflow.UsageDay, error) {
+			var d idflow.UsageDay
+			err := r.Scan(&d.UserID, &d.TenantID, &d.Day, &d.Model, &d.PromptTokens, &d.CompletionTokens, &d.Calls, &d.Users)
+			if userID != "" {
+				d.Users = 0
+			}
+			return d, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []idflow.UsageDay{}
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/idflow/idflow"
 )
@@ -295,6 +296,22 @@ func (s *Service) AdminListUsers(ctx context.Context, p idflow.Principal, page i
 	}
 	out, err := s.store.AdminListUsers(ctx, p, scope, page)
 	s.auditDetail(ctx, p, adminAction(scope, "users.read"), "users", scope.String(), err)
+	return out, err
+}
+
+// AdminListUsage answers the model usage of the admin's scope: every
+// user's totals by day and model, or one user's (userID). Audited.
+func (s *Service) AdminListUsage(ctx context.Context, p idflow.Principal, userID string, from, to time.Time) ([]idflow.UsageDay, error) {
+	scope, err := s.AdminScope(p)
+	if err != nil {
+		return nil, err
+	}
+	resource := "usage"
+	if userID != "" {
+		resource = "user/" + userID + "/usage"
+	}
+	out, err := s.store.AdminListUsage(ctx, p, scope, userID, from, to)
+	s.auditDetail(ctx, p, adminAction(scope, "usage.read"), resource, scope.String(), err)
 	return out, err
 }
 

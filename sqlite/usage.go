@@ -53,3 +53,40 @@ func (db *DB) ListUsage(ctx context.Context, p idflow.Principal, from, to time.T
 	}
 	return out, fail("list usage", rows.Err())
 }
+
+// adminUsageSQL answers the scope's usage: tenant ($tenant, unless $all)
+// and one user ($user) or every user's totals.
+const adminUsageSQL = `SELECT CASE WHEN ?1 = '' THEN '' ELSE min(user_id) END, tenant_id, day, model,
+		sum(prompt_tokens), sum(completion_tokens), sum(calls), count(DISTINCT user_id)
+	FROM model_usage
+	WHERE day >= ?2 AND day <= ?3 AND (?4 OR tenant_id = ?5) AND (?1 = '' OR user_id = ?1)
+	GROUP BY tenant_id, day, model ORDER BY day, tenant_id, model`
+
+// AdminListUsage answers the admin scope's usage (idflow.UsageStore).
+func (db *DB) AdminListUsage(ctx context.Context, admin idflow.Principal, scope idflow.AdminScope, userID string, from, to time.Time) ([]idflow.UsageDay, error) {
+	tenant, all, err := scope.For(admin)
+	if err != nil {
+		return nil, err
+	}
+	first, last, err := idflow.UsageDays(from, to)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.r.QueryContext(ctx, adminUsageSQL, userID, first, last, all, tenant)
+	if err != nil {
+		return nil, fail("admin list usage", err)
+	}
+	defer rows.Close()
+	out := []idflow.UsageDay{}
+	for rows.Next() {
+		var d idflow.UsageDay
+		if err := rows.Scan(&d.UserID, &d.TenantID, &d.Day, &d.Model, &d.PromptTokens, &d.CompletionTokens, &d.Calls, &d.Users); err != nil {
+			return nil, fail("admin list usage", err)
+		}
+		if userID != "" {
+			d.Users = 0
+		}
+		out = append(out, d)
+	}
+	return out, fail("admin list usage", rows.Err())
+}

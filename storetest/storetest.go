@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) idflow.Store) {
 	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
 	t.Run("Usage", func(t *testing.T) { testUsage(t, open(t)) })
 	t.Run("UsageIsolation", func(t *testing.T) { testUsageIsolation(t, open(t)) })
+	t.Run("AdminUsage", func(t *testing.T) { testAdminUsage(t, open(t)) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
 	t.Run("AppOnly", func(t *testing.T) { testAppOnly(t, open(t)) })
 	t.Run("Ping", func(t *testing.T) {

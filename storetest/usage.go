@@ -96,3 +96,47 @@ func testUsageIsolation(t *testing.T, s idflow.Store) {
 		t.Fatalf("the admin's own usage lists %+v", got)
 	}
 }
+
+// testAdminUsage: a tenant admin reads the totals of their own tenant only,
+// and one user's rows only for a user of that tenant; the platform admin
+// reads every tenant; nobody else reads any.
+func testAdminUsage(t *testing.T, s idflow.Store) {
+	ctx := t.Context()
+	at := day("2026-06-10")
+	ok(t, s.RecordUsage(ctx, alice, "gpt-a", idflow.Usage{PromptTokens: 40, CompletionTokens: 2}, at))
+	ok(t, s.RecordUsage(ctx, bob, "gpt-a", idflow.Usage{PromptTokens: 5, CompletionTokens: 5}, at))
+	ok(t, s.RecordUsage(ctx, carol, "gpt-a", idflow.Usage{PromptTokens: 7, CompletionTokens: 7}, at))
+	from, to := day("2026-06-01"), day("2026-06-30")
+
+	tenant := must(s.AdminListUsage(ctx, admin, scopeOf(t, admin), "", from, to))(t)
+	want := idflow.UsageDay{TenantID: "t-one", Day: "2026-06-10", Model: "gpt-a", PromptTokens: 45, CompletionTokens: 7, Calls: 2, Users: 2}
+	sameJSON(t, tenant, []idflow.UsageDay{want})
+
+	one := must(s.AdminListUsage(ctx, admin, scopeOf(t, admin), bob.UserID, from, to))(t)
+	bobs := usageRow(bob.UserID, "2026-06-10", "gpt-a", 5, 5, 1)
+	bobs.TenantID = "t-one"
+	sameJSON(t, one, []idflow.UsageDay{bobs})
+	// carol is in t-two: as absent as a user who never called a model.
+	if got := must(s.AdminListUsage(ctx, admin, scopeOf(t, admin), carol.UserID, from, to))(t); len(got) != 0 {
+		t.Fatalf("t-one's admin read carol's (t-two) usage: %+v", got)
+	}
+	all := must(s.AdminListUsage(ctx, root, scopeOf(t, root), "", from, to))(t)
+	sameJSON(t, all, []idflow.UsageDay{want, {TenantID: "t-two", Day: "2026-06-10", Model: "gpt-a", PromptTokens: 7, CompletionTokens: 7, Calls: 1, Users: 1}})
+	if got := must(s.AdminListUsage(ctx, root, scopeOf(t, root), carol.UserID, from, to))(t); len(got) != 1 || got[0].UserID != carol.UserID {
+		t.Fatalf("the platform admin on carol: %+v", got)
+	}
+	// Fails closed: the zero scope, a scope built for someone else, an app.
+	for name, call := range map[string]func() error{
+		"zero scope":      func() error { _, err := s.AdminListUsage(ctx, admin, idflow.AdminScope{}, "", from, to); return err },
+		"another's scope": func() error { _, err := s.AdminListUsage(ctx, alice, scopeOf(t, admin), "", from, to); return err },
+		"platform scope, tenant admin": func() error {
+			_, err := s.AdminListUsage(ctx, admin, scopeOf(t, root), "", from, to)
+			return err
+		},
+		"app-only": func() error { _, err := s.AdminListUsage(ctx, svc, scopeOf(t, admin), "", from, to); return err },
+	} {
+		if err := call(); idflow.ErrorCode(err) != idflow.EFORBIDDEN {
+			t.Errorf("%s: %v; want %s", name, err, idflow.EFORBIDDEN)
+		}
+	}
+}

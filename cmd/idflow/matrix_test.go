@@ -171,6 +171,7 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/audit":                            {},
 	"GET /api/v1/usage":                            {},
 	"GET /api/v1/admin/users":                      {},
+	"GET /api/v1/admin/usage":                      {},
 	"GET /api/v1/admin/audit":                      {},
 	"GET /api/v1/admin/audit/verify":               {},
 	"GET /internal/v1/stats":                       {},
@@ -374,6 +375,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// Every tenant has users seen and events before the admin routes run:
 	// a write of carol's (t-two), and each admin signs in.
 	s.create(t, callerCarol, "/api/v1/facts", map[string]any{"content": "carol's own fact"})
+	carolSession := s.create(t, callerCarol, "/api/v1/sessions", map[string]any{"title": "carol's chat"})
+	mustStatus(t, s.As(t, callerCarol, "POST", "/api/v1/sessions/"+carolSession+"/messages", map[string]any{"content": "carol asks the model"}), http.StatusCreated)
 	for _, who := range adminCallers {
 		mustStatus(t, s.As(t, who, "GET", "/api/v1/me", nil), http.StatusOK)
 	}
