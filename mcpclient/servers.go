@@ -207,6 +207,9 @@ func (s *Servers) Names() []string {
 	return out
 }
 
+// OpenSessions is the number of downstream sessions held (a gauge).
+func (s *Servers) OpenSessions() int { return s.sessions.len() }
+
 // Close ends every downstream session.
 func (s *Servers) Close() error {
 	s.sessions.close()
