@@ -52,8 +52,30 @@ type goDownstream struct {
 }
 
 type whoOut struct {
-	User   string `json:"user"`
-	Bearer string `json:"bearer"`
+	User   string   `json:"user"`
+	Bearer string   `json:"bearer"`
+	Caps   []string `json:"caps"` // the client capabilities offered
+}
+
+func capsOf(c *mcp.ClientCapabilities) []string {
+	out := []string{}
+	if c == nil {
+		return out
+	}
+	if c.RootsV2 != nil {
+		out = append(out, "roots")
+	}
+	if c.Sampling != nil {
+		out = append(out, "sampling")
+	}
+	if c.Elicitation != nil {
+		out = append(out, "elicitation")
+	}
+	return out
+}
+
+type bigIn struct {
+	Bytes int `json:"bytes"`
 }
 
 func startGoDownstream(t *testing.T, tokens map[string]string) *goDownstream {
@@ -63,7 +85,11 @@ func startGoDownstream(t *testing.T, tokens map[string]string) *goDownstream {
 	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Who the bearer is."},
 		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoOut, error) {
 			bearer := strings.TrimPrefix(req.Extra.Header.Get("Authorization"), "Bearer ")
-			return nil, whoOut{User: d.tokens[bearer], Bearer: bearer}, nil
+			return nil, whoOut{User: d.tokens[bearer], Bearer: bearer, Caps: capsOf(req.ClientCapabilities())}, nil
+		})
+	mcp.AddTool(server, &mcp.Tool{Name: "big", Description: "Answers that many bytes of text."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in bigIn) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("x", in.Bytes)}}}, nil, nil
 		})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	release := make(chan struct{})
@@ -501,5 +527,33 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatal("a redirect carried the assertion to another host")
+	}
+}
+
+// TestDownstreamCannotAskOrFlood: idflow offers a downstream no client
+// capability (no sampling, elicitation or roots: it cannot make idflow's
+// model or user do anything), and a response past 4 MiB is cut off with
+// a clear error, not read into memory.
+func TestDownstreamCannotAskOrFlood(t *testing.T) {
+	t.Parallel()
+	ds := startGoDownstream(t, nil)
+	s := servers(t, assertionFile(assertionServer("tickets", ds.URL)), mcpclient.Deps{Signer: newSigner(t, "https://idflow.example")})
+	at := toolsOf(t, s, alice)
+	v, err := run(t.Context(), t, at["tickets__whoami"], alice, `{}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps := asMap(t, v)["caps"]; fmt.Sprint(caps) != "[]" {
+		t.Fatalf("idflow offered the downstream %v", caps)
+	}
+	if v, err := run(t.Context(), t, at["tickets__big"], alice, `{"bytes": 1000}`); err != nil || v != strings.Repeat("x", 1000) {
+		t.Fatalf("a small answer: %v", err)
+	}
+	_, err = run(t.Context(), t, at["tickets__big"], alice, `{"bytes": 5000000}`)
+	if !errContains(err, idflow.EUNAVAILABLE, "tickets is unavailable") {
+		t.Fatalf("a 5 MB answer: %v", err)
+	}
+	if v, err := run(t.Context(), t, at["tickets__whoami"], alice, `{}`); err != nil || asMap(t, v)["bearer"] == "" {
+		t.Fatalf("after a cut-off answer: %v %v", v, err)
 	}
 }

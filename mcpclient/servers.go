@@ -264,7 +264,11 @@ func (s *Servers) serverTools(ctx context.Context, p idflow.Principal, owner str
 			if needsConnect(err) {
 				return []tools.Tool{s.connectTool(srv)}
 			}
-			s.log.WarnContext(ctx, "downstream mcp server left out of the tool list", "server", srv.Name,
+			level := slog.LevelWarn
+			if errors.Is(err, connections.ErrNoInboundToken) {
+				level = slog.LevelDebug // every turn of a browser session or a background run: not news
+			}
+			s.log.Log(ctx, level, "downstream mcp server left out of the tool list", "server", srv.Name,
 				"user_id", p.UserID, "err", err)
 			return nil
 		}

@@ -225,6 +225,13 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
+	// The catalog takes mcpServers as a tools.Source (mcpservers.go).
+	mcpServers, err := buildMCPServers(cfg, signer, downstream, log)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	app.closers = append(app.closers, mcpServers.Close)
 	ex := runner.NewExecutor(svc, m.CountRunStates(db), bus, downstream.Tools(svc), log)
 	runs, client, err := be.runner(ex)
 	if err != nil {
