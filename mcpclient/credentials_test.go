@@ -1,10 +1,12 @@
 package mcpclient_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -47,6 +49,7 @@ type goDownstream struct {
 
 	mode    atomic.Int32
 	hanging atomic.Int32 // requests held in modeHang
+	lists   atomic.Int32 // tools/list requests
 	mu      sync.Mutex
 	seen    []string // the Authorization header of every request
 }
@@ -106,6 +109,13 @@ func startGoDownstream(t *testing.T, tokens map[string]string) *goDownstream {
 		case modeDown:
 			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 			return
+		}
+		if r.Method == http.MethodPost {
+			body, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(body), `"method":"tools/list"`) {
+				d.lists.Add(1)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		auth := r.Header.Get("Authorization")
 		d.mu.Lock()
@@ -555,5 +565,34 @@ func TestDownstreamCannotAskOrFlood(t *testing.T) {
 	}
 	if v, err := run(t.Context(), t, at["tickets__whoami"], alice, `{}`); err != nil || asMap(t, v)["bearer"] == "" {
 		t.Fatalf("after a cut-off answer: %v %v", v, err)
+	}
+}
+
+// TestToolListsCachedPerUser: a user's list of a server is reused for
+// ListTTL, and never serves another user.
+func TestToolListsCachedPerUser(t *testing.T) {
+	t.Parallel()
+	clk := &clock{}
+	ds := startGoDownstream(t, nil)
+	s := servers(t, assertionFile(assertionServer("tickets", ds.URL)), mcpclient.Deps{Signer: newSigner(t, "https://idflow.example"),
+		Now: clk.Now, Limits: mcpclient.Limits{ListTTL: time.Minute}})
+	for i, step := range []struct {
+		p     idflow.Principal
+		after time.Duration
+		lists int32
+	}{
+		{alice, 0, 1},
+		{alice, 30 * time.Second, 1}, // cached
+		{bob, 0, 2},                  // bob's own list
+		{alice, 31 * time.Second, 3}, // alice's has expired
+		{bob, 0, 3},
+	} {
+		clk.Advance(step.after)
+		if ts := toolsOf(t, s, step.p); len(ts) != 2 {
+			t.Fatalf("step %d: %s", i, names(ts))
+		}
+		if n := ds.lists.Load(); n != step.lists {
+			t.Fatalf("step %d (%s): %d tools/list requests, want %d", i, step.p.UserID, n, step.lists)
+		}
 	}
 }

@@ -63,12 +63,3 @@ func (l *lru[K, V]) put(k K, v V, ttl time.Duration) {
 	}
 	l.items[k] = l.order.PushFront(&lruEntry[K, V]{key: k, val: v, expires: exp})
 }
-
-func (l *lru[K, V]) remove(k K) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e, ok := l.items[k]; ok {
-		l.order.Remove(e)
-		delete(l.items, k)
-	}
-}

@@ -369,14 +369,12 @@ func (s *Servers) connectTool(srv *server) tools.Tool {
 			ReadOnly:   true,
 		},
 		Run: func(ctx context.Context, p idflow.Principal, _ json.RawMessage) (any, error) {
-			owner, err := ownerKey(p)
-			if err != nil {
+			if _, err := ownerKey(p); err != nil {
 				return nil, err
 			}
 			if !srv.allows(p) {
 				return nil, notAllowed(srv)
 			}
-			s.lists.remove(listKey{owner, srv.Name})
 			if _, err := s.deps.Connections.Token(ctx, p, prov); err != nil {
 				return nil, credentialError(srv, err)
 			}
@@ -449,8 +447,9 @@ func (s *Servers) withSession(ctx context.Context, p idflow.Principal, owner str
 			}
 		}
 		gone := c.sessionGone.Load()
+		refused := c.status.Load() == http.StatusUnauthorized || c.status.Load() == http.StatusForbidden
 		var rpc *jsonrpc.Error
-		if errors.As(err, &rpc) && !gone && cs != nil {
+		if errors.As(err, &rpc) && !gone && !refused && cs != nil {
 			return rpcError(srv, rpc) // the server answered: the session is fine
 		}
 		if cs != nil {
