@@ -263,24 +263,9 @@ func (m *Manager) Do(ctx context.Context, p idflow.Principal, provider string, r
 	if err != nil {
 		return nil, err
 	}
-	var access string
-	if prov.Connectable() {
-		tok, err := m.vault.Get(ctx, p, provider)
-		if err != nil {
-			return nil, err
-		}
-		access = tok.AccessToken
-	} else {
-		inbound, ok := idflow.InboundToken(ctx, p)
-		if !ok {
-			return nil, idflow.Errorf(idflow.EFORBIDDEN,
-				"provider %q exchanges the caller's own bearer token, which this call does not have (background runs and browser sessions carry none)", provider)
-		}
-		tok, err := m.oauth.exchange(ctx, prov, inbound)
-		if err != nil {
-			return nil, userFacing(err, idflow.EFORBIDDEN, fmt.Sprintf("the token exchange with %q was refused", provider))
-		}
-		access = tok.AccessToken
+	tok, err := m.token(ctx, p, prov)
+	if err != nil {
+		return nil, err
 	}
 	out := req.Clone(ctx)
 	out.URL = target
@@ -293,12 +278,56 @@ func (m *Manager) Do(ctx context.Context, p idflow.Principal, provider string, r
 	for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
 		out.Header.Del(h)
 	}
-	out.Header.Set("Authorization", "Bearer "+access)
+	out.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	resp, err := m.cfg.HTTP.Do(out)
 	if err != nil {
 		return nil, idflow.WrapError(idflow.EUNAVAILABLE, fmt.Sprintf("provider %q could not be reached", provider), redactURLError(err))
 	}
 	return resp, nil
+}
+
+// ErrNoInboundToken is the cause of Token's refusal for an exchange
+// provider when the call carries no bearer token of its user.
+var ErrNoInboundToken = errors.New("connections: no inbound token to exchange")
+
+// Token returns p's own access token for provider, for a caller that sends
+// it itself (the downstream MCP servers' transport) to a URL the operator
+// configured: from the vault for a connected provider (an error wrapping
+// vault.ErrNotConnected or vault.ErrNeedsConsent when p must connect
+// first), or exchanged from p's inbound token in ctx for an exchange
+// provider (ErrNoInboundToken when there is none). The refresh token never
+// leaves the vault.
+func (m *Manager) Token(ctx context.Context, p idflow.Principal, provider string) (vault.Token, error) {
+	if _, err := p.Owner(); err != nil {
+		return vault.Token{}, err
+	}
+	if cp, ok := idflow.FromContext(ctx); ok && cp.UserID != p.UserID {
+		return vault.Token{}, idflow.Errorf(idflow.EFORBIDDEN, "a downstream call must be made as the request's own user")
+	}
+	prov, err := m.provider(provider)
+	if err != nil {
+		return vault.Token{}, err
+	}
+	return m.token(ctx, p, prov)
+}
+
+// token is p's access token for prov: from the vault, or exchanged.
+func (m *Manager) token(ctx context.Context, p idflow.Principal, prov *Provider) (vault.Token, error) {
+	if prov.Connectable() {
+		return m.vault.Get(ctx, p, prov.Name)
+	}
+	inbound, ok := idflow.InboundToken(ctx, p)
+	if !ok {
+		return vault.Token{}, idflow.WrapError(idflow.EFORBIDDEN, fmt.Sprintf(
+			"provider %q exchanges the caller's own bearer token, which this call does not have (background runs and browser sessions carry none)", prov.Name),
+			ErrNoInboundToken)
+	}
+	tok, err := m.oauth.exchange(ctx, prov, inbound)
+	if err != nil {
+		return vault.Token{}, userFacing(err, idflow.EFORBIDDEN, fmt.Sprintf("the token exchange with %q was refused", prov.Name))
+	}
+	tok.RefreshToken = "" // an exchanged token is used once, never refreshed
+	return tok, nil
 }
 
 // resolve places a relative request URL under base; it can never leave it.

@@ -654,3 +654,56 @@ func TestRefreshThroughOAuth(t *testing.T) {
 		t.Fatal("a call went out after the connection lost its consent")
 	}
 }
+
+// TestToken: the token a caller sends itself (the downstream MCP
+// servers') follows the rules of Do: the user's own vault token, an
+// exchange of the user's own inbound token, never another user's.
+func TestToken(t *testing.T) {
+	const aliceInbound = "eyJ.alice-inbound.sig"
+	te := newExchangeEndpoint(t, map[string]string{aliceInbound: "alice"})
+	reg := registry(t, fmt.Sprintf(`{"providers": [
+		{"name": "gh", "authorize_url": "https://gh.example/a", "token_url": "https://gh.example/t", "client_id": "c",
+		 "api_base_url": "https://api.gh.example"},
+		{"name": "crm", "exchange": "rfc8693", "token_url": %q, "client_id": "idflow-crm", "client_secret": "s",
+		 "api_base_url": "https://crm.example"}]}`, te.srv.URL), nil)
+	m := manager(t, reg, nil)
+	ctx := t.Context()
+
+	if _, err := m.Token(ctx, alice, "gh"); !errors.Is(err, vault.ErrNotConnected) || idflow.ErrorCode(err) != idflow.ECONFLICT {
+		t.Fatalf("not connected: %v", err)
+	}
+	if _, err := m.Vault().Put(ctx, alice, "gh", vault.Token{AccessToken: "gh-alice", RefreshToken: "gh-refresh",
+		Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := m.Token(idflow.NewContext(ctx, alice), alice, "gh")
+	if err != nil || tok.AccessToken != "gh-alice" || tok.RefreshToken != "" {
+		t.Fatalf("alice's token: %q (refresh %q) %v", tok.AccessToken, tok.RefreshToken, err)
+	}
+	if _, err := m.Token(ctx, bob, "gh"); !errors.Is(err, vault.ErrNotConnected) {
+		t.Fatalf("bob got a token: %v", err)
+	}
+	if _, err := m.Token(idflow.NewContext(ctx, bob), alice, "gh"); idflow.ErrorCode(err) != idflow.EFORBIDDEN {
+		t.Fatalf("a token of alice in bob's request: %v", err)
+	}
+	if _, err := m.Token(ctx, authtest.App("svc"), "gh"); idflow.ErrorCode(err) != idflow.EFORBIDDEN {
+		t.Fatalf("an app-only caller: %v", err)
+	}
+	if _, err := m.Token(ctx, alice, "nope"); idflow.ErrorCode(err) != idflow.ENOTFOUND {
+		t.Fatalf("an unknown provider: %v", err)
+	}
+
+	tok, err = m.Token(asRequest(alice, aliceInbound), alice, "crm")
+	if err != nil || tok.AccessToken != "exchanged-for-alice" || tok.Expiry.IsZero() {
+		t.Fatalf("exchanged: %q %v %v", tok.AccessToken, tok.Expiry, err)
+	}
+	if _, err := m.Token(idflow.NewContext(ctx, alice), alice, "crm"); !errors.Is(err, connections.ErrNoInboundToken) || idflow.ErrorCode(err) != idflow.EFORBIDDEN {
+		t.Fatalf("no inbound token: %v", err)
+	}
+	if _, err := m.Token(idflow.WithInboundToken(ctx, bob, aliceInbound), alice, "crm"); !errors.Is(err, connections.ErrNoInboundToken) {
+		t.Fatalf("an inbound token bound to bob, for alice: %v", err)
+	}
+	if n := te.count.Load(); n != 1 {
+		t.Fatalf("%d exchanges, want 1", n)
+	}
+}

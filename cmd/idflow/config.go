@@ -66,6 +66,7 @@ type config struct {
 	MCPSessionIdleTimeout  string
 	BodyTimeout            string
 	MaxBodiesPerPeer       string
+	MCPServersFile         string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -134,6 +135,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_MCP_SCOPES", "mcp-scopes", "", "scopes advertised to MCP clients (metadata, 401 challenge); default the required scope, in --dev idflow", &c.MCPScopes),
 		s("IDFLOW_MCP_MAX_SESSIONS_PER_USER", "mcp-max-sessions-per-user", "20", "MCP sessions per user, and open MCP event streams per user; a new session beyond it closes the user's least recently used idle one", &c.MCPMaxSessionsPerUser),
 		s("IDFLOW_MCP_SESSION_IDLE_TIMEOUT", "mcp-session-idle-timeout", "30m", "an MCP session without a request for this long is closed", &c.MCPSessionIdleTimeout),
+		s("IDFLOW_MCP_SERVERS_FILE", "mcp-servers-file", "", "downstream MCP servers whose tools idflow offers as <server>__<tool> (JSON)", &c.MCPServersFile),
 		s("IDFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn, error", &c.LogLevel),
 		s("IDFLOW_RUN_TIMEOUT", "run-timeout", "5m", "longest a workflow run may take", &c.RunTimeout),
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),

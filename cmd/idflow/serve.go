@@ -238,8 +238,14 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
+	mcpServers, err := buildMCPServers(cfg, signer, downstream, log) // mcpservers.go: a tools.Source
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	app.closers = append(app.closers, mcpServers.Close)
 	startRuns := &lateRuns{} // connections.go
-	catalog, err := downstream.Catalog(svc, startRuns, log)
+	catalog, err := downstream.Catalog(svc, startRuns, log, mcpServers)
 	if err != nil {
 		app.Close()
 		return nil, err
