@@ -49,6 +49,9 @@ type ToolSpec struct {
 	Description string          `json:"description"`
 	Parameters  json.RawMessage `json:"parameters"` // JSON Schema of the arguments object
 	ReadOnly    bool            `json:"read_only,omitempty"`
+	// Server names the downstream MCP server a tool comes from; empty for
+	// a built-in tool (the default agent offers only those).
+	Server string `json:"server,omitempty"`
 }
 
 // ToolCall is a request to run a tool, as a model or a workflow step makes it.
