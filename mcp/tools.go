@@ -239,11 +239,11 @@ func (s *Server) sendMessage(ctx context.Context, p idflow.Principal, a argument
 		}
 		sessionID = sess.ID
 	}
-	msg, reply, err := s.svc.SendMessage(ctx, p, sessionID, content)
+	turn, err := s.svc.SendMessage(ctx, p, sessionID, content)
 	if err != nil {
 		return nil, err
 	}
-	return sentMessage{SessionID: sessionID, Message: msg, Reply: reply}, nil
+	return sentMessage{SessionID: sessionID, Message: turn.Message, Reply: turn.Reply}, nil
 }
 
 type scoredFacts struct {
