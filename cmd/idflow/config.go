@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow/runner"
+	"github.com/idflow/idflow/service"
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
@@ -58,6 +59,10 @@ type config struct {
 	MetricsListen          string
 	MCPMaxSessionsPerUser  string
 	MCPSessionIdleTimeout  string
+	AgentMaxSteps          string
+	AgentMemoryK           string
+	AgentHistoryTokens     string
+	AgentTurnTimeout       string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -66,6 +71,9 @@ type config struct {
 
 	mcpMaxSessions int
 	mcpIdleTimeout time.Duration
+
+	agentMaxSteps, agentMemoryK, agentHistoryTokens int
+	agentTurnTimeout                                time.Duration
 }
 
 type setting struct {
@@ -122,6 +130,10 @@ func (c *config) settings() []setting {
 		s("IDFLOW_WS_MAX_PER_USER", "ws-max-per-user", "50", "open WebSockets per user", &c.WSMaxPerUser),
 		s("IDFLOW_METRICS_LISTEN", "metrics-listen", "", "address serving /metrics without a token (loopback or a pod-internal port); default: only on the API, to allowlisted app-only tokens", &c.MetricsListen),
 		s("IDFLOW_RUNS_PER_USER", "runs-per-user", strconv.Itoa(runner.DefaultRunsPerUser), "runs of one user executing at once; the rest wait in order", &c.RunsPerUser),
+		s("IDFLOW_AGENT_MAX_STEPS", "agent-max-steps", strconv.Itoa(service.DefaultAgentMaxSteps), "model calls per agent turn (1-64)", &c.AgentMaxSteps),
+		s("IDFLOW_AGENT_MEMORY_K", "agent-memory-k", strconv.Itoa(service.DefaultAgentMemoryK), "the caller's matching facts given to the model per turn (0-50; 0: none)", &c.AgentMemoryK),
+		s("IDFLOW_AGENT_HISTORY_TOKENS", "agent-history-tokens", strconv.Itoa(service.DefaultAgentHistoryTokens), "estimated tokens of a session's history sent per turn (0: none)", &c.AgentHistoryTokens),
+		s("IDFLOW_AGENT_TURN_TIMEOUT", "agent-turn-timeout", service.DefaultAgentTurnTimeout.String(), "longest an agent turn (model calls and tools) may take", &c.AgentTurnTimeout),
 	}
 }
 
@@ -172,6 +184,18 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.mcpIdleTimeout, err = time.ParseDuration(c.MCPSessionIdleTimeout); err != nil || c.mcpIdleTimeout <= 0 {
 		return nil, nil, fmt.Errorf("IDFLOW_MCP_SESSION_IDLE_TIMEOUT: %q is not a positive duration", c.MCPSessionIdleTimeout)
+	}
+	if c.agentMaxSteps, err = strconv.Atoi(c.AgentMaxSteps); err != nil || c.agentMaxSteps < 1 || c.agentMaxSteps > 64 {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_MAX_STEPS: %q is not an integer from 1 to 64", c.AgentMaxSteps)
+	}
+	if c.agentMemoryK, err = strconv.Atoi(c.AgentMemoryK); err != nil || c.agentMemoryK < 0 || c.agentMemoryK > service.MaxAgentMemoryK {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_MEMORY_K: %q is not an integer from 0 to %d", c.AgentMemoryK, service.MaxAgentMemoryK)
+	}
+	if c.agentHistoryTokens, err = strconv.Atoi(c.AgentHistoryTokens); err != nil || c.agentHistoryTokens < 0 || c.agentHistoryTokens > 1_000_000 {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_HISTORY_TOKENS: %q is not an integer from 0 to 1000000", c.AgentHistoryTokens)
+	}
+	if c.agentTurnTimeout, err = time.ParseDuration(c.AgentTurnTimeout); err != nil || c.agentTurnTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_TURN_TIMEOUT: %q is not a positive duration", c.AgentTurnTimeout)
 	}
 	return c, fs, nil
 }

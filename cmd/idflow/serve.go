@@ -216,7 +216,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	}
 	app.closers = append(app.closers, cacheClosers...)
 	model, models := chatModel(cfg)
-	svc := service.New(service.Config{AdminRole: cfg.AdminRole, DefaultModel: models[0], Models: models}, service.Deps{
+	svc := service.New(service.Config{AdminRole: cfg.AdminRole, DefaultModel: models[0], Models: models,
+		AgentMaxSteps: cfg.agentMaxSteps, AgentMemoryK: noneIfZero(cfg.agentMemoryK),
+		AgentHistoryTokens: noneIfZero(cfg.agentHistoryTokens), AgentTurnTimeout: cfg.agentTurnTimeout}, service.Deps{
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
 		Model: model, Policy: policy, Log: log,
 	})
@@ -284,6 +286,14 @@ func metricsServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// noneIfZero maps a setting's 0 ("none") to the service's negative.
+func noneIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // chatModel is the configured model and the names callers may use.
