@@ -256,10 +256,10 @@ func (t *turn) run(ctx context.Context, agent *idflow.Agent, nested bool) (Turn,
 	saved, err := audited(s, ctx, p, "session.message", "session/"+sessionID, func() ([]idflow.Message, error) {
 		return s.store.AddMessages(ctx, p, sessionID, all...)
 	})
-	s.forgetSession(ctx, p, sessionID)
 	if err != nil {
 		return Turn{}, err
 	}
+	s.forgetSession(ctx, p, sessionID) // its updated_at moved
 	out := Turn{Message: saved[0], Reply: saved[len(saved)-1], Steps: steps, Memory: facts}
 	// The turn is stored: a client that leaves now misses only the event.
 	_ = t.emit(TurnEvent{TurnReply, out.Reply})
