@@ -28,6 +28,8 @@ type Page struct {
 const (
 	DefaultPageLimit = 50
 	MaxPageLimit     = 200
+	// MaxRecentMessages bounds RecentMessages.
+	MaxRecentMessages = 200
 )
 
 // List is one page of results.
@@ -73,14 +75,20 @@ type SessionFilter struct {
 	AppID string
 }
 
+// Message is one message of a chat session. An agent turn stores the user's
+// message, each assistant message that calls tools (ToolCalls), each tool's
+// result (role "tool", ToolCallID and Name) and the final reply.
 type Message struct {
-	ID        string    `json:"id"`
-	UserID    string    `json:"user_id"`
-	SessionID string    `json:"session_id"`
-	Role      string    `json:"role"` // "user" or "assistant"
-	Content   string    `json:"content"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID         string     `json:"id"`
+	UserID     string     `json:"user_id"`
+	SessionID  string     `json:"session_id"`
+	Role       string     `json:"role"` // "user", "assistant" or "tool"
+	Content    string     `json:"content"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`   // an assistant message that calls tools
+	ToolCallID string     `json:"tool_call_id,omitempty"` // a tool message: the call it answers
+	Name       string     `json:"name,omitempty"`         // a tool message: the tool that answered
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 }
 
 type Agent struct {

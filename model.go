@@ -49,6 +49,9 @@ type ToolSpec struct {
 	Description string          `json:"description"`
 	Parameters  json.RawMessage `json:"parameters"` // JSON Schema of the arguments object
 	ReadOnly    bool            `json:"read_only,omitempty"`
+	// Server names the downstream MCP server a tool comes from; empty for
+	// a built-in tool (the default agent offers only those).
+	Server string `json:"server,omitempty"`
 }
 
 // ToolCall is a request to run a tool, as a model or a workflow step makes it.
@@ -77,4 +80,20 @@ type ToolCatalog interface {
 	// CallTool runs call as p. offered, when not nil, is the set of tool
 	// names the caller was offered: any other name is refused, never run.
 	CallTool(ctx context.Context, p Principal, call ToolCall, offered []string) ToolResult
+}
+
+type inToolCallKey struct{}
+
+// WithinToolCall marks ctx as that of a running tool. The catalog refuses
+// every call made with such a context (tools cannot call tools), and an
+// agent turn started inside one (the send_message tool) offers no tools,
+// so nothing recurses.
+func WithinToolCall(ctx context.Context) context.Context {
+	return context.WithValue(ctx, inToolCallKey{}, true)
+}
+
+// InToolCall reports whether ctx is that of a running tool.
+func InToolCall(ctx context.Context) bool {
+	in, _ := ctx.Value(inToolCallKey{}).(bool)
+	return in
 }

@@ -29,10 +29,16 @@ type SessionStore interface {
 	ListSessions(ctx context.Context, p Principal, f SessionFilter, page Page) (List[ChatSession], error)
 	UpdateSession(ctx context.Context, p Principal, id string, patch SessionPatch) (ChatSession, error)
 	DeleteSession(ctx context.Context, p Principal, id string) error
-	// AddMessages appends messages to one of the caller's sessions, in order.
+	// AddMessages appends messages to one of the caller's sessions, in
+	// order, in one transaction. A message keeps an ID the caller made with
+	// NewID(PrefixMessage) (an agent turn shows it before storing); any
+	// other ID is replaced by a new one.
 	AddMessages(ctx context.Context, p Principal, sessionID string, msgs ...Message) ([]Message, error)
 	// ListMessages answers a session's history, oldest first.
 	ListMessages(ctx context.Context, p Principal, sessionID string, page Page) (List[Message], error)
+	// RecentMessages answers a session's newest limit messages (1 to
+	// MaxRecentMessages), oldest first: what a model is shown of it.
+	RecentMessages(ctx context.Context, p Principal, sessionID string, limit int) ([]Message, error)
 }
 
 type AgentStore interface {
@@ -140,4 +146,13 @@ func NewID(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return prefix + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// IsNewID reports whether id has the form NewID(prefix) gives it.
+func IsNewID(prefix, id string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(rest) != 26 {
+		return false
+	}
+	return strings.IndexFunc(rest, func(c rune) bool { return !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') }) < 0
 }

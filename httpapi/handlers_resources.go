@@ -26,10 +26,8 @@ type messageIn struct {
 	Content string `json:"content"`
 }
 
-type messageOut struct {
-	Message idflow.Message `json:"message"`
-	Reply   idflow.Message `json:"reply"`
-}
+// messageOut is an agent turn's answer: {message, reply, steps, memory}.
+type messageOut = service.Turn
 
 type agentIn struct {
 	Name         string   `json:"name"`
@@ -174,8 +172,11 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request, p idf
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	m, reply, err := s.svc.SendMessage(r.Context(), p, r.PathValue("session_id"), in.Content)
-	return answer(w, http.StatusCreated, messageOut{Message: m, Reply: reply}, err)
+	if acceptsEventStream(r) {
+		return s.streamMessage(w, r, p, in.Content) // stream.go
+	}
+	t, err := s.svc.SendMessage(r.Context(), p, r.PathValue("session_id"), in.Content)
+	return answer(w, http.StatusCreated, t, err)
 }
 
 // Agents.

@@ -74,9 +74,11 @@ func writeProblem(w http.ResponseWriter, status int, code, detail string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Del("Content-Length")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem{
-		Type: "urn:idflow:problem:" + code, Title: http.StatusText(status), Status: status, Detail: detail,
-	})
+	_ = json.NewEncoder(w).Encode(newProblem(status, code, detail))
+}
+
+func newProblem(status int, code, detail string) problem {
+	return problem{Type: "urn:idflow:problem:" + code, Title: http.StatusText(status), Status: status, Detail: detail}
 }
 
 // wwwAuthenticate is the challenge of a 401 (RFC 6750).

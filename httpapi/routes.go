@@ -87,7 +87,7 @@ func (s *Server) routes() []route {
 		{method: "PATCH", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Update a chat session", in: idflow.SessionPatch{}, out: idflow.ChatSession{}, serve: s.handleUpdateSession},
 		{method: "DELETE", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Delete a chat session and its messages", status: 204, serve: s.handleDeleteSession},
 		{method: "GET", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "A session's history, oldest first", out: messages{}, serve: s.handleListMessages},
-		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "Send a message; the agent model replies", in: messageIn{}, out: messageOut{}, status: 201, serve: s.handleSendMessage},
+		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, serve: s.handleSendMessage},
 
 		{method: "GET", pattern: "/api/v1/agents", access: accessUser, summary: "List your agents", out: agents{}, serve: s.handleListAgents},
 		{method: "POST", pattern: "/api/v1/agents", access: accessUser, summary: "Create an agent", in: agentIn{}, out: idflow.Agent{}, status: 201, serve: s.handleCreateAgent},

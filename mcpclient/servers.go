@@ -349,7 +349,7 @@ func (s *Servers) toolDef(srv *server, t *mcp.Tool) (toolDef, error) {
 		title = t.Annotations.Title
 	}
 	return toolDef{name: t.Name, spec: idflow.ToolSpec{
-		Name: name, Title: truncate(title, 200), Description: truncate(t.Description, maxDescription),
+		Name: name, Server: serverOf(name), Title: truncate(title, 200), Description: truncate(t.Description, maxDescription),
 		Parameters: params, ReadOnly: t.Annotations != nil && t.Annotations.ReadOnlyHint,
 	}}, nil
 }
@@ -361,8 +361,9 @@ func (s *Servers) connectTool(srv *server) tools.Tool {
 	prov := srv.Auth.Provider
 	return tools.Tool{
 		ToolSpec: idflow.ToolSpec{
-			Name:  srv.Name + "__connect",
-			Title: "Connect " + prov,
+			Name:   srv.Name + "__connect",
+			Server: srv.Name,
+			Title:  "Connect " + prov,
 			Description: fmt.Sprintf("The tools of %s need your own %s connection, which you have not made. "+
 				"Calling this tool answers how to connect it; it does nothing else.", srv.Name, prov),
 			Parameters: json.RawMessage(`{"type":"object","properties":{}}`),
@@ -585,4 +586,10 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// serverOf is the server part of a tool name <server>__<tool>.
+func serverOf(name string) string {
+	server, _, _ := strings.Cut(name, "__")
+	return server
 }

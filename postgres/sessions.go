@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -134,17 +136,37 @@ func (db *DB) DeleteSession(ctx context.Context, p idflow.Principal, id string) 
 }
 
 const (
-	messageCols     = `id, user_id, session_id, role, content, created_at, updated_at`
-	listMessagesSQL = `SELECT ` + messageCols + ` FROM messages WHERE user_id = $1 AND session_id = $2`
+	messageCols     = `id, user_id, session_id, role, content, tool_calls, tool_call_id, name, created_at, updated_at`
+	listMessagesSQL = `SELECT id, user_id, session_id, role, content, tool_calls::text, tool_call_id, name, created_at, updated_at
+		FROM messages WHERE user_id = $1 AND session_id = $2`
+	// recentMessagesSQL is the newest messages of a session, newest first.
+	recentMessagesSQL = listMessagesSQL + ` ORDER BY created_at DESC, id DESC LIMIT $3`
 )
 
 func scanMessage(r rowScanner) (idflow.Message, error) {
 	var m idflow.Message
-	err := r.Scan(&m.ID, &m.UserID, &m.SessionID, &m.Role, &m.Content, &m.CreatedAt, &m.UpdatedAt)
+	var calls *string
+	err := r.Scan(&m.ID, &m.UserID, &m.SessionID, &m.Role, &m.Content, &calls, &m.ToolCallID, &m.Name, &m.CreatedAt, &m.UpdatedAt)
+	if err == nil && calls != nil {
+		err = json.Unmarshal([]byte(*calls), &m.ToolCalls)
+	}
 	return m, err
 }
 
 func messageKey(m idflow.Message) cursor { return cursor{Key: timeKey(m.CreatedAt), ID: m.ID} }
+
+// toolCallsJSON is a message's tool calls as stored: NULL when it has none.
+func toolCallsJSON(calls []idflow.ToolCall) (*string, error) {
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(calls)
+	if err != nil {
+		return nil, idflow.WrapError(idflow.EINVALID, "the arguments of a tool call are not JSON", err)
+	}
+	s := string(b)
+	return &s, nil
+}
 
 // AddMessages appends msgs to the caller's session, in order, and touches the
 // session's updated_at.
@@ -164,21 +186,31 @@ func (db *DB) AddMessages(ctx context.Context, p idflow.Principal, sessionID str
 		if len(msgs) == 0 {
 			return nil
 		}
-		ids := make([]string, 0, len(msgs))
-		roles := make([]string, 0, len(msgs))
-		contents := make([]string, 0, len(msgs))
-		times := make([]time.Time, 0, len(msgs))
+		n := len(msgs)
+		ids, roles, contents := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		calls, callIDs, names := make([]*string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		times := make([]time.Time, 0, n)
 		for _, m := range msgs {
 			now := db.now()
-			m = idflow.Message{ID: idflow.NewID(idflow.PrefixMessage), UserID: owner, SessionID: sessionID,
-				Role: m.Role, Content: m.Content, CreatedAt: now, UpdatedAt: now}
+			id := m.ID
+			if !idflow.IsNewID(idflow.PrefixMessage, id) {
+				id = idflow.NewID(idflow.PrefixMessage)
+			}
+			m = idflow.Message{ID: id, UserID: owner, SessionID: sessionID, Role: m.Role, Content: m.Content,
+				ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID, Name: m.Name, CreatedAt: now, UpdatedAt: now}
+			c, err := toolCallsJSON(m.ToolCalls)
+			if err != nil {
+				return err
+			}
 			out = append(out, m)
 			ids, roles, contents, times = append(ids, m.ID), append(roles, m.Role), append(contents, m.Content), append(times, now)
+			calls, callIDs, names = append(calls, c), append(callIDs, m.ToolCallID), append(names, m.Name)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO messages (`+messageCols+`)
-			SELECT m.id, $1, $2, m.role, m.content, m.at, m.at
-			FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS m(id, role, content, at)`,
-			owner, sessionID, ids, roles, contents, times); err != nil {
+			SELECT m.id, $1, $2, m.role, m.content, m.calls::json, m.call_id, m.name, m.at, m.at
+			FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+				AS m(id, role, content, calls, call_id, name, at)`,
+			owner, sessionID, ids, roles, contents, calls, callIDs, names, times); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE sessions SET updated_at = $1 WHERE user_id = $2 AND id = $3`,
@@ -212,6 +244,43 @@ func (db *DB) ListMessages(ctx context.Context, p idflow.Principal, sessionID st
 		out.Items = []idflow.Message{}
 	}
 	return out, err
+}
+
+// RecentMessages answers the session's newest limit messages, oldest first;
+// another user's session is not found.
+func (db *DB) RecentMessages(ctx context.Context, p idflow.Principal, sessionID string, limit int) ([]idflow.Message, error) {
+	owner, err := p.Owner()
+	if err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > idflow.MaxRecentMessages {
+		return nil, idflow.Errorf(idflow.EINVALID, "limit must be within 1..%d", idflow.MaxRecentMessages)
+	}
+	out := []idflow.Message{}
+	err = db.asUser(ctx, "recent messages", owner, readOnly, func(tx pgx.Tx) error {
+		if _, err := getOne(ctx, tx, "session", `SELECT id FROM sessions WHERE user_id = $1 AND id = $2`,
+			scanString, owner, sessionID); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, recentMessagesSQL, owner, sessionID, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 func scanString(r rowScanner) (string, error) {

@@ -226,7 +226,11 @@ func (e *Executor) step(ctx context.Context, p idflow.Principal, run idflow.Run,
 			return nil, idflow.Errorf(idflow.EINVALID, "the prompt would be %d bytes after substitution; the limit is %d", size, maxPromptBytes)
 		}
 		prompt := strings.NewReplacer("{{input}}", string(run.Input), "{{previous}}", string(previous)).Replace(st.Prompt)
-		reply, err := e.svc.Complete(ctx, p, "", prompt)
+		d := &deltas{e: e, p: p, runID: run.ID, stepID: st.ID}
+		reply, err := e.svc.Complete(ctx, p, "", prompt, func(text string) error { return d.add(ctx, text) })
+		if err == nil {
+			err = d.flush(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -259,4 +263,50 @@ func (e *Executor) step(ctx context.Context, p idflow.Principal, run idflow.Run,
 		}
 	}
 	return nil, idflow.Errorf(idflow.EINVALID, "unknown step type %q", st.Type)
+}
+
+// A prompt step streams: while the model answers, the text goes out as
+// step.output {"delta": …} events, before the step's own step.output
+// {"reply": …}, which alone counts as its output (completedOutput takes the
+// last). Each event is stored, so fragments are gathered: the first leaves
+// at once, later ones once deltaBytes have gathered or deltaEvery has
+// passed, and a step sends at most maxDeltaEvents (the reply has the rest).
+const (
+	deltaBytes     = 512
+	deltaEvery     = 100 * time.Millisecond
+	maxDeltaEvents = 200
+)
+
+// deltas gathers a prompt step's streamed text into step.output events.
+type deltas struct {
+	e             *Executor
+	p             idflow.Principal
+	runID, stepID string
+	buf           strings.Builder
+	sent          int
+	last          time.Time
+}
+
+func (d *deltas) add(ctx context.Context, text string) error {
+	if d.sent >= maxDeltaEvents {
+		return nil
+	}
+	d.buf.WriteString(text)
+	if d.sent > 0 && d.buf.Len() < deltaBytes && time.Since(d.last) < deltaEvery {
+		return nil
+	}
+	return d.flush(ctx)
+}
+
+// flush sends what has gathered.
+func (d *deltas) flush(ctx context.Context) error {
+	if d.buf.Len() == 0 || d.sent >= maxDeltaEvents {
+		return nil
+	}
+	if err := d.e.emit(ctx, d.p, d.runID, idflow.EventStepOutput, d.stepID, map[string]string{"delta": d.buf.String()}); err != nil {
+		return err
+	}
+	d.sent, d.last = d.sent+1, time.Now()
+	d.buf.Reset()
+	return nil
 }

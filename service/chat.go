@@ -7,9 +7,6 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// historyTurns is how much of a session the model sees.
-const historyTurns = 20
-
 // SessionInput is what a caller may set on a chat session.
 type SessionInput struct {
 	Title   string
@@ -92,62 +89,12 @@ func (s *Service) ListMessages(ctx context.Context, p idflow.Principal, sessionI
 	})
 }
 
-// SendMessage asks the session's agent model for a reply, then stores the
-// message and the reply together: a failed model call stores nothing, so the
-// caller can retry without leaving half a turn behind.
-func (s *Service) SendMessage(ctx context.Context, p idflow.Principal, sessionID, content string) (idflow.Message, idflow.Message, error) {
-	content, err := text("content", content, MaxMessageLen, true)
-	if err != nil {
-		return idflow.Message{}, idflow.Message{}, err
-	}
-	sess, err := s.GetSession(ctx, p, sessionID)
-	if err != nil {
-		return idflow.Message{}, idflow.Message{}, err
-	}
-	model, instructions := s.cfg.DefaultModel, ""
-	if sess.AgentID != "" {
-		if ag, err := s.store.GetAgent(ctx, p, sess.AgentID); err == nil {
-			model, instructions = ag.Model, ag.Instructions
-		}
-	}
-	var turns []idflow.ChatMessage
-	if instructions != "" {
-		turns = append(turns, idflow.ChatMessage{Role: "system", Content: instructions})
-	}
-	hist, err := s.store.ListMessages(ctx, p, sessionID, idflow.Page{Limit: idflow.MaxPageLimit})
-	if err != nil {
-		return idflow.Message{}, idflow.Message{}, err
-	}
-	items := hist.Items
-	if len(items) > historyTurns {
-		items = items[len(items)-historyTurns:]
-	}
-	for _, m := range items {
-		turns = append(turns, idflow.ChatMessage{Role: m.Role, Content: m.Content})
-	}
-	turns = append(turns, idflow.ChatMessage{Role: "user", Content: content})
-	resp, err := s.model.Chat(ctx, p, idflow.ChatRequest{Model: model, Messages: turns}, nil)
-	reply := resp.Content
-	if err != nil {
-		return idflow.Message{}, idflow.Message{}, err
-	}
-	defer s.forgetSession(ctx, p, sessionID)
-	msgs, err := audited(s, ctx, p, "session.message", "session/"+sessionID, func() ([]idflow.Message, error) {
-		return s.store.AddMessages(ctx, p, sessionID,
-			idflow.Message{Role: "user", Content: content},
-			idflow.Message{Role: "assistant", Content: reply})
-	})
-	if err != nil {
-		return idflow.Message{}, idflow.Message{}, err
-	}
-	return msgs[0], msgs[1], nil
-}
-
 // Complete asks the model one question as p (a workflow's prompt step).
-func (s *Service) Complete(ctx context.Context, p idflow.Principal, model, prompt string) (string, error) {
+// onDelta, when not nil, receives the answer's text as the model streams it.
+func (s *Service) Complete(ctx context.Context, p idflow.Principal, model, prompt string, onDelta func(string) error) (string, error) {
 	if model == "" {
 		model = s.cfg.DefaultModel
 	}
-	resp, err := s.model.Chat(ctx, p, idflow.ChatRequest{Model: model, Messages: []idflow.ChatMessage{{Role: "user", Content: prompt}}}, nil)
+	resp, err := s.model.Chat(ctx, p, idflow.ChatRequest{Model: model, Messages: []idflow.ChatMessage{{Role: "user", Content: prompt}}}, onDelta)
 	return resp.Content, err
 }

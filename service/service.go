@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/authz"
@@ -20,6 +21,14 @@ type Config struct {
 	PlatformAdminRole string // administers every tenant; "" = nobody
 	DefaultModel      string // model name used when an agent names none
 	Models            []string
+
+	// Agent turns (docs/AGENTS.md). Zero takes the default; a negative
+	// AgentMemoryK or AgentHistoryTokens gives the model no memory or no
+	// history.
+	AgentMaxSteps      int           // model calls per turn (default 8)
+	AgentMemoryK       int           // the caller's facts per turn (default 5, at most 50)
+	AgentHistoryTokens int           // estimated tokens of history per turn (default 8000)
+	AgentTurnTimeout   time.Duration // longest a turn may take (default 5m)
 }
 
 // Service implements the use cases.
@@ -29,6 +38,7 @@ type Service struct {
 	blobs  idflow.BlobStore
 	cache  *cache.Scoped
 	model  idflow.ChatModel
+	tools  idflow.ToolCatalog // SetToolCatalog; nil: turns offer no tools
 	policy *authz.Policy
 	log    *slog.Logger
 }
@@ -53,6 +63,19 @@ func New(cfg Config, d Deps) *Service {
 	}
 	if len(cfg.Models) == 0 {
 		cfg.Models = []string{cfg.DefaultModel}
+	}
+	if cfg.AgentMaxSteps <= 0 {
+		cfg.AgentMaxSteps = DefaultAgentMaxSteps
+	}
+	if cfg.AgentMemoryK == 0 {
+		cfg.AgentMemoryK = DefaultAgentMemoryK
+	}
+	cfg.AgentMemoryK = min(cfg.AgentMemoryK, MaxAgentMemoryK)
+	if cfg.AgentHistoryTokens == 0 {
+		cfg.AgentHistoryTokens = DefaultAgentHistoryTokens
+	}
+	if cfg.AgentTurnTimeout <= 0 {
+		cfg.AgentTurnTimeout = DefaultAgentTurnTimeout
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)

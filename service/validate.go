@@ -106,6 +106,12 @@ func validTools(tools []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A name no tool can have is a mistake worth a 400; a well-formed
+		// name the catalog does not (yet) offer the caller is kept and
+		// simply not offered (docs/AGENTS.md).
+		if !toolNameRE.MatchString(v) {
+			return nil, idflow.Errorf(idflow.EINVALID, "tools[%d] %q is not a tool name ([A-Za-z0-9_-], at most 64 characters)", i, clipRunes(v, 80))
+		}
 		out = append(out, v)
 	}
 	return out, nil

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"slices"
 
 	"github.com/idflow/idflow"
 )
@@ -127,19 +129,37 @@ func (db *DB) DeleteSession(ctx context.Context, p idflow.Principal, id string) 
 }
 
 const (
-	messageCols     = `id, user_id, session_id, role, content, created_at, updated_at`
+	messageCols     = `id, user_id, session_id, role, content, tool_calls, tool_call_id, name, created_at, updated_at`
 	listMessagesSQL = `SELECT ` + messageCols + ` FROM messages WHERE user_id = ? AND session_id = ?`
+	// recentMessagesSQL is the newest messages of a session, newest first.
+	recentMessagesSQL = listMessagesSQL + ` ORDER BY created_at DESC, id DESC LIMIT ?`
 )
 
 func scanMessage(r rowScanner) (idflow.Message, error) {
 	var m idflow.Message
 	var created, updated int64
-	err := r.Scan(&m.ID, &m.UserID, &m.SessionID, &m.Role, &m.Content, &created, &updated)
+	var calls sql.NullString
+	err := r.Scan(&m.ID, &m.UserID, &m.SessionID, &m.Role, &m.Content, &calls, &m.ToolCallID, &m.Name, &created, &updated)
 	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
+	if err == nil && calls.Valid {
+		err = json.Unmarshal([]byte(calls.String), &m.ToolCalls)
+	}
 	return m, err
 }
 
 func messageKey(m idflow.Message) cursor { return cursor{Key: nanos(m.CreatedAt), ID: m.ID} }
+
+// toolCallsJSON is a message's tool calls as stored: NULL when it has none.
+func toolCallsJSON(calls []idflow.ToolCall) (any, error) {
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(calls)
+	if err != nil {
+		return nil, idflow.WrapError(idflow.EINVALID, "the arguments of a tool call are not JSON", err)
+	}
+	return string(b), nil
+}
 
 // AddMessages appends msgs to the caller's session, in order, and touches the
 // session's updated_at.
@@ -156,10 +176,18 @@ func (db *DB) AddMessages(ctx context.Context, p idflow.Principal, sessionID str
 		var last int64
 		for _, m := range msgs {
 			now := db.now()
-			m = idflow.Message{ID: idflow.NewID(idflow.PrefixMessage), UserID: owner, SessionID: sessionID,
-				Role: m.Role, Content: m.Content, CreatedAt: now, UpdatedAt: now}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				m.ID, owner, sessionID, m.Role, m.Content, nanos(now), nanos(now)); err != nil {
+			id := m.ID
+			if !idflow.IsNewID(idflow.PrefixMessage, id) {
+				id = idflow.NewID(idflow.PrefixMessage)
+			}
+			m = idflow.Message{ID: id, UserID: owner, SessionID: sessionID, Role: m.Role, Content: m.Content,
+				ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID, Name: m.Name, CreatedAt: now, UpdatedAt: now}
+			calls, err := toolCallsJSON(m.ToolCalls)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				m.ID, owner, sessionID, m.Role, m.Content, calls, m.ToolCallID, m.Name, nanos(now), nanos(now)); err != nil {
 				return err
 			}
 			out, last = append(out, m), nanos(now)
@@ -188,6 +216,39 @@ func (db *DB) ListMessages(ctx context.Context, p idflow.Principal, sessionID st
 		return empty, err
 	}
 	return list(ctx, db.r, listMessagesSQL, []any{owner, sessionID}, byCreated, true, page, scanMessage, messageKey)
+}
+
+// RecentMessages answers the session's newest limit messages, oldest first;
+// another user's session is not found.
+func (db *DB) RecentMessages(ctx context.Context, p idflow.Principal, sessionID string, limit int) ([]idflow.Message, error) {
+	owner, err := p.Owner()
+	if err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > idflow.MaxRecentMessages {
+		return nil, idflow.Errorf(idflow.EINVALID, "limit must be within 1..%d", idflow.MaxRecentMessages)
+	}
+	if _, err := getOne(ctx, db.r, "session", `SELECT id FROM sessions WHERE user_id = ? AND id = ?`, scanString, owner, sessionID); err != nil {
+		return nil, err
+	}
+	rows, err := db.r.QueryContext(ctx, recentMessagesSQL, owner, sessionID, limit)
+	if err != nil {
+		return nil, fail("recent messages", err)
+	}
+	defer rows.Close()
+	out := []idflow.Message{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fail("recent messages", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail("recent messages", err)
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 func scanString(r rowScanner) (string, error) {

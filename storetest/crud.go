@@ -175,6 +175,8 @@ func testMessages(t *testing.T, s idflow.Store) {
 	wantNotFound(t, err, "session")
 	_, err = s.ListMessages(ctx, alice, idflow.NewID(idflow.PrefixSession), idflow.Page{})
 	wantNotFound(t, err, "session")
+	_, err = s.RecentMessages(ctx, alice, idflow.NewID(idflow.PrefixSession), 10)
+	wantNotFound(t, err, "session")
 
 	// Deleting the session deletes its messages.
 	other := must(s.CreateSession(ctx, alice, idflow.ChatSession{Title: "other"}))(t)
@@ -185,6 +187,63 @@ func testMessages(t *testing.T, s idflow.Store) {
 	if st := must(s.Stats(ctx))(t); st.Messages != 1 {
 		t.Fatalf("Stats.Messages after deleting a session = %d, want 1", st.Messages)
 	}
+	testAgentTurnMessages(t, s)
+}
+
+// testAgentTurnMessages: the messages of an agent turn keep their tool
+// calls and the ids the turn made for them, and RecentMessages answers the
+// newest of them, oldest first.
+func testAgentTurnMessages(t *testing.T, s idflow.Store) {
+	ctx := t.Context()
+	ses := must(s.CreateSession(ctx, alice, idflow.ChatSession{Title: "agent"}))(t)
+	userID := idflow.NewID(idflow.PrefixMessage)
+	args := json.RawMessage(`{"query":"zebra","limit":2,"a":[1]}`) // kept as sent, in its order
+	turn := []idflow.Message{
+		{ID: userID, Role: "user", Content: "find zebras"},
+		{ID: "msg_chosen-by-a-client", Role: "assistant", Content: "let me look",
+			ToolCalls: []idflow.ToolCall{{ID: "call_1", Name: "search_memory", Arguments: args}, {ID: "call_2", Name: "whoami", Arguments: json.RawMessage(`{}`)}}},
+		{Role: "tool", ToolCallID: "call_1", Name: "search_memory", Content: `{"items":[]}`},
+		{Role: "tool", ToolCallID: "call_2", Name: "whoami", Content: `{"user_id":"alice"}`},
+		{Role: "assistant", Content: "no zebras"},
+	}
+	got := must(s.AddMessages(ctx, alice, ses.ID, turn...))(t)
+	if got[0].ID != userID {
+		t.Fatalf("the turn's own message id %s became %s", userID, got[0].ID)
+	}
+	if got[1].ID == "msg_chosen-by-a-client" || !idflow.IsNewID(idflow.PrefixMessage, got[1].ID) {
+		t.Fatalf("an id that NewID did not make was kept: %s", got[1].ID)
+	}
+	for i, m := range got {
+		want := turn[i]
+		want.ID, want.UserID, want.SessionID, want.CreatedAt, want.UpdatedAt = m.ID, alice.UserID, ses.ID, m.CreatedAt, m.UpdatedAt
+		sameJSON(t, m, want)
+	}
+	all := must(s.ListMessages(ctx, alice, ses.ID, idflow.Page{}))(t)
+	sameJSON(t, all.Items, got)
+	if a := string(all.Items[1].ToolCalls[0].Arguments); a != string(args) {
+		t.Fatalf("stored arguments %s; want them as sent, %s", a, args)
+	}
+	// A duplicate id is refused, and nothing of that call is stored.
+	_, err := s.AddMessages(ctx, alice, ses.ID, idflow.Message{Role: "user", Content: "again"}, idflow.Message{ID: userID, Role: "assistant", Content: "dup"})
+	if err == nil {
+		t.Fatal("a message id used twice was accepted")
+	}
+	// Arguments that are not JSON are refused, not stored broken.
+	_, err = s.AddMessages(ctx, alice, ses.ID, idflow.Message{Role: "assistant",
+		ToolCalls: []idflow.ToolCall{{ID: "c", Name: "whoami", Arguments: json.RawMessage(`{not json`)}}})
+	wantCode(t, err, idflow.EINVALID)
+
+	recent := must(s.RecentMessages(ctx, alice, ses.ID, 3))(t)
+	sameJSON(t, recent, got[2:])
+	recent = must(s.RecentMessages(ctx, alice, ses.ID, idflow.MaxRecentMessages))(t)
+	sameJSON(t, recent, got)
+	for _, limit := range []int{0, -1, idflow.MaxRecentMessages + 1} {
+		_, err := s.RecentMessages(ctx, alice, ses.ID, limit)
+		wantCode(t, err, idflow.EINVALID)
+	}
+	// bob sees none of it, and cannot tell the session exists.
+	_, err = s.RecentMessages(ctx, bob, ses.ID, 10)
+	wantNotFound(t, err, "session")
 }
 
 func testWorkflows(t *testing.T, s idflow.Store) {

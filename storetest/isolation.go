@@ -71,6 +71,10 @@ func resources() []resource {
 					_, err := s.ListMessages(ctx, p, id, idflow.Page{})
 					return err
 				},
+				"RecentMessages": func(ctx context.Context, s idflow.Store, p idflow.Principal, id string) error {
+					_, err := s.RecentMessages(ctx, p, id, 10)
+					return err
+				},
 				"DeleteSession": func(ctx context.Context, s idflow.Store, p idflow.Principal, id string) error {
 					return s.DeleteSession(ctx, p, id)
 				},
@@ -302,10 +306,11 @@ func testAppOnly(t *testing.T, s idflow.Store) {
 			_, err := s.AddMessages(ctx, p, ses.ID, idflow.Message{Role: "user"})
 			return err
 		},
-		"ListMessages": func(p idflow.Principal) error { _, err := s.ListMessages(ctx, p, ses.ID, pg); return err },
-		"CreateAgent":  func(p idflow.Principal) error { _, err := s.CreateAgent(ctx, p, idflow.Agent{}); return err },
-		"GetAgent":     func(p idflow.Principal) error { _, err := s.GetAgent(ctx, p, "agt_x"); return err },
-		"ListAgents":   func(p idflow.Principal) error { _, err := s.ListAgents(ctx, p, pg); return err },
+		"ListMessages":   func(p idflow.Principal) error { _, err := s.ListMessages(ctx, p, ses.ID, pg); return err },
+		"RecentMessages": func(p idflow.Principal) error { _, err := s.RecentMessages(ctx, p, ses.ID, 10); return err },
+		"CreateAgent":    func(p idflow.Principal) error { _, err := s.CreateAgent(ctx, p, idflow.Agent{}); return err },
+		"GetAgent":       func(p idflow.Principal) error { _, err := s.GetAgent(ctx, p, "agt_x"); return err },
+		"ListAgents":     func(p idflow.Principal) error { _, err := s.ListAgents(ctx, p, pg); return err },
 		"UpdateAgent": func(p idflow.Principal) error {
 			_, err := s.UpdateAgent(ctx, p, "agt_x", idflow.AgentPatch{})
 			return err

@@ -283,11 +283,11 @@ func (b *builtinTools) sendMessage(ctx context.Context, p idflow.Principal, a ar
 		}
 		sessionID = sess.ID
 	}
-	msg, reply, err := b.svc.SendMessage(ctx, p, sessionID, content)
+	turn, err := b.svc.SendMessage(ctx, p, sessionID, content)
 	if err != nil {
 		return nil, err
 	}
-	return sentMessage{SessionID: sessionID, Message: msg, Reply: reply}, nil
+	return sentMessage{SessionID: sessionID, Message: turn.Message, Reply: turn.Reply}, nil
 }
 
 type scoredFacts struct {

@@ -45,17 +45,6 @@ func channelOf(ctx context.Context) Channel {
 	return ChannelAgent
 }
 
-type inCallKey struct{}
-
-// InToolCall reports whether ctx is that of a running tool. The catalog
-// refuses every call made with such a context (tools cannot call tools),
-// so a tool such as send_message, which runs an agent turn, can never
-// recurse: an agent turn run inside a tool call offers no tools.
-func InToolCall(ctx context.Context) bool {
-	in, _ := ctx.Value(inCallKey{}).(bool)
-	return in
-}
-
 // Defaults of Config.
 const (
 	DefaultMaxArgumentBytes = 64 << 10
@@ -230,7 +219,7 @@ func (c *Catalog) run(ctx context.Context, p idflow.Principal, call idflow.ToolC
 	if offered != nil && !slices.Contains(offered, name) {
 		return nil, idflow.Errorf(idflow.EFORBIDDEN, "the tool %s was not offered for this turn; only offered tools can be called", name)
 	}
-	if InToolCall(ctx) {
+	if idflow.InToolCall(ctx) {
 		return nil, idflow.Errorf(idflow.EFORBIDDEN, "%s was called from inside another tool call; tools cannot call tools", name)
 	}
 	if err := c.svc.Policy().CheckTool(p, name); err != nil {
@@ -254,7 +243,7 @@ func (c *Catalog) run(ctx context.Context, p idflow.Principal, call idflow.ToolC
 			return nil, err
 		}
 	}
-	return tool.Run(context.WithValue(ctx, inCallKey{}, true), p, args.raw)
+	return tool.Run(idflow.WithinToolCall(ctx), p, args.raw)
 }
 
 // lookup finds the tool name among those p may use.
@@ -335,6 +324,9 @@ wait:
 				continue
 			}
 			seen[t.Name] = true
+			if t.Server == "" { // a source's tool is never taken for a built-in
+				t.Server, _, _ = strings.Cut(t.Name, "__")
+			}
 			out = append(out, t)
 		}
 	}

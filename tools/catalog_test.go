@@ -537,7 +537,7 @@ func TestToolsCannotCallTools(t *testing.T) {
 	var inner idflow.ToolResult
 	var inCall bool
 	r.src.add("relay", func(ctx context.Context, p idflow.Principal, _ json.RawMessage) (any, error) {
-		inCall = tools.InToolCall(ctx)
+		inCall = idflow.InToolCall(ctx)
 		inner = r.catalog.CallTool(ctx, p, idflow.ToolCall{Name: "send_message", Arguments: json.RawMessage(`{"content":"again"}`)}, nil)
 		return inner, nil
 	})
@@ -549,7 +549,7 @@ func TestToolsCannotCallTools(t *testing.T) {
 	if sessions, _ := r.svc.ListSessions(context.Background(), alice, idflow.SessionFilter{}, idflow.Page{}); len(sessions.Items) != 0 {
 		t.Fatalf("the nested send_message ran: %+v", sessions.Items)
 	}
-	if tools.InToolCall(context.Background()) {
+	if idflow.InToolCall(context.Background()) {
 		t.Fatal("InToolCall is true outside any tool")
 	}
 	// At the top level send_message works, and its session is the caller's.

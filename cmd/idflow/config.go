@@ -14,6 +14,7 @@ import (
 	"github.com/idflow/idflow/auth"
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/runner"
+	"github.com/idflow/idflow/service"
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
@@ -67,6 +68,10 @@ type config struct {
 	BodyTimeout            string
 	MaxBodiesPerPeer       string
 	MCPServersFile         string
+	AgentMaxSteps          string
+	AgentMemoryK           string
+	AgentHistoryTokens     string
+	AgentTurnTimeout       string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -78,8 +83,10 @@ type config struct {
 	mcpMaxSessions int
 	mcpIdleTimeout time.Duration
 
-	llmTimeout    time.Duration
-	llmMaxRetries int
+	llmTimeout                                      time.Duration
+	llmMaxRetries                                   int
+	agentMaxSteps, agentMemoryK, agentHistoryTokens int
+	agentTurnTimeout                                time.Duration
 }
 
 type setting struct {
@@ -143,6 +150,10 @@ func (c *config) settings() []setting {
 		s("IDFLOW_RUNS_PER_USER", "runs-per-user", strconv.Itoa(runner.DefaultRunsPerUser), "runs of one user executing at once; the rest wait in order", &c.RunsPerUser),
 		s("IDFLOW_BODY_TIMEOUT", "body-timeout", "30s", "longest a 1 MiB request body may take to arrive (uploads: in proportion)", &c.BodyTimeout),
 		s("IDFLOW_MAX_BODIES_PER_PEER", "max-bodies-per-peer", "8", "request bodies one client address may send at once", &c.MaxBodiesPerPeer),
+		s("IDFLOW_AGENT_MAX_STEPS", "agent-max-steps", strconv.Itoa(service.DefaultAgentMaxSteps), "model calls per agent turn (1-64)", &c.AgentMaxSteps),
+		s("IDFLOW_AGENT_MEMORY_K", "agent-memory-k", strconv.Itoa(service.DefaultAgentMemoryK), "the caller's matching facts given to the model per turn (0-50; 0: none)", &c.AgentMemoryK),
+		s("IDFLOW_AGENT_HISTORY_TOKENS", "agent-history-tokens", strconv.Itoa(service.DefaultAgentHistoryTokens), "estimated tokens of a session's history sent per turn (0: none)", &c.AgentHistoryTokens),
+		s("IDFLOW_AGENT_TURN_TIMEOUT", "agent-turn-timeout", service.DefaultAgentTurnTimeout.String(), "longest an agent turn (model calls and tools) may take", &c.AgentTurnTimeout),
 	}
 }
 
@@ -205,6 +216,18 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.llmMaxRetries, err = strconv.Atoi(c.LLMMaxRetries); err != nil || c.llmMaxRetries < 0 || c.llmMaxRetries > 10 {
 		return nil, nil, fmt.Errorf("IDFLOW_LLM_MAX_RETRIES: %q is not an integer from 0 to 10", c.LLMMaxRetries)
+	}
+	if c.agentMaxSteps, err = strconv.Atoi(c.AgentMaxSteps); err != nil || c.agentMaxSteps < 1 || c.agentMaxSteps > 64 {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_MAX_STEPS: %q is not an integer from 1 to 64", c.AgentMaxSteps)
+	}
+	if c.agentMemoryK, err = strconv.Atoi(c.AgentMemoryK); err != nil || c.agentMemoryK < 0 || c.agentMemoryK > service.MaxAgentMemoryK {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_MEMORY_K: %q is not an integer from 0 to %d", c.AgentMemoryK, service.MaxAgentMemoryK)
+	}
+	if c.agentHistoryTokens, err = strconv.Atoi(c.AgentHistoryTokens); err != nil || c.agentHistoryTokens < 0 || c.agentHistoryTokens > 1_000_000 {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_HISTORY_TOKENS: %q is not an integer from 0 to 1000000", c.AgentHistoryTokens)
+	}
+	if c.agentTurnTimeout, err = time.ParseDuration(c.AgentTurnTimeout); err != nil || c.agentTurnTimeout <= 0 {
+		return nil, nil, fmt.Errorf("IDFLOW_AGENT_TURN_TIMEOUT: %q is not a positive duration", c.AgentTurnTimeout)
 	}
 	return c, fs, nil
 }

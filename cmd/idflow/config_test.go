@@ -79,3 +79,31 @@ func TestLLMConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentConfig: the agent turn's settings default as docs/AGENTS.md
+// says and refuse anything out of range.
+func TestAgentConfig(t *testing.T) {
+	cfg, _, err := loadConfig("serve", nil, func(string) string { return "" }, io.Discard)
+	if err != nil || cfg.agentMaxSteps != 8 || cfg.agentMemoryK != 5 || cfg.agentHistoryTokens != 8000 || cfg.agentTurnTimeout != 5*time.Minute {
+		t.Fatalf("defaults: %+v, %v", cfg, err)
+	}
+	for _, tc := range []struct{ env, value string }{
+		{"IDFLOW_AGENT_MAX_STEPS", "0"}, {"IDFLOW_AGENT_MAX_STEPS", "65"}, {"IDFLOW_AGENT_MAX_STEPS", "x"},
+		{"IDFLOW_AGENT_MEMORY_K", "-1"}, {"IDFLOW_AGENT_MEMORY_K", "51"},
+		{"IDFLOW_AGENT_HISTORY_TOKENS", "-5"}, {"IDFLOW_AGENT_HISTORY_TOKENS", "1000001"},
+		{"IDFLOW_AGENT_TURN_TIMEOUT", "0s"}, {"IDFLOW_AGENT_TURN_TIMEOUT", "soon"},
+	} {
+		_, _, err := loadConfig("serve", nil, func(k string) string {
+			if k == tc.env {
+				return tc.value
+			}
+			return ""
+		}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.env) {
+			t.Errorf("%s=%q: %v; want refused", tc.env, tc.value, err)
+		}
+	}
+	if noneIfZero(0) >= 0 || noneIfZero(3) != 3 {
+		t.Fatal("0 must reach the service as none")
+	}
+}

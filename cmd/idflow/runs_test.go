@@ -36,11 +36,12 @@ func runsIdentitySteps(other string) []idflow.Step {
 	}
 }
 
-// runsStepOutput decodes the step.output of stepID.
+// runsStepOutput decodes the output of stepID: its last step.output (a
+// prompt step's {"delta"} events come before it).
 func runsStepOutput[T any](t *testing.T, evs []idflow.Event, stepID string) T {
 	t.Helper()
 	var out T
-	for _, e := range evs {
+	for _, e := range slices.Backward(evs) {
 		if e.Type == idflow.EventStepOutput && e.StepID == stepID {
 			if err := json.Unmarshal(e.Data, &out); err != nil {
 				t.Fatalf("step %s output %s: %v", stepID, e.Data, err)

@@ -229,7 +229,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
-	svc := service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(), DefaultModel: models[0], Models: models}, service.Deps{
+	svc := service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(), DefaultModel: models[0], Models: models,
+		AgentMaxSteps: cfg.agentMaxSteps, AgentMemoryK: noneIfZero(cfg.agentMemoryK),
+		AgentHistoryTokens: noneIfZero(cfg.agentHistoryTokens), AgentTurnTimeout: cfg.agentTurnTimeout}, service.Deps{
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
 		Model: model, Policy: policy, Log: log,
 	})
@@ -250,6 +252,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		app.Close()
 		return nil, err
 	}
+	svc.SetToolCatalog(catalog)
 	ex := runner.NewExecutor(svc, m.CountRunStates(db), bus, catalog, log)
 	runs, client, err := be.runner(ex)
 	if err != nil {
@@ -312,6 +315,14 @@ func metricsServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// noneIfZero maps a setting's 0 ("none") to the service's negative.
+func noneIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // chatModel is the configured model, recording every call's usage, and
