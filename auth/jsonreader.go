@@ -16,7 +16,10 @@ import (
 // refused. Speed: it reads a claims set in one pass without reflection,
 // which matters because every uncached request pays for it.
 
-var errJSON = errors.New("malformed JSON")
+var (
+	errJSON    = errors.New("malformed JSON")
+	errTooDeep = errors.New("JSON nested too deeply")
+)
 
 // maxJSONDepth bounds nesting inside claims nobody reads.
 const maxJSONDepth = 64
@@ -158,13 +161,9 @@ func (r *jsonReader) scanString() (start, end int, escaped bool, err error) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				r.i += 2
 			case 'u':
-				if r.i+6 > len(r.b) {
+				if !r.escapedRune() {
 					return 0, 0, false, errJSON
 				}
-				if _, ok := hex4(r.b[r.i+2 : r.i+6]); !ok {
-					return 0, 0, false, errJSON
-				}
-				r.i += 6
 			default:
 				return 0, 0, false, errJSON
 			}
@@ -178,6 +177,32 @@ func (r *jsonReader) scanString() (start, end int, escaped bool, err error) {
 		}
 	}
 	return 0, 0, false, errJSON
+}
+
+// escapedRune moves past a \u escape at r.i. A surrogate must be a high
+// one escaped right before a low one: a lone surrogate is no character, and
+// json/v2 (strict UTF-8) refuses it anywhere, in claims idflow reads or not.
+func (r *jsonReader) escapedRune() bool {
+	if r.i+6 > len(r.b) {
+		return false
+	}
+	r1, ok := hex4(r.b[r.i+2 : r.i+6])
+	if !ok {
+		return false
+	}
+	r.i += 6
+	if !utf16.IsSurrogate(r1) {
+		return true
+	}
+	if r1 >= 0xDC00 || r.i+6 > len(r.b) || r.b[r.i] != '\\' || r.b[r.i+1] != 'u' {
+		return false
+	}
+	r2, ok := hex4(r.b[r.i+2 : r.i+6])
+	if !ok || r2 < 0xDC00 || r2 > 0xDFFF {
+		return false
+	}
+	r.i += 6
+	return true
 }
 
 func hex4(b []byte) (rune, bool) {
@@ -197,8 +222,8 @@ func hex4(b []byte) (rune, bool) {
 	return v, true
 }
 
-// unescape decodes the raw content of a string that holds escapes (already
-// validated by scanString). A surrogate must be part of a valid pair.
+// unescape decodes the raw content of a string that holds escapes, already
+// validated by scanString (surrogates come in pairs).
 func unescape(raw []byte) ([]byte, error) {
 	out := make([]byte, 0, len(raw))
 	for i := 0; i < len(raw); {
@@ -213,12 +238,11 @@ func unescape(raw []byte) ([]byte, error) {
 			r1, _ := hex4(raw[i+2 : i+6])
 			i += 6
 			if utf16.IsSurrogate(r1) {
-				if r1 >= 0xDC00 || i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+				if i+6 > len(raw) {
 					return nil, errJSON
 				}
 				r2, _ := hex4(raw[i+2 : i+6])
-				r1 = utf16.DecodeRune(r1, r2)
-				if r1 == utf8.RuneError {
+				if r1 = utf16.DecodeRune(r1, r2); r1 == utf8.RuneError {
 					return nil, errJSON
 				}
 				i += 6
@@ -335,7 +359,7 @@ func (r *jsonReader) skip() error {
 		return err
 	case c == '{', c == '[':
 		if r.depth++; r.depth > maxJSONDepth {
-			return errJSON
+			return errTooDeep
 		}
 		var err error
 		if c == '{' {
