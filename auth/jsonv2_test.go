@@ -36,13 +36,28 @@ func startsObject(b []byte) bool {
 	return false
 }
 
-// v2Header is the JOSE header as parseJWSHeader reads it; alg and kid are
-// kept raw so that null (refused: they are strings) differs from absent.
+// v2Header is the JOSE header as parseJWSHeader reads it.
 type v2Header struct {
-	Alg  jsontext.Value `json:"alg"`
-	Kid  jsontext.Value `json:"kid"`
+	Alg  headerString   `json:"alg"`
+	Kid  headerString   `json:"kid"`
 	Crit jsontext.Value `json:"crit"`
 	B64  jsontext.Value `json:"b64"`
+}
+
+// headerString is a header parameter that, when present, is a string:
+// unlike a *string it tells null (refused) from absent.
+type headerString struct {
+	set bool
+	s   string
+}
+
+func (h *headerString) UnmarshalJSONFrom(d *jsontext.Decoder) error {
+	if d.PeekKind() != '"' {
+		return errWrongType
+	}
+	tok, err := d.ReadToken()
+	h.set, h.s = true, tok.String()
+	return err
 }
 
 // v2JWSHeader reads a header with json/v2 and applies parseJWSHeader's
@@ -59,24 +74,10 @@ func v2JWSHeader(b []byte, opts ...json.Options) (alg, kid string, err error) {
 	if h.Crit != nil || h.B64 != nil {
 		return "", "", errJWSCrit
 	}
-	if h.Alg == nil {
+	if !h.Alg.set || !allowedAlg(h.Alg.s) {
 		return "", "", errJWSAlg
 	}
-	if h.Alg.Kind() != '"' || h.Kid != nil && h.Kid.Kind() != '"' {
-		return "", "", errJWSHeader
-	}
-	if err := json.Unmarshal(h.Alg, &alg); err != nil {
-		return "", "", err
-	}
-	if h.Kid != nil {
-		if err := json.Unmarshal(h.Kid, &kid); err != nil {
-			return "", "", err
-		}
-	}
-	if !allowedAlg(alg) {
-		return "", "", errJWSAlg
-	}
-	return alg, kid, nil
+	return h.Alg.s, h.Kid.s, nil
 }
 
 var errWrongType = errors.New("wrong JSON type")
