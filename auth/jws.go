@@ -88,9 +88,9 @@ func parseCompactJWS(token string) (compactJWS, error) {
 }
 
 // parseJWSHeader reads alg and kid from a JOSE header. The header must be
-// exactly one JSON object, nothing after it; alg is required and must be allowed; crit (and b64,
-// which only has meaning through crit) are refused, as is a repeated alg,
-// kid, crit or b64.
+// exactly one JSON object with nothing after it; alg is required and must
+// be allowed; crit (and b64, which only has meaning through crit) are
+// refused, as is a repeated alg, kid, crit or b64.
 func parseJWSHeader(b []byte, t *compactJWS) error {
 	r := jsonReader{b: b}
 	var seenAlg, seenKid bool

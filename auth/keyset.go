@@ -212,13 +212,14 @@ func (s *RemoteKeySet) refresh(ctx context.Context) (err error) {
 }
 
 // parseJWKS keeps only public signing keys of the allowed types. The
-// document is read with json/v2's rules (exact names, no duplicates, valid
-// UTF-8); go-jose reads each key's material.
+// document is read with json/v2's rules (exact names, valid UTF-8), except
+// that a repeated name is left to each key's own check (verifies), so that
+// one odd key cannot hide the others; go-jose reads each key's material.
 func parseJWKS(body []byte) (map[string]*jose.JSONWebKey, error) {
 	var doc struct {
 		Keys []jsontext.Value `json:"keys"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if err := json.Unmarshal(body, &doc, jsontext.AllowDuplicateNames(true)); err != nil {
 		return nil, fmt.Errorf("jwks decode: %w", err)
 	}
 	keys := make(map[string]*jose.JSONWebKey, len(doc.Keys))
@@ -246,7 +247,8 @@ func parseJWKS(body []byte) (map[string]*jose.JSONWebKey, error) {
 // §4.3): its "use", when present, is "sig", and its "key_ops", when
 // present, lists "verify". An encryption key is never a verification key
 // (Wycheproof tcIds 353-356), and a key that describes its purpose in a
-// way idflow cannot read is not used at all.
+// way idflow cannot read (a repeated name, a key_ops that is no array of
+// strings) is not used at all.
 func verifies(raw jsontext.Value) bool {
 	var k struct {
 		Use    *string   `json:"use"`
