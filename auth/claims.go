@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"bytes"
-	"encoding/json"
 	"math"
 	"net/url"
 	"slices"
@@ -15,36 +13,37 @@ import (
 // They are decoded by parseClaims, a strict reader: names match exactly
 // (encoding/json would fill Oid from "OID"), a known claim may appear only
 // once, strings must be valid UTF-8, and a known claim of the wrong type
-// refuses the token. The json tags and UnmarshalJSON methods describe the
-// same mapping for encoding/json, which the tests use as a reference.
+// refuses the token. The json tags describe the same mapping for json/v2,
+// which the tests hold the reader to (jsonv2_test.go).
 type claims struct {
-	Iss               string          `json:"iss"`
-	Sub               string          `json:"sub"`
-	Aud               stringList      `json:"aud"`
-	Exp               *numericDate    `json:"exp"`
-	Nbf               *numericDate    `json:"nbf"`
-	Iat               *numericDate    `json:"iat"`
-	Oid               string          `json:"oid"`
-	Tid               string          `json:"tid"`
-	Email             string          `json:"email"`
-	PreferredUsername string          `json:"preferred_username"`
-	Upn               string          `json:"upn"`
-	Name              string          `json:"name"`
-	Roles             stringList      `json:"roles"`
-	Groups            stringList      `json:"groups"`
-	ClaimNames        claimNames      `json:"_claim_names"`
-	HasGroups         bool            `json:"hasgroups"`
-	Scp               spaceList       `json:"scp"`
-	Scope             spaceList       `json:"scope"`
-	Idtyp             string          `json:"idtyp"`
-	Ver               string          `json:"ver"`
-	Azp               string          `json:"azp"`
-	Appid             string          `json:"appid"`
-	ClientID          string          `json:"client_id"`
-	Nonce             string          `json:"nonce"`
-	AtHash            string          `json:"at_hash"`
-	CHash             string          `json:"c_hash"`
-	raw               json.RawMessage // kept only when a configured user claim is not a field above
+	Iss               string       `json:"iss"`
+	Sub               string       `json:"sub"`
+	Aud               stringList   `json:"aud"`
+	Exp               *numericDate `json:"exp"`
+	Nbf               *numericDate `json:"nbf"`
+	Iat               *numericDate `json:"iat"`
+	Oid               string       `json:"oid"`
+	Tid               string       `json:"tid"`
+	Email             string       `json:"email"`
+	PreferredUsername string       `json:"preferred_username"`
+	Upn               string       `json:"upn"`
+	Name              string       `json:"name"`
+	Roles             stringList   `json:"roles"`
+	Groups            stringList   `json:"groups"`
+	ClaimNames        claimNames   `json:"_claim_names"`
+	HasGroups         bool         `json:"hasgroups"`
+	Scp               spaceList    `json:"scp"`
+	Scope             spaceList    `json:"scope"`
+	Idtyp             string       `json:"idtyp"`
+	Ver               string       `json:"ver"`
+	Azp               string       `json:"azp"`
+	Appid             string       `json:"appid"`
+	ClientID          string       `json:"client_id"`
+	Nonce             string       `json:"nonce"`
+	AtHash            string       `json:"at_hash"`
+	CHash             string       `json:"c_hash"`
+	raw               []byte       // kept only when a configured user claim is not a field above
+	entraIss          bool         // EntraIssuer(Iss), set by checkIssuer
 }
 
 // stringClaim returns a string claim by name.
@@ -116,7 +115,7 @@ func (c *claims) kind() tokenKind {
 
 // entra reports an Entra ID token: ver 1.0/2.0, or an Entra issuer.
 func (c *claims) entra() bool {
-	return c.Ver == "1.0" || c.Ver == "2.0" || EntraIssuer(c.Iss)
+	return c.Ver == "1.0" || c.Ver == "2.0" || c.entraIss
 }
 
 // idToken reports an ID token. Entra access tokens, delegated or app-only,
@@ -198,31 +197,8 @@ func (c *claims) groupsOverage() bool {
 // claimNames is true when _claim_names names "groups" (Entra's overage).
 type claimNames bool
 
-func (n *claimNames) UnmarshalJSON(b []byte) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	_, ok := m["groups"]
-	*n = claimNames(ok)
-	return nil
-}
-
 // numericDate is a JWT NumericDate: seconds since the epoch, maybe fractional.
 type numericDate struct{ time.Time }
-
-func (d *numericDate) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return err
-	}
-	t, err := dateFromFloat(f)
-	if err != nil {
-		return err
-	}
-	d.Time = t
-	return nil
-}
 
 func dateFromFloat(f float64) (time.Time, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
@@ -235,44 +211,8 @@ func dateFromFloat(f float64) (time.Time, error) {
 // stringList accepts a string or an array of strings.
 type stringList []string
 
-func (l *stringList) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*l = stringList{s}
-		return nil
-	}
-	var ss []string
-	if err := json.Unmarshal(b, &ss); err != nil {
-		return err
-	}
-	*l = ss
-	return nil
-}
-
 // spaceList accepts a space-separated string (scp, scope) or an array.
 type spaceList []string
-
-func (l *spaceList) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*l = strings.Fields(s)
-		return nil
-	}
-	var ss []string
-	if err := json.Unmarshal(b, &ss); err != nil {
-		return err
-	}
-	*l = ss
-	return nil
-}
 
 // blank reports whether s is empty or only white space: never an identity.
 func blank(s string) bool { return strings.TrimSpace(s) == "" }

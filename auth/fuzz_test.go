@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
 )
@@ -222,31 +224,36 @@ func mustJSONf(t testing.TB, v any) []byte {
 	return b
 }
 
-// referenceClaims decodes payload with encoding/json, exact names (through
-// a map), the last duplicate winning: the reading parseClaims must agree
-// with whenever it accepts.
-func referenceClaims(payload []byte) (claims, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &m); err != nil {
-		return claims{}, err
-	}
-	var c claims
-	fields := map[string]any{
-		"iss": &c.Iss, "sub": &c.Sub, "aud": &c.Aud, "exp": &c.Exp, "nbf": &c.Nbf, "iat": &c.Iat,
-		"oid": &c.Oid, "tid": &c.Tid, "email": &c.Email, "preferred_username": &c.PreferredUsername,
-		"upn": &c.Upn, "name": &c.Name, "roles": &c.Roles, "groups": &c.Groups,
-		"_claim_names": &c.ClaimNames, "hasgroups": &c.HasGroups, "scp": &c.Scp, "scope": &c.Scope,
-		"idtyp": &c.Idtyp, "ver": &c.Ver, "azp": &c.Azp, "appid": &c.Appid, "client_id": &c.ClientID,
-		"nonce": &c.Nonce, "at_hash": &c.AtHash, "c_hash": &c.CHash,
-	}
-	for name, ptr := range fields {
-		if raw, ok := m[name]; ok {
-			if err := json.Unmarshal(raw, ptr); err != nil {
-				return claims{}, err
-			}
+// claimsAgainstJSONv2 runs parseClaims and holds it to json/v2
+// (jsonv2_test.go):
+//   - what parseClaims accepts, json/v2 reads the same — duplicate names
+//     aside: parseClaims refuses a repeated claim it reads and ignores a
+//     repeated one it does not, where json/v2 refuses both;
+//   - what json/v2 accepts, parseClaims accepts, unless it nests deeper
+//     than maxJSONDepth.
+func claimsAgainstJSONv2(t *testing.T, payload []byte) (claims, error) {
+	t.Helper()
+	fast, ferr := parseClaims(payload)
+	ref, rerr := v2Claims(payload)
+	switch {
+	case ferr == nil && rerr == nil:
+		if !sameClaims(fast, ref) {
+			t.Fatalf("parseClaims reads differently from json/v2:\n fast %+v\n v2   %+v\n payload %q", fast, ref, payload)
+		}
+	case ferr == nil:
+		if !errors.Is(rerr, jsontext.ErrDuplicateName) {
+			t.Fatalf("parseClaims accepted what json/v2 refuses (%v): %q", rerr, payload)
+		}
+		lax, lerr := v2Claims(payload, jsontext.AllowDuplicateNames(true))
+		if lerr != nil || !sameClaims(fast, lax) {
+			t.Fatalf("parseClaims ignored a repeated name and reads differently from json/v2 (%v):\n fast %+v\n v2   %+v\n payload %q", lerr, fast, lax, payload)
+		}
+	case rerr == nil:
+		if !errors.Is(ferr, errTooDeep) {
+			t.Fatalf("parseClaims refused (%v) what json/v2 accepts: %q", ferr, payload)
 		}
 	}
-	return c, nil
+	return fast, ferr
 }
 
 func sameDate(a, b *numericDate) bool {
@@ -271,7 +278,7 @@ func sameClaims(a, b claims) bool {
 // through every claim check. It must never panic; a user Principal always
 // has a user id; whatever is accepted satisfies iss, aud, exp, nbf, iat
 // and the tenant allowlist; and parseClaims never reads a claim
-// differently from encoding/json.
+// differently from json/v2 (claimsAgainstJSONv2).
 func FuzzClaims(f *testing.F) {
 	keys := newFuzzKeys(f)
 	v := fuzzVerifier(f, keys, func(c *VerifierConfig) { c.Tenants = nil })
@@ -298,21 +305,19 @@ func FuzzClaims(f *testing.F) {
 		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":-0,"sub":"a"}`,
 		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":` + strings.Repeat("9", 400) + `,"sub":"a"}`,
 		"{\"iss\":\"https://issuer.fuzz.test\",\"aud\":\"api://fuzz\",\"exp\":1750003600,\"sub\":\"a\xff\"}",
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"a","x":"\udc00"}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"a","x":"\ud800\u0041"}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"\ud83d\ude00"}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"a","x":1,"x":2}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"a","x":{"y":1,"y":2}}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"a","_claim_names":{"groups":1,"groups":2}}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":1750003600,"sub":"a","x":` + strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1) + `}`,
+		`{"iss":"https://issuer.fuzz.test","aud":"api://fuzz","exp":null,"nbf":null,"sub":null,"roles":null,"hasgroups":null,"_claim_names":null}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		// The claims reader against the reference.
-		fast, ferr := parseClaims(payload)
-		if ferr == nil {
-			ref, rerr := referenceClaims(payload)
-			if rerr != nil {
-				t.Fatalf("parseClaims accepted what encoding/json refuses (%v): %q", rerr, payload)
-			}
-			if !sameClaims(fast, ref) {
-				t.Fatalf("parseClaims reads differently:\n fast %+v\n ref  %+v\n payload %q", fast, ref, payload)
-			}
-		}
+		fast, ferr := claimsAgainstJSONv2(t, payload)
 		tok := authtest.SignWith(t, keys.ed, payload)
 		for _, ver := range []*Verifier{v, vt} {
 			got, err := ver.Verify(context.Background(), tok)
@@ -352,6 +357,48 @@ func FuzzClaims(f *testing.F) {
 			}
 			if p.GroupsOverage && len(p.Groups) > 0 && !slices.Equal(p.Groups, []string(fast.Groups)) {
 				t.Fatalf("groups guessed: %+v", p)
+			}
+		}
+	})
+}
+
+// FuzzJWSHeader holds parseJWSHeader to json/v2 (v2JWSHeader), with the
+// rules of claimsAgainstJSONv2: the same alg and kid whenever both accept;
+// what it accepts json/v2 accepts, duplicate names of unread members
+// aside; what json/v2 accepts it accepts, unless nested too deeply.
+func FuzzJWSHeader(f *testing.F) {
+	for _, s := range []string{
+		`{"alg":"RS256","kid":"k1","typ":"JWT"}`, ` { "alg" : "ES256" } `, `{"alg":"EdDSA","kid":""}`,
+		`{"alg":"RS256"}{"alg":"none"}`, `{"alg":"RS256"} x`, `{"alg":"RS256","alg":"RS256"}`,
+		`{"alg":"RS256","x":1,"x":2}`, `{"alg":"RS256","kid":null}`, `{"alg":null}`, `{"alg":"none"}`,
+		`{"alg":"HS256","kid":"k"}`, `{"alg":"RS256","crit":[]}`, `{"alg":"RS256","b64":false}`,
+		`{"alg":"RS256","jwk":{"kty":"RSA","n":"AQAB","n":"AQAB"}}`, `{"alg":"RS256","kid":"\ud800"}`,
+		`{"alg":"RS256","x":"\udfff"}`, `{"\u0061lg":"RS256"}`, `{"ALG":"RS256","alg":"ES256"}`,
+		`{"alg":"RS256","x":` + strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1) + `}`,
+		"{\"alg\":\"RS256\",\"kid\":\"\xff\"}", `[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got compactJWS
+		ferr := parseJWSHeader(b, &got)
+		alg, kid, rerr := v2JWSHeader(b)
+		switch {
+		case ferr == nil && rerr == nil:
+			if got.alg != alg || got.kid != kid {
+				t.Fatalf("alg %q kid %q, json/v2 reads alg %q kid %q: %q", got.alg, got.kid, alg, kid, b)
+			}
+		case ferr == nil:
+			if !errors.Is(rerr, jsontext.ErrDuplicateName) {
+				t.Fatalf("parseJWSHeader accepted what json/v2 refuses (%v): %q", rerr, b)
+			}
+			alg, kid, lerr := v2JWSHeader(b, jsontext.AllowDuplicateNames(true))
+			if lerr != nil || got.alg != alg || got.kid != kid {
+				t.Fatalf("with a repeated unread name: alg %q kid %q, json/v2 reads alg %q kid %q (%v): %q", got.alg, got.kid, alg, kid, lerr, b)
+			}
+		case rerr == nil:
+			if !errors.Is(ferr, errTooDeep) {
+				t.Fatalf("parseJWSHeader refused (%v) what json/v2 accepts: %q", ferr, b)
 			}
 		}
 	})

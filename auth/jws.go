@@ -10,6 +10,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 
@@ -87,13 +88,13 @@ func parseCompactJWS(token string) (compactJWS, error) {
 }
 
 // parseJWSHeader reads alg and kid from a JOSE header. The header must be
-// one JSON object; alg is required and must be allowed; crit (and b64,
-// which only has meaning through crit) are refused, as is a repeated alg,
-// kid, crit or b64.
+// exactly one JSON object with nothing after it; alg is required and must
+// be allowed; crit (and b64, which only has meaning through crit) are
+// refused, as is a repeated alg, kid, crit or b64.
 func parseJWSHeader(b []byte, t *compactJWS) error {
 	r := jsonReader{b: b}
 	var seenAlg, seenKid bool
-	err := r.object(func(key []byte) error {
+	err := r.topObject(func(key []byte) error {
 		switch string(key) {
 		case "alg":
 			if seenAlg {
@@ -123,10 +124,10 @@ func parseJWSHeader(b []byte, t *compactJWS) error {
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, errJWSCrit) {
-			return errJWSCrit
+		if errors.Is(err, errJWSCrit) || errors.Is(err, errJWSHeader) {
+			return err
 		}
-		return errJWSHeader
+		return fmt.Errorf("%w: %w", errJWSHeader, err)
 	}
 	if !seenAlg {
 		return errJWSAlg
@@ -152,7 +153,9 @@ func (t *compactJWS) verify(k *jose.JSONWebKey) error {
 		digest := digestOf(h, t.signed)
 		var err error
 		if t.alg[0] == 'P' {
-			err = rsa.VerifyPSS(pub, h, digest, t.sig, nil)
+			// RFC 7518 §3.5: the salt is as long as the hash. nil options
+			// would accept any salt length (Wycheproof tcIds 281-286).
+			err = rsa.VerifyPSS(pub, h, digest, t.sig, &rsa.PSSOptions{SaltLength: h.Size()})
 		} else {
 			err = rsa.VerifyPKCS1v15(pub, h, digest, t.sig)
 		}

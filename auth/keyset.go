@@ -5,16 +5,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -209,12 +211,15 @@ func (s *RemoteKeySet) refresh(ctx context.Context) (err error) {
 	return nil
 }
 
-// parseJWKS keeps only public signing keys of the allowed types.
+// parseJWKS keeps only public signing keys of the allowed types. The
+// document is read with json/v2's rules (exact names, valid UTF-8), except
+// that a repeated name is left to each key's own check (verifies), so that
+// one odd key cannot hide the others; go-jose reads each key's material.
 func parseJWKS(body []byte) (map[string]*jose.JSONWebKey, error) {
 	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
+		Keys []jsontext.Value `json:"keys"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if err := json.Unmarshal(body, &doc, jsontext.AllowDuplicateNames(true)); err != nil {
 		return nil, fmt.Errorf("jwks decode: %w", err)
 	}
 	keys := make(map[string]*jose.JSONWebKey, len(doc.Keys))
@@ -223,7 +228,7 @@ func parseJWKS(body []byte) (map[string]*jose.JSONWebKey, error) {
 		if err := k.UnmarshalJSON(raw); err != nil {
 			continue // one odd key (an unsupported type) must not hide the others
 		}
-		if k.Use != "" && k.Use != "sig" {
+		if !verifies(raw) {
 			continue
 		}
 		if !k.IsPublic() {
@@ -236,6 +241,26 @@ func parseJWKS(body []byte) (map[string]*jose.JSONWebKey, error) {
 		keys[id] = &k
 	}
 	return keys, nil
+}
+
+// verifies reports whether a JWK may verify signatures (RFC 7517 §4.2,
+// §4.3): its "use", when present, is "sig", and its "key_ops", when
+// present, lists "verify". An encryption key is never a verification key
+// (Wycheproof tcIds 353-356), and a key that describes its purpose in a
+// way idflow cannot read (a repeated name, a key_ops that is no array of
+// strings) is not used at all.
+func verifies(raw jsontext.Value) bool {
+	var k struct {
+		Use    *string   `json:"use"`
+		KeyOps *[]string `json:"key_ops"`
+	}
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return false
+	}
+	if k.Use != nil && *k.Use != "sig" {
+		return false
+	}
+	return k.KeyOps == nil || slices.Contains(*k.KeyOps, "verify")
 }
 
 // keyFitsAlg refuses, for example, an RSA key for an ES256 header, a P-384

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,6 +292,60 @@ func TestJWKSIgnoresSymmetricAndPrivateKeys(t *testing.T) {
 	slices.Sort(kids)
 	if want := []string{"ec-1", "ed-1", "rsa-1"}; !slices.Equal(kids, want) {
 		t.Fatalf("usable keys = %q, want %q", kids, want)
+	}
+}
+
+// TestJWKSKeyPurpose: a JWKS entry verifies signatures only when what it
+// says of its purpose allows it: "use" absent or "sig", "key_ops" absent or
+// listing "verify" (RFC 7517 §4.2, §4.3). An encryption key published next
+// to the signing keys never verifies a token, with its kid or without one.
+func TestJWKSKeyPurpose(t *testing.T) {
+	f := newFixture(t, nil)
+	claims := f.base("mallory")
+	jwk := func(k *authtest.Key, extra string) json.RawMessage {
+		b, err := (&jose.JSONWebKey{Key: k.Public(), KeyID: k.KID, Algorithm: string(k.Alg)}).MarshalJSON() // no use
+		if err != nil {
+			t.Fatal(err)
+		}
+		return json.RawMessage(strings.TrimSuffix(string(b), "}") + extra + "}")
+	}
+	keys := map[string]struct {
+		extra string
+		used  bool
+	}{
+		"use-sig":            {`,"use":"sig"`, true},
+		"ops-verify":         {`,"key_ops":["verify"]`, true},
+		"ops-sign-verify":    {`,"key_ops":["sign","verify"]`, true},
+		"both":               {`,"use":"sig","key_ops":["verify"]`, true},
+		"use-enc":            {`,"use":"enc"`, false},
+		"ops-encrypt":        {`,"key_ops":["encrypt"]`, false},
+		"ops-wrap":           {`,"key_ops":["wrapKey","unwrapKey"]`, false},
+		"ops-sign-only":      {`,"key_ops":["sign"]`, false},
+		"ops-empty":          {`,"key_ops":[]`, false},
+		"ops-not-an-array":   {`,"key_ops":"verify"`, false},
+		"ops-VERIFY":         {`,"key_ops":["VERIFY"]`, false},
+		"use-sig-ops-enc":    {`,"use":"sig","key_ops":["encrypt"]`, false},
+		"use-SIG":            {`,"use":"SIG"`, false},
+		"ops-verify-twice":   {`,"key_ops":["verify"],"key_ops":["verify"]`, false},
+		"use-enc-ops-verify": {`,"use":"enc","key_ops":["verify"]`, false},
+	}
+	signers := map[string]*authtest.Key{}
+	for kid, k := range keys {
+		key := authtest.NewKey(t, jose.ES256, kid)
+		signers[kid] = key
+		f.iss.AddRawJWK(jwk(key, k.extra))
+	}
+	mustVerify(t, f.v, f.iss.Sign(claims)) // the issuer's own keys still work
+	for kid, k := range keys {
+		t.Run(kid, func(t *testing.T) {
+			tok := authtest.SignWith(t, signers[kid], claims)
+			if k.used {
+				mustVerify(t, f.v, tok)
+				return
+			}
+			mustRefuse(t, f.v, tok, idflow.EUNAUTHORIZED)
+			mustRefuse(t, f.v, authtest.SignWith(t, signers[kid], claims, authtest.WithoutKID()), idflow.EUNAUTHORIZED)
+		})
 	}
 }
 

@@ -73,6 +73,13 @@ type Verifier struct {
 	needsRaw  bool
 	multiTen  bool
 	tenantSet map[string]bool
+	issuers   map[string]acceptedIssuer // every iss value accepted, templates expanded per allowed tenant
+}
+
+// acceptedIssuer is what an accepted iss value implies, computed once.
+type acceptedIssuer struct {
+	tid   string // for a {tenantid} template's expansion: the tid the token must carry
+	entra bool   // EntraIssuer(iss)
 }
 
 // Token is a verified bearer token.
@@ -124,6 +131,7 @@ func NewVerifier(cfg VerifierConfig, keys KeySet) (*Verifier, error) {
 	for _, t := range cfg.Tenants {
 		v.tenantSet[t] = true
 	}
+	v.issuers = acceptedIssuers(cfg.Issuers, cfg.Tenants)
 	for _, c := range cfg.UserClaims {
 		if !knownStringClaim(c) {
 			v.needsRaw = true
@@ -246,7 +254,10 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	p.Kind = idflow.KindUser
 	names := v.cfg.UserClaims
 	if len(names) == 0 {
-		names = []string{DefaultUserClaim(c.Iss)}
+		names = []string{"sub"}
+		if c.entraIss {
+			names = []string{"oid"} // DefaultUserClaim, without parsing iss again
+		}
 	}
 	// The first claim present names the user; one present but malformed is
 	// refused, never skipped for the next.
@@ -268,19 +279,41 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	return Token{Principal: p, Audiences: aud}, nil
 }
 
-func (v *Verifier) checkIssuer(c *claims) error {
-	for _, want := range v.cfg.Issuers {
-		if strings.Contains(want, TenantPlaceholder) {
-			if c.Tid == "" || !v.tenantSet[c.Tid] {
-				continue
-			}
-			want = strings.ReplaceAll(want, TenantPlaceholder, c.Tid)
+// acceptedIssuers expands each {tenantid} template for every allowed
+// tenant, so that checking iss is one map lookup (every uncached request
+// pays for it) and whether it is Entra's is known in advance. An exact
+// issuer wins over an expansion that happens to spell the same.
+func acceptedIssuers(issuers, tenants []string) map[string]acceptedIssuer {
+	m := map[string]acceptedIssuer{}
+	for _, tmpl := range issuers {
+		if !strings.Contains(tmpl, TenantPlaceholder) {
+			continue
 		}
-		if c.Iss == want {
-			return nil
+		for _, tid := range tenants {
+			if tid != "" {
+				iss := strings.ReplaceAll(tmpl, TenantPlaceholder, tid)
+				m[iss] = acceptedIssuer{tid: tid, entra: EntraIssuer(iss)}
+			}
 		}
 	}
-	return errors.New("issuer not accepted")
+	for _, iss := range issuers {
+		if !strings.Contains(iss, TenantPlaceholder) {
+			m[iss] = acceptedIssuer{entra: EntraIssuer(iss)}
+		}
+	}
+	return m
+}
+
+// checkIssuer accepts iss exactly as configured, or a template expanded
+// with the token's own tid (which must be allowed); it notes whether the
+// issuer is Entra's.
+func (v *Verifier) checkIssuer(c *claims) error {
+	a, ok := v.issuers[c.Iss]
+	if !ok || a.tid != "" && a.tid != c.Tid {
+		return errors.New("issuer not accepted")
+	}
+	c.entraIss = a.entra
+	return nil
 }
 
 func (v *Verifier) matchAudiences(aud []string) []string {

@@ -504,6 +504,34 @@ func TestVerifyRefusesMalformedAndForgedTokens(t *testing.T) {
 	}
 }
 
+// TestVerifyHeaderIsOneJSONObject: the protected header is exactly one
+// JSON object. A second object (or anything else) after it used to be
+// ignored, so a header could say one thing to idflow and another to a
+// parser that reads the last object.
+func TestVerifyHeaderIsOneJSONObject(t *testing.T) {
+	f := newFixture(t, nil)
+	claims := f.base("alice")
+	kid := f.iss.RSA().KID
+	header := func(s string) string {
+		return f.iss.Sign(claims, authtest.WithRawHeader([]byte(s)))
+	}
+	// Controls: a raw header, white space around it included, verifies.
+	mustVerify(t, f.v, header(`{"alg":"RS256","kid":"`+kid+`"}`))
+	mustVerify(t, f.v, header(" \t\n{ \"alg\" : \"RS256\", \"kid\" : \""+kid+"\" }\r\n "))
+	for name, h := range map[string]string{
+		"second object":         `{"alg":"RS256","kid":"` + kid + `"}{"alg":"none"}`,
+		"second object, spaced": `{"alg":"RS256","kid":"` + kid + `"} {"kid":"other"}`,
+		"trailing garbage":      `{"alg":"RS256","kid":"` + kid + `"}x`,
+		"trailing comma":        `{"alg":"RS256","kid":"` + kid + `"},`,
+		"trailing NUL":          `{"alg":"RS256","kid":"` + kid + `"}` + "\x00",
+		"two headers in array":  `[{"alg":"RS256","kid":"` + kid + `"}]`,
+		"duplicate alg":         `{"alg":"RS256","kid":"` + kid + `","alg":"RS256"}`,
+		"duplicate kid":         `{"alg":"RS256","kid":"` + kid + `","kid":"` + kid + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) { mustRefuse(t, f.v, header(h), idflow.EUNAUTHORIZED) })
+	}
+}
+
 // ---- claim rules ----
 
 func TestVerifyTimeClaims(t *testing.T) {

@@ -10,7 +10,6 @@ package connections
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/vault"
@@ -152,32 +153,13 @@ func (m *Manager) connect(ctx context.Context, p idflow.Principal, name string) 
 	if !prov.Connectable() {
 		return "", idflow.Errorf(idflow.EINVALID, "provider %q needs no connection: it exchanges your sign-in token on each call", name)
 	}
-	state, verifier := randomString(), randomString()
+	state, verifier := randomString(), oauth2.GenerateVerifier()
 	redirect := m.CallbackURL(name)
 	if err := m.cfg.Store.SaveConnectState(ctx, p, idflow.ConnectState{State: state, Provider: name,
 		CodeVerifier: verifier, RedirectURI: redirect, ExpiresAt: m.cfg.Now().Add(m.cfg.StateTTL)}); err != nil {
 		return "", err
 	}
-	u, err := url.Parse(prov.AuthorizeURL)
-	if err != nil {
-		return "", idflow.WrapError(idflow.EINTERNAL, "provider misconfigured", err)
-	}
-	q := u.Query()
-	for k, v := range prov.AuthorizeParams {
-		q.Set(k, v)
-	}
-	sum := sha256.Sum256([]byte(verifier))
-	q.Set("response_type", "code")
-	q.Set("client_id", prov.ClientID)
-	q.Set("redirect_uri", redirect)
-	q.Set("state", state)
-	q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
-	q.Set("code_challenge_method", "S256")
-	if len(prov.Scopes) > 0 {
-		q.Set("scope", strings.Join(prov.Scopes, " "))
-	}
-	u.RawQuery = q.Encode()
-	return u.String(), nil
+	return m.oauth.authCodeURL(prov, redirect, state, verifier), nil
 }
 
 // Callback completes p's connect flow: the state must be one p started for

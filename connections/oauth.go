@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/vault"
 )
@@ -54,12 +56,50 @@ func (e *OAuthError) Unwrap() error {
 	return nil
 }
 
-// oauthClient speaks to providers' token and revocation endpoints.
+// oauthClient speaks to providers' token and revocation endpoints. Codes
+// are redeemed and tokens refreshed by golang.org/x/oauth2; the token
+// exchanges (RFC 8693, Entra on-behalf-of) and revocation (RFC 7009),
+// which x/oauth2 does not offer, are requests of its own.
 type oauthClient struct {
 	reg  *Registry
 	http *http.Client
 	now  func() time.Time
 	log  *slog.Logger
+}
+
+// config is p's client for x/oauth2.
+func (o *oauthClient) config(p *Provider, redirectURI string) *oauth2.Config {
+	c := &oauth2.Config{ClientID: p.ClientID, RedirectURL: redirectURI, Scopes: p.Scopes,
+		Endpoint: oauth2.Endpoint{AuthURL: p.AuthorizeURL, TokenURL: p.TokenURL}}
+	// The client authentication is the configured one, never guessed:
+	// x/oauth2's auto-detection answers a refusal by trying the other
+	// style, sending the code a second time, which a strict issuer has
+	// already spent (and may then revoke what it issued for it).
+	switch p.authMethod() {
+	case AuthSecretBasic:
+		c.Endpoint.AuthStyle, c.ClientSecret = oauth2.AuthStyleInHeader, p.secret
+	case AuthSecretPost:
+		c.Endpoint.AuthStyle, c.ClientSecret = oauth2.AuthStyleInParams, p.secret
+	default: // none: client_id in the form, no secret
+		c.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	}
+	return c
+}
+
+// clientContext carries o's HTTP client (timeouts, the tests' transports)
+// to x/oauth2.
+func (o *oauthClient) clientContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, o.http)
+}
+
+// authCodeURL is where the user grants p access: code flow, PKCE (S256)
+// over verifier, state, p's scopes and extra parameters.
+func (o *oauthClient) authCodeURL(p *Provider, redirectURI, state, verifier string) string {
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	for k, v := range p.AuthorizeParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	return o.config(p, redirectURI).AuthCodeURL(state, opts...)
 }
 
 // Refresh implements vault.Refresher.
@@ -68,14 +108,58 @@ func (o *oauthClient) Refresh(ctx context.Context, provider, refreshToken string
 	if !ok {
 		return vault.Token{}, fmt.Errorf("provider %q is no longer configured", provider)
 	}
-	return o.token(ctx, p, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+	// A token without an access token is invalid, so x/oauth2 refreshes.
+	t, err := o.config(p, "").TokenSource(o.clientContext(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
+	return o.fromOAuth2(p, t, err)
 }
 
 // redeemCode exchanges an authorization code (with its PKCE verifier).
 func (o *oauthClient) redeemCode(ctx context.Context, p *Provider, code, verifier, redirectURI string) (vault.Token, error) {
-	return o.token(ctx, p, url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {redirectURI}, "code_verifier": {verifier}})
+	t, err := o.config(p, redirectURI).Exchange(o.clientContext(ctx), code, oauth2.VerifierOption(verifier))
+	return o.fromOAuth2(p, t, err)
 }
+
+// fromOAuth2 turns x/oauth2's answer into a vault token, with the checks
+// and the clock of every token answer (tokenAnswer).
+func (o *oauthClient) fromOAuth2(p *Provider, t *oauth2.Token, err error) (vault.Token, error) {
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			// Only the standard fields: the raw body is never kept.
+			oe := &OAuthError{Code: re.ErrorCode, Description: truncate(re.ErrorDescription, 300)}
+			if re.Response != nil {
+				oe.Status = re.Response.StatusCode
+			}
+			return vault.Token{}, oe
+		}
+		return vault.Token{}, fmt.Errorf("token endpoint of %q: %w", p.Name, redactURLError(err))
+	}
+	expiresIn := t.ExpiresIn
+	if n, ok := t.Extra("expires_in").(int64); ok && expiresIn == 0 { // a form-encoded answer
+		expiresIn = n
+	}
+	scope, _ := t.Extra("scope").(string)
+	return o.tokenAnswer(p, t.AccessToken, t.TokenType, t.RefreshToken, scope, expiresIn)
+}
+
+// tokenAnswer checks a token endpoint's successful answer: an access
+// token, of type Bearer, expiring (if it says) within ten years.
+func (o *oauthClient) tokenAnswer(p *Provider, access, tokenType, refresh, scope string, expiresIn int64) (vault.Token, error) {
+	if access == "" {
+		return vault.Token{}, fmt.Errorf("token endpoint of %q: no access_token in the answer", p.Name)
+	}
+	if tokenType != "" && !strings.EqualFold(tokenType, "bearer") {
+		return vault.Token{}, fmt.Errorf("token endpoint of %q: token_type %q is not Bearer", p.Name, truncate(tokenType, 40))
+	}
+	t := vault.Token{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", Scopes: strings.Fields(scope)}
+	if expiresIn > 0 && expiresIn <= maxExpiresIn {
+		t.Expiry = o.now().Add(time.Duration(expiresIn) * time.Second).UTC()
+	}
+	return t, nil
+}
+
+// maxExpiresIn bounds a believable expires_in (seconds): ten years.
+const maxExpiresIn = 10 * 365 * 24 * 3600
 
 // exchange trades the caller's inbound token for one for p. The inbound
 // token goes to p's token endpoint only, as the subject (or assertion).
@@ -110,7 +194,8 @@ func (o *oauthClient) exchange(ctx context.Context, p *Provider, inbound string)
 	return o.token(ctx, p, form)
 }
 
-// token posts form to p's token endpoint, authenticated as p's client.
+// token posts a token exchange's form to p's token endpoint, authenticated
+// as p's client.
 func (o *oauthClient) token(ctx context.Context, p *Provider, form url.Values) (vault.Token, error) {
 	req, err := o.request(ctx, p, p.TokenURL, form)
 	if err != nil {
@@ -141,18 +226,7 @@ func (o *oauthClient) token(ctx context.Context, p *Provider, form url.Values) (
 	if jerr != nil {
 		return vault.Token{}, fmt.Errorf("token endpoint of %q: the answer is not JSON: %w", p.Name, jerr)
 	}
-	if out.AccessToken == "" {
-		return vault.Token{}, fmt.Errorf("token endpoint of %q: no access_token in the answer", p.Name)
-	}
-	if out.TokenType != "" && !strings.EqualFold(out.TokenType, "bearer") {
-		return vault.Token{}, fmt.Errorf("token endpoint of %q: token_type %q is not Bearer", p.Name, truncate(out.TokenType, 40))
-	}
-	t := vault.Token{AccessToken: out.AccessToken, RefreshToken: out.RefreshToken, TokenType: "Bearer",
-		Scopes: strings.Fields(out.Scope)}
-	if secs, ok := parseExpiresIn(out.ExpiresIn); ok {
-		t.Expiry = o.now().Add(time.Duration(secs) * time.Second).UTC()
-	}
-	return t, nil
+	return o.tokenAnswer(p, out.AccessToken, out.TokenType, out.RefreshToken, out.Scope, parseExpiresIn(out.ExpiresIn))
 }
 
 // revoke tells p that token is no longer needed (RFC 7009); best effort.
@@ -200,17 +274,14 @@ func (o *oauthClient) request(ctx context.Context, p *Provider, endpoint string,
 }
 
 // parseExpiresIn accepts a JSON number or a numeric string (some providers
-// send one).
-func parseExpiresIn(raw json.RawMessage) (int64, bool) {
+// send one); 0 when there is none.
+func parseExpiresIn(raw json.RawMessage) int64 {
 	s := strings.Trim(strings.TrimSpace(string(raw)), `"`)
-	if s == "" || s == "null" {
-		return 0, false
-	}
 	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n <= 0 || n > 10*365*24*3600 {
-		return 0, false
+	if err != nil || n <= 0 || n > maxExpiresIn {
+		return 0
 	}
-	return int64(n), true
+	return int64(n)
 }
 
 // redactURLError drops the URL from a transport error: a form body never

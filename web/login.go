@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 
@@ -50,7 +49,7 @@ type Login struct {
 	cfg      Config
 	disc     auth.Discovery
 	oauth    oauth2.Config
-	idTokens *oidc.IDTokenVerifier
+	idTokens *auth.IDTokenVerifier
 	access   *auth.Verifier
 	store    idflow.BrowserSessionStore
 	sealer   Sealer
@@ -62,18 +61,26 @@ type Login struct {
 }
 
 // NewLogin returns the browser login for the issuer described by disc.
-// idKeys verifies ID tokens (the issuer's JWKS); access verifies the access
-// tokens the session holds, exactly like bearer tokens.
-func NewLogin(cfg Config, disc auth.Discovery, idKeys auth.KeySet, access *auth.Verifier,
+// access verifies the access tokens the session holds, exactly like bearer
+// tokens; the ID token of each sign-in is checked on the same path, with
+// the same keys, algorithms and claims rules (access.IDTokens).
+func NewLogin(cfg Config, disc auth.Discovery, access *auth.Verifier,
 	store idflow.BrowserSessionStore, sealer Sealer, log *slog.Logger) (*Login, error) {
 	if cfg.ClientID == "" {
 		return nil, errors.New("web: a client id is required for the browser login")
+	}
+	if access == nil {
+		return nil, errors.New("web: the browser login needs the bearer verifier")
+	}
+	idTokens, err := access.IDTokens(disc.Issuer, cfg.ClientID)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
 	if len(cfg.Scopes) == 0 {
-		cfg.Scopes = []string{oidc.ScopeOpenID, "profile", "email", oidc.ScopeOfflineAccess}
+		cfg.Scopes = []string{"openid", "profile", "email", "offline_access"}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -82,7 +89,7 @@ func NewLogin(cfg Config, disc auth.Discovery, idKeys auth.KeySet, access *auth.
 		return nil, fmt.Errorf("web: public url: %w", err)
 	}
 	l := &Login{
-		cfg: cfg, disc: disc, access: access, store: store, sealer: sealer, log: log,
+		cfg: cfg, disc: disc, access: access, idTokens: idTokens, store: store, sealer: sealer, log: log,
 		client:  &http.Client{Timeout: 15 * time.Second},
 		cookies: auth.CookiesFor(cfg.PublicURL),
 		now:     time.Now,
@@ -92,8 +99,6 @@ func NewLogin(cfg Config, disc auth.Discovery, idKeys auth.KeySet, access *auth.
 			Endpoint:    oauth2.Endpoint{AuthURL: disc.AuthorizationEndpoint, TokenURL: disc.TokenEndpoint, AuthStyle: authStyle(cfg.ClientSecret)},
 		},
 	}
-	l.idTokens = oidc.NewVerifier(disc.Issuer, idKeys, &oidc.Config{ClientID: cfg.ClientID,
-		SupportedSigningAlgs: []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}})
 	return l, nil
 }
 
@@ -166,7 +171,7 @@ func (l *Login) HandleLogin(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("seal login state: %w", err)
 	}
 	http.SetCookie(w, l.cookie(l.cookies.Login, kid+"."+base64.RawURLEncoding.EncodeToString(ct), 600))
-	target := l.oauth.AuthCodeURL(p.State, oidc.Nonce(p.Nonce), oauth2.S256ChallengeOption(p.Verifier))
+	target := l.oauth.AuthCodeURL(p.State, oauth2.SetAuthURLParam("nonce", p.Nonce), oauth2.S256ChallengeOption(p.Verifier))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
@@ -218,12 +223,9 @@ func (l *Login) HandleCallback(w http.ResponseWriter, r *http.Request) (Account,
 	if rawID == "" {
 		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "the identity provider sent no ID token")
 	}
-	idt, err := l.idTokens.Verify(ctx, rawID)
-	if err != nil {
+	// The nonce ties the ID token to the sign-in this browser started.
+	if _, err := l.idTokens.Verify(ctx, rawID, p.Nonce); err != nil {
 		return none, idflow.WrapError(idflow.EUNAUTHORIZED, "invalid ID token", err)
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
-		return none, idflow.Errorf(idflow.EUNAUTHORIZED, "ID token nonce mismatch")
 	}
 	verified, err := l.access.Verify(ctx, tok.AccessToken)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 type loginParts struct {
 	clientID, secret string
 	disc             auth.Discovery
-	keys             auth.KeySet // verifies ID tokens
 	scopes           []string
 }
 
@@ -33,7 +32,7 @@ func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idfl
 		return nil, err
 	}
 	return web.NewLogin(web.Config{PublicURL: cfg.PublicURL, ClientID: lp.clientID, ClientSecret: lp.secret, Scopes: lp.scopes},
-		lp.disc, lp.keys, access, sessions, keys, log.With("component", "browser-login"))
+		lp.disc, access, sessions, keys, log.With("component", "browser-login"))
 }
 
 // authConfig wires the credential sources; with a browser login, its

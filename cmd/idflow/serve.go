@@ -162,15 +162,14 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 			return nil, err
 		}
 		iss := cfg.PublicURL + devidp.Path
-		login = &loginParts{clientID: devidp.PublicClientID, keys: auth.NewStaticKeySet(devIssuer.PublicJWK()),
+		login = &loginParts{clientID: devidp.PublicClientID,
 			scopes: []string{"openid", "profile", "email", "offline_access", "idflow"},
 			disc: auth.Discovery{Issuer: iss, AuthorizationEndpoint: iss + "/authorize", TokenEndpoint: iss + "/token",
 				EndSessionEndpoint: iss + "/logout", JWKSURI: iss + "/jwks.json"}}
 	} else if cfg.OIDCIssuer != "" {
 		var disc auth.Discovery
-		var keys auth.KeySet
 		var err error
-		verifier, disc, keys, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, m, log)
+		verifier, disc, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, m, log)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +178,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 			if cfg.OIDCRequiredScope != "" {
 				scopes = append(scopes, cfg.OIDCRequiredScope)
 			}
-			login = &loginParts{clientID: cfg.OIDCClientID, secret: cfg.OIDCClientSecret, disc: disc, keys: keys, scopes: scopes}
+			login = &loginParts{clientID: cfg.OIDCClientID, secret: cfg.OIDCClientSecret, disc: disc, scopes: scopes}
 		}
 	}
 
@@ -367,7 +366,7 @@ func redactURL(s string) string {
 
 // productionVerifier discovers the issuer (retrying while it is down at
 // start) and verifies against its JWKS.
-func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, m *metrics.Metrics, log *slog.Logger) (*auth.Verifier, auth.Discovery, auth.KeySet, error) {
+func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, m *metrics.Metrics, log *slog.Logger) (*auth.Verifier, auth.Discovery, error) {
 	issuers := splitComma(cfg.OIDCIssuer)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var disc auth.Discovery
@@ -380,12 +379,12 @@ func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string,
 		log.Warn("oidc discovery failed; retrying", "issuer", issuers[0], "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, disc, nil, ctx.Err()
+			return nil, disc, ctx.Err()
 		case <-time.After(time.Duration(attempt+1) * time.Second):
 		}
 	}
 	if err != nil {
-		return nil, disc, nil, fmt.Errorf("oidc discovery: %w", err)
+		return nil, disc, fmt.Errorf("oidc discovery: %w", err)
 	}
 	accepted := append([]string{disc.Issuer}, issuers[1:]...)
 	keys := auth.NewRemoteKeySet(disc.JWKSURI, client, 0, log).ObserveFetches(m.JWKSFetches("oidc"))
@@ -401,7 +400,7 @@ func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string,
 		RequiredScope:  cfg.OIDCRequiredScope,
 		OnCacheLookup:  m.TokenCacheLookups(),
 	}, keys)
-	return v, disc, keys, err
+	return v, disc, err
 }
 
 func proxyConfig(cfg *config, m *metrics.Metrics, log *slog.Logger) (*auth.ProxyConfig, error) {
