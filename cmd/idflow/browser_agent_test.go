@@ -15,7 +15,7 @@ type turnInfo struct {
 	Deltas     int    `json:"deltas"`
 	UserState  string `json:"userState"`
 	UserID     string `json:"userId"`
-	Memory     string `json:"memory"`    // the memory facts listed
+	Memory     string `json:"memory"`     // the memory facts listed
 	MemoryOpen bool   `json:"memoryOpen"` // shown expanded
 	Tool       string `json:"tool"`       // the tool call's name
 	ToolState  string `json:"toolState"`
