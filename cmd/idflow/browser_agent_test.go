@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/idflow/idflow/internal/testsvc"
 )
 
 // turnInfo is what the page shows of the last agent turn.
@@ -220,5 +224,49 @@ func TestBrowserFailedTurnSavesNothing(t *testing.T) {
 	alice.run("reload the chat", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("no-messages")))
 	if n := value(alice, "count messages", chromedp.Evaluate[int](`document.querySelectorAll('#messages > *').length`)); n != 0 {
 		t.Fatalf("the failed turn left %d stored messages", n)
+	}
+}
+
+// TestBrowserDownstreamTools: with a downstream MCP server configured, the
+// agent form groups its tools under the server's name, apart from the
+// built-ins; an agent given one of them calls it from the chat, and the
+// server saw the call as alice.
+func TestBrowserDownstreamTools(t *testing.T) {
+	contexts := newBrowsers(t)
+	addr := freeAddr(t)
+	public := "http://" + addr
+	ds := testsvc.StartDownstreamMCP(t, public, public+"/.well-known/idflow/jwks.json")
+	dir := t.TempDir()
+	servers := filepath.Join(dir, "mcp-servers.json")
+	writeFile(t, servers, fmt.Sprintf(`{"servers": [{"name": "tickets", "url": %q, "auth": {"type": "assertion"}}]}`, ds.URL))
+	srv := startIdflow(t, map[string]string{"IDFLOW_LISTEN": addr, "IDFLOW_DATA_DIR": dir, "IDFLOW_MCP_SERVERS_FILE": servers}, "--dev")
+	alice := &browser{ctx: contexts(), base: srv.URL, t: t}
+	alice.signIn("alice")
+
+	alice.run("open agents", chromedp.Navigate(srv.URL+"/#/agents"), chromedp.WaitVisible(chromedp.ID("new-agent")))
+	groups := value(alice, "read the tool groups", chromedp.Evaluate[map[string][]string](`Object.fromEntries(
+		[...document.querySelectorAll('#new-agent fieldset')].map(f => [f.dataset.server, [...f.querySelectorAll('input[name=tools]')].map(i => i.value)]))`))
+	if !slices.Contains(groups[""], "whoami") || slices.ContainsFunc(groups[""], func(n string) bool { return strings.HasPrefix(n, "tickets__") }) {
+		t.Fatalf("the built-in group holds %v", groups[""])
+	}
+	if !slices.Contains(groups["tickets"], "tickets__whoami") || slices.ContainsFunc(groups["tickets"], func(n string) bool { return !strings.HasPrefix(n, "tickets__") }) {
+		t.Fatalf("the tickets group holds %v (groups %v)", groups["tickets"], groups)
+	}
+	if legend := alice.text(`#new-agent fieldset[data-server="tickets"] legend`); legend != "Server tickets" {
+		t.Fatalf("the tickets group is titled %q", legend)
+	}
+	alice.run("create an agent with tickets__whoami",
+		chromedp.SendKeys(chromedp.CSS(`#new-agent input[name=name]`), "ticket helper"),
+		chromedp.Click(chromedp.CSS(`#new-agent input[name=tools][value=tickets__whoami]`)),
+		chromedp.Click(chromedp.CSS(`#new-agent button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.Search(`//li[.//strong[text()="ticket helper"]]//button[@data-action="chat"]`)),
+		chromedp.Click(chromedp.Search(`//li[.//strong[text()="ticket helper"]]//button[@data-action="chat"]`)),
+		chromedp.WaitVisible(chromedp.ID("send")))
+	turn := alice.sendTurn("/tool tickets__whoami {}")
+	if turn.State != "done" || turn.Tool != "tickets__whoami" || turn.ToolState != "ok" {
+		t.Fatalf("the downstream turn: %+v", turn)
+	}
+	if !strings.Contains(turn.Result, `"sub": "dev-alice"`) {
+		t.Fatalf("the downstream server saw %q; want alice", turn.Result)
 	}
 }
