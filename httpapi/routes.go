@@ -122,6 +122,7 @@ func (s *Server) routes() []route {
 		{method: "POST", pattern: "/api/v1/memory/search", access: accessUser, summary: "Search your facts", in: searchIn{}, out: searchOut{}, serve: s.handleSearchMemory},
 		{method: "GET", pattern: "/api/v1/users/{user_id}/facts", access: accessUser, summary: "Seed-compatible: `me` or your own id; an admin may read a user of their own tenant, a platform admin any user (audited)", out: facts{}, serve: s.handleUserFacts},
 
+		{method: "GET", pattern: "/api/v1/tools", access: accessUser, summary: "The tools you may use, built in and downstream (`server` names a downstream tool's MCP server); not paged (docs/AGENTS.md)", out: toolsOut{}, serve: s.handleListTools},
 		{method: "GET", pattern: "/api/v1/llms", access: accessUser, summary: "Models you may name", out: lookups{}, serve: s.handleLLMs},
 		{method: "GET", pattern: "/api/v1/personas", access: accessUser, summary: "Personas", out: lookups{}, serve: s.handlePersonas},
 		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: s.handleTags},

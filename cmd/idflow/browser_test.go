@@ -153,7 +153,7 @@ func TestBrowserTwoUsers(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("send")),
 		chromedp.SendKeys(chromedp.CSS(`#send input[name=content]`), "hello from alice"),
 		chromedp.Click(chromedp.CSS(`#send button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`.msg.assistant`)))
+		chromedp.WaitVisible(chromedp.CSS(`.msg.assistant[data-state="stored"]`)))
 	if got := alice.text(".msg.assistant"); !strings.Contains(got, "hello from alice") {
 		t.Fatalf("reply %q", got)
 	}

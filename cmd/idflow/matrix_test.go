@@ -165,6 +165,7 @@ var matrixCases = map[string]matrixCase{
 	"DELETE /api/v1/facts/{fact_id}":               {},
 	"POST /api/v1/memory/search":                   {body: map[string]any{"query": aliceFactText, "limit": 50}},
 	"GET /api/v1/users/{user_id}/facts":            {},
+	"GET /api/v1/tools":                            {},
 	"GET /api/v1/llms":                             {},
 	"GET /api/v1/personas":                         {},
 	"GET /api/v1/tags":                             {},

@@ -115,30 +115,220 @@ function listOrEmpty(items, empty, item) {
 }
 
 async function viewChats() {
-  const { items } = await api('GET', '/api/v1/sessions');
+  const [{ items }, agents] = await Promise.all([api('GET', '/api/v1/sessions'), api('GET', '/api/v1/agents?limit=200')]);
   render(h('h1', {}, 'Chats'),
     h('form', { class: 'card row', id: 'new-chat', onsubmit: onSubmit(async (f) => {
-      const s = await api('POST', '/api/v1/sessions', { title: f.title.value });
+      const s = await api('POST', '/api/v1/sessions', { title: f.title.value, agent_id: f.agent_id.value || undefined });
       location.hash = '#/chats/' + s.id;
-    }) }, h('label', {}, 'Title', h('input', { name: 'title', placeholder: 'New chat', maxlength: 200 })), h('button', { type: 'submit' }, 'Start chat')),
+    }) }, h('label', {}, 'Title', h('input', { name: 'title', placeholder: 'New chat', maxlength: 200 })),
+      h('label', {}, 'Agent', h('select', { name: 'agent_id' }, h('option', { value: '' }, 'Default agent (built-in tools)'),
+        agents.items.map(a => h('option', { value: a.id }, a.name)))),
+      h('button', { type: 'submit' }, 'Start chat')),
     h('section', { class: 'card' }, listOrEmpty(items, 'No chats yet.', s =>
       h('li', {}, h('a', { href: '#/chats/' + s.id }, s.title), h('span', { class: 'muted' }, when(s.updated_at))))));
+}
+
+// readEvents parses a text/event-stream body as it arrives and calls
+// onEvent(type, data) for each event. idflow ends lines with "\n" (a "\r"
+// before it is dropped too).
+async function readEvents(body, onEvent) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '', type = '', data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      let line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.endsWith('\r')) line = line.slice(0, -1);
+      if (line === '') {
+        if (data.length) onEvent(type || 'message', data.join('\n'));
+        type = ''; data = [];
+        continue;
+      }
+      if (line.startsWith(':')) continue; // a comment
+      const c = line.indexOf(':');
+      const field = c < 0 ? line : line.slice(0, c);
+      let v = c < 0 ? '' : line.slice(c + 1);
+      if (v.startsWith(' ')) v = v.slice(1);
+      if (field === 'event') type = v;
+      else if (field === 'data') data.push(v);
+    }
+  }
+}
+
+// postStream POSTs body asking for Server-Sent Events (EventSource cannot
+// POST) and answers the stream. A refusal before the stream began is an
+// ordinary problem+json answer: thrown as an HTTPError.
+async function postStream(path, body) {
+  const res = await fetch(path, { method: 'POST', credentials: 'same-origin', body: JSON.stringify(body),
+    headers: { 'Accept': 'text/event-stream', 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf } });
+  if (res.ok && (res.headers.get('Content-Type') || '').startsWith('text/event-stream')) return res.body;
+  let data = null;
+  try { data = await res.json(); } catch { data = null; }
+  throw new HTTPError(res.status, (data && data.detail) || (res.ok ? 'The server did not stream the reply.' : ''));
+}
+
+// A tool result's content is the tool's JSON when it succeeded and
+// "<code>: <message>" when it failed (docs/TOOLS.md): stored tool messages
+// carry no ok flag, so history tells them apart by that.
+function isJSON(text) { try { JSON.parse(text); return true; } catch { return false; } }
+function pretty(text) { try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; } }
+
+// toolView is one tool call, collapsed: its name and state, then its
+// arguments and (once it answered) its result.
+function toolView(call) {
+  return h('details', { class: 'tool', 'data-call-id': call.id, 'data-tool': call.name, 'data-state': 'running' },
+    h('summary', {}, 'Tool ', h('code', {}, call.name), ' ', h('span', { class: 'badge', 'data-part': 'status' }, 'running…')),
+    h('div', { class: 'tool-part' }, h('span', { class: 'muted' }, 'Arguments'),
+      h('pre', { 'data-part': 'arguments' }, call.arguments === undefined ? '—' : JSON.stringify(call.arguments, null, 2))),
+    h('div', { class: 'tool-part' }, h('span', { class: 'muted' }, 'Result'), h('pre', { 'data-part': 'result' }, '…')));
+}
+
+function setToolResult(el, ok, content) {
+  el.dataset.state = ok ? 'ok' : 'error';
+  const status = el.querySelector('[data-part=status]');
+  status.textContent = ok ? 'ok' : 'error';
+  status.className = 'badge ' + (ok ? 'succeeded' : 'failed');
+  el.querySelector('[data-part=result]').textContent = ok ? pretty(content) : content;
+}
+
+// memoryView lists the facts of the user's memory the model was given.
+function memoryView(facts) {
+  return h('details', { class: 'memory', 'data-count': facts.length },
+    h('summary', {}, 'Used ' + facts.length + (facts.length === 1 ? ' fact' : ' facts') + ' from your memory'),
+    h('ul', {}, facts.map(f => h('li', { 'data-fact-id': f.id }, h('code', {}, f.id), ' ', f.content))));
+}
+
+function bubble(m) {
+  return h('div', { class: 'msg ' + m.role, 'data-id': m.id, 'data-state': 'stored' }, m.content);
+}
+
+// showHistory renders stored messages: an assistant message that called
+// tools shows its calls, and each tool message fills in its call's result.
+function showHistory(log, items) {
+  const calls = new Map();
+  for (const m of items) {
+    if (m.role === 'tool') {
+      let el = calls.get(m.tool_call_id);
+      if (!el) { el = toolView({ id: m.tool_call_id, name: m.name }); log.append(el); }
+      setToolResult(el, isJSON(m.content), m.content);
+      continue;
+    }
+    const tc = m.tool_calls || [];
+    if (m.content || !tc.length) log.append(bubble(m));
+    for (const c of tc) { const el = toolView(c); calls.set(c.id, el); log.append(el); }
+  }
+}
+
+// turnView shows one agent turn as its events arrive: the user's message at
+// once, the memory used, each tool call and its result, the reply as it
+// streams (marked streaming), then the stored reply. data-events lists the
+// event types seen, in order, and data-deltas counts the deltas.
+function turnView(log, content) {
+  const user = h('div', { class: 'msg user', 'data-state': 'sending' }, content);
+  const turn = h('div', { class: 'turn', 'data-state': 'streaming', 'data-events': '', 'data-deltas': '0', 'aria-busy': 'true' });
+  log.append(user, turn);
+  const calls = new Map();
+  const seen = [];
+  let text = null; // the assistant text streaming now
+  let deltas = 0;
+  let ended = false;
+  const endText = () => { if (text) { text.classList.remove('streaming'); text.removeAttribute('aria-busy'); text = null; } };
+  const fail = (detail) => {
+    ended = true;
+    user.dataset.state = 'failed';
+    user.classList.add('failed');
+    turn.dataset.state = 'failed';
+    turn.removeAttribute('aria-busy');
+    turn.replaceChildren(h('p', { class: 'error', role: 'alert' }, 'Not sent, nothing of it was saved: ' + detail));
+  };
+  const handle = (type, raw) => {
+    if (ended) return;
+    if (seen[seen.length - 1] !== type) { seen.push(type); turn.dataset.events = seen.join(' '); }
+    let d;
+    try { d = JSON.parse(raw); } catch { fail('the server sent an event that is not JSON'); return; }
+    switch (type) {
+      case 'message':
+        user.dataset.id = d.id;
+        break;
+      case 'memory':
+        if ((d.facts || []).length) turn.append(memoryView(d.facts));
+        break;
+      case 'tool_call': {
+        endText();
+        const el = toolView(d);
+        calls.set(d.id, el);
+        turn.append(el);
+        break;
+      }
+      case 'tool_result': {
+        let el = calls.get(d.id);
+        if (!el) { el = toolView({ id: d.id, name: d.name }); turn.append(el); }
+        setToolResult(el, d.ok, d.content);
+        break;
+      }
+      case 'delta':
+        if (!text) { text = h('div', { class: 'msg assistant streaming', 'aria-busy': 'true' }); turn.append(text); }
+        text.append(d.text);
+        turn.dataset.deltas = String(++deltas);
+        break;
+      case 'reply':
+        if (!text) { text = h('div', { class: 'msg assistant' }); turn.append(text); }
+        text.textContent = d.content;
+        text.dataset.id = d.id;
+        text.dataset.state = 'stored';
+        endText();
+        user.dataset.state = 'stored';
+        break;
+      case 'done':
+        ended = true;
+        turn.dataset.state = 'done';
+        turn.removeAttribute('aria-busy');
+        break;
+      case 'error':
+        fail(d.detail || d.title || 'the turn failed');
+        break;
+    }
+  };
+  const finish = () => { if (!ended) fail('the connection ended before the reply was stored'); };
+  return { handle, fail, finish, get failed() { return turn.dataset.state === 'failed'; } };
 }
 
 async function viewChat(id) {
   const s = await api('GET', '/api/v1/sessions/' + encodeURIComponent(id));
   const { items } = await api('GET', '/api/v1/sessions/' + encodeURIComponent(id) + '/messages?limit=200');
+  let agent = null, agentGone = false;
+  if (s.agent_id) {
+    try { agent = await api('GET', '/api/v1/agents/' + encodeURIComponent(s.agent_id)); } catch (e) {
+      if (!(e instanceof HTTPError && e.status === 404)) throw e;
+      agentGone = true;
+    }
+  }
   const log = h('div', { class: 'chat', id: 'messages', 'aria-live': 'polite' });
-  const add = (m) => log.append(h('div', { class: 'msg ' + m.role }, m.content));
-  items.forEach(add);
+  showHistory(log, items);
   render(h('h1', {}, s.title),
+    h('p', { class: 'muted', id: 'chat-agent' }, agentGone ? 'Its agent was deleted: new messages are refused.' : agent
+      ? ['Agent ', h('strong', {}, agent.name), ' · tools: ', agent.tools.length ? agent.tools.map(t => [h('code', {}, t), ' ']) : 'none']
+      : 'Default agent: the built-in tools you may use.'),
     items.length ? null : h('p', { class: 'empty', id: 'no-messages' }, 'No messages yet — say something.'),
     log,
     h('form', { class: 'card row', id: 'send', onsubmit: onSubmit(async (f) => {
-      const out = await api('POST', '/api/v1/sessions/' + encodeURIComponent(id) + '/messages', { content: f.content.value });
+      const content = f.content.value;
       document.getElementById('no-messages')?.remove();
-      add(out.message); add(out.reply);
-      f.content.value = ''; f.content.focus();
+      const turn = turnView(log, content);
+      f.content.value = '';
+      try {
+        await readEvents(await postStream('/api/v1/sessions/' + encodeURIComponent(id) + '/messages', { content }), turn.handle);
+        turn.finish();
+      } catch (err) {
+        if (err instanceof HTTPError && err.status === 401) throw err;
+        turn.fail(err.message || String(err));
+      }
+      if (turn.failed && !f.content.value) f.content.value = content; // nothing was saved: let the user send it again
+      f.content.focus();
     }) }, h('label', {}, 'Message', h('input', { name: 'content', required: true, autocomplete: 'off' })), h('button', { type: 'submit' }, 'Send')),
     h('button', { class: 'danger', id: 'delete-chat', onclick: async () => {
       if (!confirm('Delete this chat?')) return;
@@ -146,23 +336,60 @@ async function viewChat(id) {
     } }, 'Delete chat'));
 }
 
+// toolPicker offers the tools of the catalog the user may use as
+// checkboxes: the built-ins, then each downstream server's. A tool the
+// agent names that the catalog does not offer the user now (a server that
+// is down, a tool the policy closes) stays checked in a group of its own,
+// so saving does not drop it unseen.
+function toolPicker(catalog, chosen) {
+  const groups = new Map([['', []]]);
+  for (const t of catalog) {
+    const server = t.server || '';
+    if (!groups.has(server)) groups.set(server, []);
+    groups.get(server).push(t);
+  }
+  const known = new Set(catalog.map(t => t.name));
+  const missing = chosen.filter(n => !known.has(n));
+  const box = (name, desc, checked) => h('label', { class: 'check' },
+    h('input', { type: 'checkbox', name: 'tools', value: name, checked }),
+    h('span', {}, h('code', {}, name), desc ? h('span', { class: 'muted' }, ' — ' + desc) : null));
+  return h('div', { class: 'tool-picker' },
+    [...groups].filter(([, ts]) => ts.length).map(([server, ts]) =>
+      h('fieldset', { 'data-server': server }, h('legend', {}, server ? 'Server ' + server : 'Built-in tools'),
+        ts.map(t => box(t.name, t.title || t.description, chosen.includes(t.name))))),
+    missing.length ? h('fieldset', { 'data-server': '' }, h('legend', {}, 'Not available to you now'),
+      missing.map(n => box(n, 'offered only while it is available to you', true))) : null,
+    catalog.length ? null : h('p', { class: 'empty' }, 'No tools are available to you.'));
+}
+
+const pickedTools = (form) => [...form.querySelectorAll('input[name=tools]:checked')].map(i => i.value);
+
 async function viewAgents() {
-  const [{ items }, llms] = await Promise.all([api('GET', '/api/v1/agents'), api('GET', '/api/v1/llms')]);
+  const [{ items }, llms, tools] = await Promise.all([api('GET', '/api/v1/agents?limit=200'), api('GET', '/api/v1/llms'), api('GET', '/api/v1/tools')]);
   render(h('h1', {}, 'Agents'),
     h('form', { class: 'card stack', id: 'new-agent', onsubmit: onSubmit(async (f) => {
-      await api('POST', '/api/v1/agents', { name: f.name.value, instructions: f.instructions.value, model: f.model.value,
-        tools: f.tools.value.split(',').map(s => s.trim()).filter(Boolean) });
+      await api('POST', '/api/v1/agents', { name: f.name.value, instructions: f.instructions.value, model: f.model.value, tools: pickedTools(f) });
       route();
     }) },
       h('label', {}, 'Name', h('input', { name: 'name', required: true, maxlength: 200 })),
       h('label', {}, 'Instructions', h('textarea', { name: 'instructions' })),
-      h('div', { class: 'row' },
-        h('label', {}, 'Model', h('select', { name: 'model' }, llms.items.map(m => h('option', { value: m.id }, m.name)))),
-        h('label', {}, 'Tools (comma-separated)', h('input', { name: 'tools', placeholder: 'whoami, search_memory' })),
-        h('button', { type: 'submit' }, 'Create agent'))),
+      h('label', {}, 'Model', h('select', { name: 'model' }, llms.items.map(m => h('option', { value: m.id }, m.name)))),
+      h('div', {}, h('span', { class: 'label' }, 'Tools'), toolPicker(tools.items, [])),
+      h('div', {}, h('button', { type: 'submit' }, 'Create agent'))),
     h('section', { class: 'card' }, listOrEmpty(items, 'No agents yet.', a =>
-      h('li', {}, h('span', {}, h('strong', {}, a.name), ' ', h('span', { class: 'badge' }, a.model)),
-        h('button', { class: 'danger', onclick: async () => { try { await api('DELETE', '/api/v1/agents/' + a.id); route(); } catch (e) { toast(e.message); } } }, 'Delete')))));
+      h('li', { 'data-agent-id': a.id }, h('span', {}, h('strong', {}, a.name), ' ', h('span', { class: 'badge' }, a.model), ' ',
+        a.tools.map(t => [h('code', { class: 'tool-name' }, t), ' '])),
+        h('span', { class: 'row-actions' },
+          h('button', { class: 'secondary', 'data-action': 'chat', onclick: async () => {
+            try { const s = await api('POST', '/api/v1/sessions', { title: a.name, agent_id: a.id }); location.hash = '#/chats/' + s.id; } catch (e) { toast(e.message); }
+          } }, 'Chat'),
+          h('button', { class: 'danger', onclick: async () => { try { await api('DELETE', '/api/v1/agents/' + a.id); route(); } catch (e) { toast(e.message); } } }, 'Delete')),
+        h('details', { class: 'edit-tools' }, h('summary', {}, 'Edit tools'),
+          h('form', { class: 'stack', 'data-agent-id': a.id, onsubmit: onSubmit(async (f) => {
+            await api('PATCH', '/api/v1/agents/' + a.id, { tools: pickedTools(f) });
+            toast('Saved.');
+            route();
+          }) }, toolPicker(tools.items, a.tools), h('div', {}, h('button', { type: 'submit' }, 'Save tools'))))))));
 }
 
 const sampleDefinition = { steps: [
