@@ -121,8 +121,9 @@ type StatsStore interface {
 	Stats(ctx context.Context) (Stats, error)
 }
 
-// Store is everything a backend (sqlite, postgres) implements; storetest is
-// the conformance suite each must pass.
+// Store is everything a backend (sqlite, postgres) implements, every part of
+// it, so nothing that holds a Store asks whether it can keep connections or
+// browser sessions; storetest is the conformance suite each must pass.
 type Store interface {
 	AppStore
 	SessionStore
@@ -135,6 +136,8 @@ type Store interface {
 	StatsStore
 	RunStore
 	UsageStore
+	ConnectionStore
+	BrowserSessionStore
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -33,8 +33,7 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// DB is an idflow.Store (and an idflow.BlobStore and idflow.ConnectionStore)
-// on PostgreSQL.
+// DB is an idflow.Store (and an idflow.BlobStore) on PostgreSQL.
 type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
@@ -46,11 +45,8 @@ type DB struct {
 }
 
 var (
-	_ idflow.Store           = (*DB)(nil)
-	_ idflow.BlobStore       = (*DB)(nil)
-	_ idflow.ConnectionStore = (*DB)(nil)
-
-	_ idflow.BrowserSessionStore = (*DB)(nil)
+	_ idflow.Store     = (*DB)(nil)
+	_ idflow.BlobStore = (*DB)(nil)
 )
 
 // userTables are the tables that hold user data, each with its own user_id,
