@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 // DB is an idflow.Store (and an idflow.BlobStore) on PostgreSQL.
@@ -41,7 +42,7 @@ type DB struct {
 	mu   sync.Mutex
 	last time.Time // last timestamp handed out by now
 
-	admission atomic.Pointer[idflow.RunAdmission[pgx.Tx]] // runs.go
+	admission atomic.Pointer[sqlstore.RunAdmission[pgx.Tx]] // runs.go
 }
 
 var (

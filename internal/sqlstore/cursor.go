@@ -1,15 +1,23 @@
-package idflow
+// Package sqlstore holds what the two SQL store backends, sqlite and
+// postgres, share below the domain: the keyset cursor and the page limit of
+// their lists, the JSON they keep for a workflow definition and a run
+// owner's snapshot, and the run queue the runner drives inside their
+// transactions. None of it is for callers of the domain: they see
+// idflow.Page, idflow.List and idflow.Definition.
+package sqlstore
 
 import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+
+	"github.com/idflow/idflow"
 )
 
 // Cursor is the keyset position after which the next page of a list starts:
 // the sort key (a timestamp in unix nanoseconds, or a sequence number) and
-// the row's id. Every store backend encodes it the same way, so a cursor
-// means the same on all of them. It is opaque to clients.
+// the row's id. Both backends encode it the same way, so a cursor means the
+// same on either. It is opaque to clients.
 type Cursor struct {
 	Key int64
 	ID  string
@@ -22,7 +30,7 @@ func (c Cursor) Encode() string {
 
 // DecodeCursor parses an opaque cursor; anything malformed is EINVALID.
 func DecodeCursor(s string) (Cursor, error) {
-	bad := Errorf(EINVALID, "invalid cursor")
+	bad := idflow.Errorf(idflow.EINVALID, "invalid cursor")
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return Cursor{}, bad
@@ -42,7 +50,7 @@ func DecodeCursor(s string) (Cursor, error) {
 func PageLimit(limit, def, maxLimit int) (int, error) {
 	switch {
 	case limit < 0:
-		return 0, Errorf(EINVALID, "limit must not be negative")
+		return 0, idflow.Errorf(idflow.EINVALID, "limit must not be negative")
 	case limit == 0:
 		return def, nil
 	default:
