@@ -1,14 +1,57 @@
 package idflow
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
+
+// Audit outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeDenied  = "denied"
+	OutcomeFailure = "failure"
+)
+
+// AuditEvent records one write or one denial. Hash chains it to the event
+// before it, so an edited or deleted row shows.
+type AuditEvent struct {
+	ID        string    `json:"id"`
+	Seq       int64     `json:"seq"`
+	At        time.Time `json:"at"`
+	UserID    string    `json:"user_id"` // the actor; empty when nobody was authenticated
+	TenantID  string    `json:"tenant_id"`
+	Action    string    `json:"action"`
+	Resource  string    `json:"resource"`
+	Outcome   string    `json:"outcome"`
+	RequestID string    `json:"request_id"`
+	Peer      string    `json:"peer"`
+	Detail    string    `json:"detail,omitempty"`
+	PrevHash  string    `json:"prev_hash"`
+	Hash      string    `json:"hash"`
+}
+
+// AuditStore keeps the hash-chained audit trail.
+type AuditStore interface {
+	// RecordAudit appends e to the hash chain. e.UserID may be empty for a
+	// denial before anyone was authenticated.
+	RecordAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
+	ListAudit(ctx context.Context, p Principal, page Page) (List[AuditEvent], error)
+	// AdminListAudit answers the events whose actor's tenant is the scope's
+	// (every event for a platform admin), newest first.
+	AdminListAudit(ctx context.Context, admin Principal, scope AdminScope, page Page) (List[AuditEvent], error)
+	// VerifyAuditChain checks the links of the whole chain and recomputes
+	// the hash of every event of the scope (AuditChainCheck); it returns the
+	// number of the scope's events verified, or an error naming the first
+	// broken link.
+	VerifyAuditChain(ctx context.Context, admin Principal, scope AdminScope) (int, error)
+}
 
 // AuditHash is the hash of e in the audit chain: SHA-256 over a
 // length-prefixed encoding of its fields and the previous event's hash.

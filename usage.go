@@ -5,6 +5,12 @@ import (
 	"time"
 )
 
+// Usage is the token count a model reported for one call.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+}
+
 // DayFormat is how a usage day is written: a calendar day in UTC.
 const DayFormat = "2006-01-02"
 

@@ -31,10 +31,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
-// DB is an idflow.Store (and an idflow.BlobStore and idflow.ConnectionStore)
-// on PostgreSQL.
+// DB is an idflow.Store (and an idflow.BlobStore) on PostgreSQL.
 type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
@@ -42,15 +42,12 @@ type DB struct {
 	mu   sync.Mutex
 	last time.Time // last timestamp handed out by now
 
-	admission atomic.Pointer[idflow.RunAdmission[pgx.Tx]] // runs.go
+	admission atomic.Pointer[sqlstore.RunAdmission[pgx.Tx]] // runs.go
 }
 
 var (
-	_ idflow.Store           = (*DB)(nil)
-	_ idflow.BlobStore       = (*DB)(nil)
-	_ idflow.ConnectionStore = (*DB)(nil)
-
-	_ idflow.BrowserSessionStore = (*DB)(nil)
+	_ idflow.Store     = (*DB)(nil)
+	_ idflow.BlobStore = (*DB)(nil)
 )
 
 // userTables are the tables that hold user data, each with its own user_id,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/internal/sqlstore"
 	"github.com/idflow/idflow/internal/testsvc"
 	"github.com/idflow/idflow/storetest"
 )
@@ -149,13 +150,10 @@ func TestPostgres(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) idflow.Store { return sv.fixture(t).s })
 	})
 	t.Run("RunConformance", func(t *testing.T) {
-		storetest.RunRuns(t, func(t *testing.T) idflow.Store { return sv.fixture(t).s },
-			func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {
-				return s.(*DB).CreateRun(ctx, p, r)
-			})
+		storetest.RunRuns(t, func(t *testing.T) storetest.Queue[pgx.Tx] { return sv.fixture(t).s })
 	})
 	t.Run("RunAdmissionConformance", func(t *testing.T) {
-		storetest.RunAdmission[pgx.Tx](t, func(t *testing.T) idflow.Store { return sv.fixture(t).s })
+		storetest.RunAdmission(t, func(t *testing.T) storetest.Queue[pgx.Tx] { return sv.fixture(t).s })
 	})
 	t.Run("ConnectionConformance", func(t *testing.T) {
 		storetest.RunConnections(t, func(t *testing.T) idflow.ConnectionStore { return sv.fixture(t).s })
@@ -973,7 +971,7 @@ func testRiver(t *testing.T, sv *server) {
 		t.Fatal(err)
 	}
 	var refuse atomic.Bool
-	f.s.SetRunAdmission(idflow.RunAdmission[pgx.Tx]{PerUser: 1,
+	f.s.SetRunAdmission(sqlstore.RunAdmission[pgx.Tx]{PerUser: 1,
 		Enqueue: func(ctx context.Context, tx pgx.Tx, runID string, owner idflow.Snapshot) (int64, error) {
 			res, err := client.InsertTx(ctx, tx, testArgs{RunID: runID, Owner: owner.UserID}, nil)
 			if err != nil {
@@ -1066,7 +1064,7 @@ func testRiver(t *testing.T, sv *server) {
 	if e := evs[0]; e.RunID != stranded.ID || e.UserID != "alice" || e.Type != idflow.EventRunFailed || e.Seq != 2 {
 		t.Fatalf("event %+v; want alice's run.failed of %s, seq 2", e, stranded.ID)
 	}
-	if got, err := f.s.GetRun(ctx, alice, stranded.ID); err != nil || got.Status != idflow.RunFailed || got.Error != idflow.RunStrandedError {
+	if got, err := f.s.GetRun(ctx, alice, stranded.ID); err != nil || got.Status != idflow.RunFailed || got.Error != sqlstore.RunStrandedError {
 		t.Fatalf("stranded run after the sweep: %+v, %v", got, err)
 	}
 	if stored, err := f.s.ListEvents(ctx, alice, stranded.ID, 1, 10); err != nil || len(stored) != 1 || stored[0].Type != idflow.EventRunFailed {

@@ -8,12 +8,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 // FailStrandedRuns fails each admitted run whose River job has ended (or is
 // gone) without ending the run — River's rescuer discards the job of a
 // replica that died on its last attempt — writes its run.failed event, and
-// admits the owner's next run (idflow.RunQueue). idflow_stranded_runs
+// admits the owner's next run (sqlstore.RunQueue). idflow_stranded_runs
 // (migrations/0004) finds them across users; each is then re-checked and
 // ended in a transaction of its owner, under the owner's admission lock.
 func (db *DB) FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, error) {
@@ -28,7 +29,7 @@ func (db *DB) FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, 
 	if err != nil {
 		return nil, fail("find stranded runs", err)
 	}
-	data, err := json.Marshal(map[string]string{"error": idflow.RunStrandedError})
+	data, err := json.Marshal(map[string]string{"error": sqlstore.RunStrandedError})
 	if err != nil {
 		return nil, fail("fail stranded runs", err)
 	}
@@ -62,7 +63,7 @@ func (db *DB) FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, 
 			e.At = db.now()
 			if err := tx.QueryRow(ctx, `UPDATE runs SET status = 'failed', error = $1, finished_at = $2, updated_at = $2,
 				next_seq = next_seq + 1 WHERE user_id = $3 AND id = $4 RETURNING next_seq - 1`,
-				idflow.RunStrandedError, e.At, e.UserID, e.RunID).Scan(&e.Seq); err != nil {
+				sqlstore.RunStrandedError, e.At, e.UserID, e.RunID).Scan(&e.Seq); err != nil {
 				return err
 			}
 			e.Type, e.Data = idflow.EventRunFailed, data

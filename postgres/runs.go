@@ -9,9 +9,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
-var _ idflow.RunQueue[pgx.Tx] = (*DB)(nil)
+var _ sqlstore.RunQueue[pgx.Tx] = (*DB)(nil)
 
 const (
 	// admittedSQL counts the owner's admitted runs that have not ended (the
@@ -34,7 +35,7 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 		return run, err
 	}
 	var err error
-	if run.Definition, err = idflow.DecodeDefinition(def); err != nil {
+	if run.Definition, err = sqlstore.DecodeDefinition(def); err != nil {
 		return run, err
 	}
 	run.Input = json.RawMessage(input)
@@ -47,8 +48,8 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 
 func runKey(r idflow.Run) cursor { return cursor{Key: timeKey(r.CreatedAt), ID: r.ID} }
 
-// SetRunAdmission sets how runs are admitted (idflow.RunQueue).
-func (db *DB) SetRunAdmission(a idflow.RunAdmission[pgx.Tx]) { db.admission.Store(&a) }
+// SetRunAdmission sets how runs are admitted (sqlstore.RunQueue).
+func (db *DB) SetRunAdmission(a sqlstore.RunAdmission[pgx.Tx]) { db.admission.Store(&a) }
 
 // CreateRun records run, its run.queued event (seq 1) and the owner's
 // snapshot, and admits the owner's oldest waiting runs while there is room
@@ -60,7 +61,7 @@ func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run)
 	if err != nil {
 		return idflow.Run{}, err
 	}
-	def, decoded, err := idflow.EncodeDefinition(run.Definition)
+	def, decoded, err := sqlstore.EncodeDefinition(run.Definition)
 	if err != nil {
 		return idflow.Run{}, fail("create run", err)
 	}
@@ -150,7 +151,7 @@ func (db *DB) admit(ctx context.Context, tx pgx.Tx, owner string) error {
 		return err
 	}
 	for _, w := range next {
-		snapshot, err := idflow.DecodeSnapshot(w.snapshot, owner)
+		snapshot, err := sqlstore.DecodeSnapshot(w.snapshot, owner)
 		if err != nil {
 			return err
 		}

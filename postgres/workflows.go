@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 const (
@@ -22,7 +23,7 @@ func scanWorkflow(r rowScanner) (idflow.Workflow, error) {
 	}
 	w.PublishedAt = utc(w.PublishedAt)
 	var err error
-	w.Definition, err = idflow.DecodeDefinition(def)
+	w.Definition, err = sqlstore.DecodeDefinition(def)
 	return w, err
 }
 
@@ -33,7 +34,7 @@ func (db *DB) CreateWorkflow(ctx context.Context, p idflow.Principal, w idflow.W
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	def, decoded, err := idflow.EncodeDefinition(w.Definition)
+	def, decoded, err := sqlstore.EncodeDefinition(w.Definition)
 	if err != nil {
 		return idflow.Workflow{}, fail("create workflow", err)
 	}
@@ -80,7 +81,7 @@ func (db *DB) ReplaceWorkflow(ctx context.Context, p idflow.Principal, id string
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	text, _, err := idflow.EncodeDefinition(def)
+	text, _, err := sqlstore.EncodeDefinition(def)
 	if err != nil {
 		return idflow.Workflow{}, fail("replace workflow", err)
 	}
@@ -154,7 +155,7 @@ func (db *DB) GetWorkflowVersion(ctx context.Context, p idflow.Principal, id str
 		if err := r.Scan(&s); err != nil {
 			return idflow.Definition{}, err
 		}
-		return idflow.DecodeDefinition(s)
+		return sqlstore.DecodeDefinition(s)
 	}
 	if version < 0 {
 		return idflow.Definition{}, idflow.Errorf(idflow.EINVALID, "version must not be negative")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/internal/sqlstore"
 	"github.com/idflow/idflow/service"
 )
 
@@ -68,17 +69,17 @@ type RunStore interface {
 type Runner[TTx any] struct {
 	cfg    Config
 	client *river.Client[TTx]
-	queue  idflow.RunQueue[TTx]
+	queue  sqlstore.RunQueue[TTx]
 	exec   *Executor
 }
 
 // New returns a Runner, and sets queue to admit at most cfg.RunsPerUser
 // runs of each user at once, each as a job of client. Register must have
 // been called on the River config that built client.
-func New[TTx any](cfg Config, queue idflow.RunQueue[TTx], exec *Executor, client *river.Client[TTx]) *Runner[TTx] {
+func New[TTx any](cfg Config, queue sqlstore.RunQueue[TTx], exec *Executor, client *river.Client[TTx]) *Runner[TTx] {
 	cfg.defaults()
 	r := &Runner[TTx]{cfg: cfg, client: client, queue: queue, exec: exec}
-	queue.SetRunAdmission(idflow.RunAdmission[TTx]{PerUser: cfg.RunsPerUser, Enqueue: r.enqueue})
+	queue.SetRunAdmission(sqlstore.RunAdmission[TTx]{PerUser: cfg.RunsPerUser, Enqueue: r.enqueue})
 	return r
 }
 
@@ -91,7 +92,7 @@ func (r *Runner[TTx]) enqueue(ctx context.Context, tx TTx, runID string, owner i
 	return res.Job.ID, nil
 }
 
-// Sweeper fails the runs whose jobs ended without them (idflow.RunQueue).
+// Sweeper fails the runs whose jobs ended without them (sqlstore.RunQueue).
 type Sweeper interface {
 	FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, error)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/idflow/idflow/cache"
 	"github.com/idflow/idflow/events"
 	"github.com/idflow/idflow/files"
+	"github.com/idflow/idflow/internal/sqlstore"
 	"github.com/idflow/idflow/llm"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
@@ -782,8 +783,8 @@ func TestStrandedRunIsFailedAndFreesItsSlot(t *testing.T) {
 	}
 	r.waitEvent(t, alice, sub, stuck.ID, idflow.EventRunFailed)
 	got := r.run(t, alice, stuck.ID)
-	if got.Status != idflow.RunFailed || got.Error != idflow.RunStrandedError || got.FinishedAt == nil {
-		t.Fatalf("stranded run: %s %q; want failed, %q", got.Status, got.Error, idflow.RunStrandedError)
+	if got.Status != idflow.RunFailed || got.Error != sqlstore.RunStrandedError || got.FinishedAt == nil {
+		t.Fatalf("stranded run: %s %q; want failed, %q", got.Status, got.Error, sqlstore.RunStrandedError)
 	}
 	evs := r.history(t, alice, stuck.ID)
 	ownedBy(t, evs, "alice")

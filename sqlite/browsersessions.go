@@ -7,8 +7,6 @@ import (
 	"github.com/idflow/idflow"
 )
 
-var _ idflow.BrowserSessionStore = (*DB)(nil)
-
 const browserSessionCols = `id_hash, user_id, csrf, key_id, sealed, created_at, updated_at, expires_at`
 
 func (db *DB) CreateBrowserSession(ctx context.Context, s idflow.BrowserSession) error {

@@ -9,8 +9,6 @@ import (
 	"github.com/idflow/idflow"
 )
 
-var _ idflow.ConnectionStore = (*DB)(nil)
-
 // maxPendingStates bounds the connect flows one user may have in progress;
 // older ones are dropped when a new one starts.
 const maxPendingStates = 20

@@ -6,14 +6,15 @@ import (
 	"strings"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
-// cursor and pageLimit are the root package's, shared by every backend.
-type cursor = idflow.Cursor
+// cursor and pageLimit are sqlstore's, shared by both backends.
+type cursor = sqlstore.Cursor
 
 var (
-	decodeCursor = idflow.DecodeCursor
-	pageLimit    = idflow.PageLimit
+	decodeCursor = sqlstore.DecodeCursor
+	pageLimit    = sqlstore.PageLimit
 )
 
 // keyset names the two columns a list is ordered by.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 // RescueInterruptedJobs makes every River job that was running when the
@@ -30,9 +31,9 @@ func (db *DB) RescueInterruptedJobs(ctx context.Context) (int64, error) {
 
 // FailStrandedRuns fails each admitted run whose River job has ended (or is
 // gone) without ending the run, writes its run.failed event, and admits the
-// owner's next run, all in one transaction (idflow.RunQueue).
+// owner's next run, all in one transaction (sqlstore.RunQueue).
 func (db *DB) FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, error) {
-	data, err := json.Marshal(map[string]string{"error": idflow.RunStrandedError})
+	data, err := json.Marshal(map[string]string{"error": sqlstore.RunStrandedError})
 	if err != nil {
 		return nil, fail("fail stranded runs", err)
 	}
@@ -63,7 +64,7 @@ func (db *DB) FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event, 
 			now := db.now()
 			err := tx.QueryRowContext(ctx, `UPDATE runs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?,
 				next_seq = next_seq + 1 WHERE user_id = ? AND id = ? RETURNING next_seq - 1`,
-				idflow.RunStrandedError, nanos(now), nanos(now), e.UserID, e.RunID).Scan(&e.Seq)
+				sqlstore.RunStrandedError, nanos(now), nanos(now), e.UserID, e.RunID).Scan(&e.Seq)
 			if err != nil {
 				return err
 			}

@@ -8,9 +8,10 @@ import (
 	"fmt"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
-var _ idflow.RunQueue[*sql.Tx] = (*DB)(nil)
+var _ sqlstore.RunQueue[*sql.Tx] = (*DB)(nil)
 
 const (
 	runCols     = `id, user_id, tenant_id, workflow_id, workflow_version, definition, status, input, output, error, attempt, created_at, updated_at, started_at, finished_at`
@@ -28,7 +29,7 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 		return run, err
 	}
 	var err error
-	if run.Definition, err = idflow.DecodeDefinition(def); err != nil {
+	if run.Definition, err = sqlstore.DecodeDefinition(def); err != nil {
 		return run, err
 	}
 	run.Input = json.RawMessage(input)
@@ -49,8 +50,8 @@ func scanRun(r rowScanner) (idflow.Run, error) {
 
 func runKey(r idflow.Run) cursor { return cursor{Key: nanos(r.CreatedAt), ID: r.ID} }
 
-// SetRunAdmission sets how runs are admitted (idflow.RunQueue).
-func (db *DB) SetRunAdmission(a idflow.RunAdmission[*sql.Tx]) { db.admission.Store(&a) }
+// SetRunAdmission sets how runs are admitted (sqlstore.RunQueue).
+func (db *DB) SetRunAdmission(a sqlstore.RunAdmission[*sql.Tx]) { db.admission.Store(&a) }
 
 // CreateRun records run, its run.queued event (seq 1) and the owner's
 // snapshot, and admits the owner's oldest waiting runs while there is room,
@@ -61,7 +62,7 @@ func (db *DB) CreateRun(ctx context.Context, p idflow.Principal, run idflow.Run)
 	if err != nil {
 		return idflow.Run{}, err
 	}
-	def, decoded, err := idflow.EncodeDefinition(run.Definition)
+	def, decoded, err := sqlstore.EncodeDefinition(run.Definition)
 	if err != nil {
 		return idflow.Run{}, fail("create run", err)
 	}
@@ -142,7 +143,7 @@ func (db *DB) admit(ctx context.Context, tx *sql.Tx, owner string) error {
 		return err
 	}
 	for _, w := range next {
-		snapshot, err := idflow.DecodeSnapshot(w.snapshot, owner)
+		snapshot, err := sqlstore.DecodeSnapshot(w.snapshot, owner)
 		if err != nil {
 			return err
 		}

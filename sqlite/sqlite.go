@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -43,7 +44,7 @@ type DB struct {
 	mu   sync.Mutex
 	last time.Time // last timestamp handed out by now
 
-	admission atomic.Pointer[idflow.RunAdmission[*sql.Tx]] // runs.go
+	admission atomic.Pointer[sqlstore.RunAdmission[*sql.Tx]] // runs.go
 }
 
 var _ idflow.Store = (*DB)(nil)

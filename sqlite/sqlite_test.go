@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -45,14 +44,11 @@ func TestBrowserSessionConformance(t *testing.T) {
 }
 
 func TestRunConformance(t *testing.T) {
-	storetest.RunRuns(t, func(t *testing.T) idflow.Store { return openTest(t) },
-		func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error) {
-			return s.(*DB).CreateRun(ctx, p, r)
-		})
+	storetest.RunRuns(t, func(t *testing.T) storetest.Queue[*sql.Tx] { return openTest(t) })
 }
 
 func TestRunAdmissionConformance(t *testing.T) {
-	storetest.RunAdmission[*sql.Tx](t, func(t *testing.T) idflow.Store { return openTest(t) })
+	storetest.RunAdmission(t, func(t *testing.T) storetest.Queue[*sql.Tx] { return openTest(t) })
 }
 
 func TestConnectionConformance(t *testing.T) {

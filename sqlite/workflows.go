@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 const (
@@ -27,7 +28,7 @@ func scanWorkflow(r rowScanner) (idflow.Workflow, error) {
 	}
 	w.CreatedAt, w.UpdatedAt = fromNanos(created), fromNanos(updated)
 	var err error
-	w.Definition, err = idflow.DecodeDefinition(def)
+	w.Definition, err = sqlstore.DecodeDefinition(def)
 	return w, err
 }
 
@@ -38,7 +39,7 @@ func (db *DB) CreateWorkflow(ctx context.Context, p idflow.Principal, w idflow.W
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	def, decoded, err := idflow.EncodeDefinition(w.Definition)
+	def, decoded, err := sqlstore.EncodeDefinition(w.Definition)
 	if err != nil {
 		return idflow.Workflow{}, fail("create workflow", err)
 	}
@@ -76,7 +77,7 @@ func (db *DB) ReplaceWorkflow(ctx context.Context, p idflow.Principal, id string
 	if err != nil {
 		return idflow.Workflow{}, err
 	}
-	text, _, err := idflow.EncodeDefinition(def)
+	text, _, err := sqlstore.EncodeDefinition(def)
 	if err != nil {
 		return idflow.Workflow{}, fail("replace workflow", err)
 	}
@@ -143,7 +144,7 @@ func (db *DB) GetWorkflowVersion(ctx context.Context, p idflow.Principal, id str
 		if err := r.Scan(&s); err != nil {
 			return idflow.Definition{}, err
 		}
-		return idflow.DecodeDefinition(s)
+		return sqlstore.DecodeDefinition(s)
 	}
 	switch {
 	case version < 0:

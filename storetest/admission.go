@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 // enqueued records what a RunQueue asked to enqueue, in order.
@@ -43,30 +44,25 @@ func (e *enqueued) setFail(v bool) {
 	e.fail = v
 }
 
-// RunAdmission is the conformance suite of idflow.RunQueue's admission
+// RunAdmission is the conformance suite of sqlstore.RunQueue's admission
 // control: at most PerUser runs of one user are admitted (enqueued) at once,
 // the others wait in the order they were started, an ending run admits the
 // owner's next one, a user's queue never delays another user's runs, and
-// this holds under concurrent starts and ends. open returns a store that is
-// also an idflow.RunQueue[TTx].
-func RunAdmission[TTx any](t *testing.T, open func(t *testing.T) idflow.Store) {
-	setup := func(t *testing.T, perUser int) (idflow.Store, *enqueued) {
+// this holds under concurrent starts and ends.
+func RunAdmission[TTx any](t *testing.T, open func(t *testing.T) Queue[TTx]) {
+	setup := func(t *testing.T, perUser int) (Queue[TTx], *enqueued) {
 		t.Helper()
 		s := open(t)
-		q, ok := s.(idflow.RunQueue[TTx])
-		if !ok {
-			t.Fatalf("%T is not an idflow.RunQueue", s)
-		}
 		e := &enqueued{}
-		q.SetRunAdmission(idflow.RunAdmission[TTx]{PerUser: perUser,
+		s.SetRunAdmission(sqlstore.RunAdmission[TTx]{PerUser: perUser,
 			Enqueue: func(ctx context.Context, _ TTx, runID string, owner idflow.Snapshot) (int64, error) {
 				return e.enqueue(ctx, runID, owner)
 			}})
 		return s, e
 	}
-	start := func(t *testing.T, s idflow.Store, p idflow.Principal, wf idflow.Workflow) (idflow.Run, error) {
+	start := func(t *testing.T, s Queue[TTx], p idflow.Principal, wf idflow.Workflow) (idflow.Run, error) {
 		t.Helper()
-		return s.(idflow.RunQueue[TTx]).CreateRun(t.Context(), p, idflow.Run{TenantID: p.TenantID, WorkflowID: wf.ID, Definition: wf.Definition})
+		return s.CreateRun(t.Context(), p, idflow.Run{TenantID: p.TenantID, WorkflowID: wf.ID, Definition: wf.Definition})
 	}
 	workflow := func(t *testing.T, s idflow.Store, p idflow.Principal) idflow.Workflow {
 		t.Helper()

@@ -12,13 +12,6 @@ import (
 // RunBrowserSessions is the conformance suite of idflow.BrowserSessionStore.
 func RunBrowserSessions(t *testing.T, open func(t *testing.T) idflow.Store) {
 	hash := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
-	store := func(t *testing.T) idflow.BrowserSessionStore {
-		s, ok := open(t).(idflow.BrowserSessionStore)
-		if !ok {
-			t.Fatal("the store keeps no browser sessions")
-		}
-		return s
-	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	session := func(id, user string, ttl time.Duration) idflow.BrowserSession {
 		return idflow.BrowserSession{IDHash: hash(id), UserID: user, CSRF: "csrf-" + id, KeyID: "k1", Sealed: []byte("sealed-" + id),
@@ -26,7 +19,7 @@ func RunBrowserSessions(t *testing.T, open func(t *testing.T) idflow.Store) {
 	}
 
 	t.Run("Lifecycle", func(t *testing.T) {
-		s := store(t)
+		s := open(t)
 		ctx := t.Context()
 		ok(t, s.CreateBrowserSession(ctx, session("alice-1", "alice", time.Hour)))
 		got := must(s.GetBrowserSession(ctx, hash("alice-1")))(t)
@@ -48,14 +41,14 @@ func RunBrowserSessions(t *testing.T, open func(t *testing.T) idflow.Store) {
 	})
 
 	t.Run("Expired", func(t *testing.T) {
-		s := store(t)
+		s := open(t)
 		ok(t, s.CreateBrowserSession(t.Context(), session("old", "alice", -time.Minute)))
 		_, err := s.GetBrowserSession(t.Context(), hash("old"))
 		wantCode(t, err, idflow.ENOTFOUND)
 	})
 
 	t.Run("Isolation", func(t *testing.T) {
-		s := store(t)
+		s := open(t)
 		ctx := t.Context()
 		ok(t, s.CreateBrowserSession(ctx, session("alice-2", "alice", time.Hour)))
 		// bob cannot rewrite alice's session even knowing its hash.

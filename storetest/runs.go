@@ -1,25 +1,29 @@
 package storetest
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
-// CreateRunFunc records a run through the backend's RunQueue (whose
-// transaction type the suite cannot name), with no admission set: the run
-// waits.
-type CreateRunFunc func(ctx context.Context, s idflow.Store, p idflow.Principal, r idflow.Run) (idflow.Run, error)
+// Queue is a backend as the run suites open it: an idflow.Store that is
+// also the sqlstore.RunQueue the runner drives, TTx being its transaction
+// type. Runs are only ever created through the queue.
+type Queue[TTx any] interface {
+	idflow.Store
+	sqlstore.RunQueue[TTx]
+}
 
-// RunRuns is the conformance suite of idflow.RunStore.
-func RunRuns(t *testing.T, open func(t *testing.T) idflow.Store, create CreateRunFunc) {
-	newRun := func(t *testing.T, s idflow.Store, p idflow.Principal) idflow.Run {
+// RunRuns is the conformance suite of idflow.RunStore. No admission is set:
+// the runs it creates wait.
+func RunRuns[TTx any](t *testing.T, open func(t *testing.T) Queue[TTx]) {
+	newRun := func(t *testing.T, s Queue[TTx], p idflow.Principal) idflow.Run {
 		t.Helper()
 		wf := must(s.CreateWorkflow(t.Context(), p, idflow.Workflow{Name: "wf", Definition: idflow.Definition{
 			Steps: []idflow.Step{{ID: "a", Type: idflow.StepWait, Ms: 1}}}}))(t)
-		return must(create(t.Context(), s, p, idflow.Run{TenantID: p.TenantID, WorkflowID: wf.ID,
+		return must(s.CreateRun(t.Context(), p, idflow.Run{TenantID: p.TenantID, WorkflowID: wf.ID,
 			Definition: wf.Definition, Input: json.RawMessage(`{"x":1}`)}))(t)
 	}
 
@@ -84,7 +88,7 @@ func RunRuns(t *testing.T, open func(t *testing.T) idflow.Store, create CreateRu
 			}
 		}
 		// bob cannot start a run of alice's workflow.
-		_, err := create(ctx, s, bob, idflow.Run{WorkflowID: run.WorkflowID, Definition: run.Definition})
+		_, err := s.CreateRun(ctx, bob, idflow.Run{WorkflowID: run.WorkflowID, Definition: run.Definition})
 		wantCode(t, err, idflow.ENOTFOUND)
 		_, err = s.GetRun(ctx, svc, run.ID)
 		wantCode(t, err, idflow.EFORBIDDEN)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 
 	"github.com/idflow/idflow"
@@ -23,16 +22,12 @@ func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idfl
 	if lp == nil || access == nil {
 		return nil, nil
 	}
-	sessions, ok := store.(idflow.BrowserSessionStore)
-	if !ok {
-		return nil, errors.New("IDFLOW_OIDC_CLIENT_ID: this database backend does not keep browser sessions")
-	}
 	keys, err := vaultKeyring(cfg, "IDFLOW_OIDC_CLIENT_ID is set: browser sessions", log)
 	if err != nil {
 		return nil, err
 	}
 	return web.NewLogin(web.Config{PublicURL: cfg.PublicURL, ClientID: lp.clientID, ClientSecret: lp.secret, Scopes: lp.scopes},
-		lp.disc, access, sessions, keys, log.With("component", "browser-login"))
+		lp.disc, access, store, keys, log.With("component", "browser-login"))
 }
 
 // authConfig wires the credential sources; with a browser login, its

@@ -112,11 +112,7 @@ func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, m *m
 	if err != nil {
 		return downstreamParts{}, err
 	}
-	cs, ok := store.(idflow.ConnectionStore)
-	if !ok {
-		return downstreamParts{}, errors.New("IDFLOW_PROVIDERS_FILE: this database backend does not keep downstream connections yet (use SQLite)")
-	}
-	mgr, err := connections.New(connections.Config{PublicURL: cfg.PublicURL, Providers: reg, Store: cs, Keys: keys,
+	mgr, err := connections.New(connections.Config{PublicURL: cfg.PublicURL, Providers: reg, Store: store, Keys: keys,
 		Audit: svc, Log: log.With("component", "connections"), Vault: vault.Config{OnRefresh: m.VaultRefreshes()}})
 	if err != nil {
 		return downstreamParts{}, err

@@ -6,6 +6,24 @@ import (
 	"time"
 )
 
+// Connection statuses.
+const (
+	ConnectionActive       = "active"
+	ConnectionNeedsConsent = "needs_consent"
+)
+
+// Connection is a user's link to a downstream provider; its tokens stay sealed
+// in the vault and never leave it in an API answer.
+type Connection struct {
+	Provider  string     `json:"provider"`
+	UserID    string     `json:"user_id"`
+	Status    string     `json:"status"`
+	Scopes    []string   `json:"scopes"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
 // SealedCredential is a user's downstream credential as stored: the
 // ciphertext of its tokens (AES-256-GCM, associated data = user id and
 // provider) and the id of the key that sealed it.

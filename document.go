@@ -1,0 +1,39 @@
+package idflow
+
+import (
+	"context"
+	"time"
+)
+
+// Document is an ingested file: its bytes are kept by a BlobStore, its
+// chunks became facts (FactCount).
+type Document struct {
+	ID          string    `json:"id"`
+	UserID      string    `json:"user_id"`
+	AppID       string    `json:"app_id,omitempty"`
+	Filename    string    `json:"filename"`
+	ContentType string    `json:"content_type"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	FactCount   int       `json:"fact_count"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// DocumentStore keeps documents and the facts made from them.
+type DocumentStore interface {
+	// CreateDocument records a document and its chunks as facts, atomically.
+	CreateDocument(ctx context.Context, p Principal, d Document, chunks []string) (Document, error)
+	GetDocument(ctx context.Context, p Principal, id string) (Document, error)
+	ListDocuments(ctx context.Context, p Principal, page Page) (List[Document], error)
+	// DeleteDocument removes the document and the facts made from it.
+	DeleteDocument(ctx context.Context, p Principal, id string) error
+}
+
+// BlobStore keeps documents' original bytes, under a root that belongs to
+// the Principal; a document id can never name another user's file.
+type BlobStore interface {
+	PutBlob(ctx context.Context, p Principal, id string, data []byte) error
+	GetBlob(ctx context.Context, p Principal, id string) ([]byte, error)
+	DeleteBlob(ctx context.Context, p Principal, id string) error
+}

@@ -1,0 +1,111 @@
+package idflow
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Run statuses.
+const (
+	RunQueued    = "queued"
+	RunRunning   = "running"
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunCancelled = "cancelled"
+)
+
+// Run is one execution of a workflow, frozen at the definition it started with.
+type Run struct {
+	ID              string          `json:"id"`
+	UserID          string          `json:"user_id"`
+	TenantID        string          `json:"tenant_id"`
+	WorkflowID      string          `json:"workflow_id"`
+	WorkflowVersion int             `json:"workflow_version"` // 0 = the draft
+	Definition      Definition      `json:"definition"`
+	Status          string          `json:"status"`
+	Input           json.RawMessage `json:"input"`
+	Output          json.RawMessage `json:"output,omitempty"`
+	Error           string          `json:"error,omitempty"`
+	Attempt         int             `json:"attempt"`
+	CreatedAt       time.Time       `json:"created_at"`
+	UpdatedAt       time.Time       `json:"updated_at"`
+	StartedAt       *time.Time      `json:"started_at,omitempty"`
+	FinishedAt      *time.Time      `json:"finished_at,omitempty"`
+}
+
+// Terminal reports whether the run has ended.
+func (r Run) Terminal() bool {
+	return r.Status == RunSucceeded || r.Status == RunFailed || r.Status == RunCancelled
+}
+
+// RunUpdate is a status transition.
+type RunUpdate struct {
+	Status  string
+	Error   string
+	Output  json.RawMessage
+	Attempt int
+}
+
+// Event types of a run.
+const (
+	EventRunQueued     = "run.queued"
+	EventRunStarted    = "run.started"
+	EventStepStarted   = "step.started"
+	EventStepOutput    = "step.output"
+	EventStepCompleted = "step.completed"
+	EventRunCompleted  = "run.completed"
+	EventRunFailed     = "run.failed"
+	EventRunCancelled  = "run.cancelled"
+)
+
+// Event is one entry of a run's history. UserID on every event is the proof
+// that identity reached the background worker.
+type Event struct {
+	RunID  string          `json:"run_id"`
+	Seq    int64           `json:"seq"`
+	Type   string          `json:"type"`
+	StepID string          `json:"step_id,omitempty"`
+	UserID string          `json:"user_id"`
+	Data   json.RawMessage `json:"data,omitempty"`
+	At     time.Time       `json:"at"`
+}
+
+// Terminal reports whether the event ends its run.
+func (e Event) Terminal() bool {
+	return e.Type == EventRunCompleted || e.Type == EventRunFailed || e.Type == EventRunCancelled
+}
+
+// RunStore keeps runs and their events, scoped to the owner like every store.
+type RunStore interface {
+	GetRun(ctx context.Context, p Principal, id string) (Run, error)
+	ListRuns(ctx context.Context, p Principal, page Page) (List[Run], error)
+	// UpdateRun moves a run to status (and sets error/output when given). A
+	// run that already ended is never changed: it answers ECONFLICT. A run
+	// that ends frees its owner's admission slot, and the owner's oldest
+	// waiting run is admitted in the same transaction (sqlstore.RunQueue).
+	UpdateRun(ctx context.Context, p Principal, id string, u RunUpdate) (Run, error)
+	// AppendEvent stores e with the next seq of its run and returns it.
+	AppendEvent(ctx context.Context, p Principal, e Event) (Event, error)
+	// ListEvents answers a run's events with seq > afterSeq, in order.
+	ListEvents(ctx context.Context, p Principal, runID string, afterSeq int64, limit int) ([]Event, error)
+}
+
+// EventBus fans run events out to subscribers, on this process (memory) or
+// across replicas (Redis). Topics are per (owner, run): a subscriber can only
+// ever receive the events of runs its Principal owns.
+type EventBus interface {
+	Publish(ctx context.Context, e Event) error
+	// Subscribe delivers p's events of runID until ctx ends or the
+	// subscription is closed. A subscriber that falls behind by more than
+	// its buffer is dropped (Dropped reports it), never blocking others.
+	Subscribe(ctx context.Context, p Principal, runID string) (Subscription, error)
+}
+
+// Subscription is a live stream of one run's events.
+type Subscription interface {
+	Events() <-chan Event
+	// Dropped reports whether the subscriber was dropped for being slow.
+	Dropped() bool
+	Close()
+}
