@@ -88,7 +88,7 @@ type e2eStep struct {
 type e2eAnswer struct {
 	Message idflow.Message `json:"message"`
 	Reply   idflow.Message `json:"reply"`
-	Steps   []e2eStep     `json:"steps"`
+	Steps   []e2eStep      `json:"steps"`
 	Memory  []struct {
 		ID      string `json:"id"`
 		Content string `json:"content"`
