@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -976,4 +979,312 @@ func TestDevAgentSearchMemoryFlow(t *testing.T) {
 	if evs != nil || strings.Contains(string(r.Body), word) {
 		t.Fatalf("bob on alice's session: %s", r)
 	}
+}
+
+// TestStreamedTurnRefusedBeforeAnyStream extends the authorization matrix
+// to the streamed POST …/messages (Accept: text/event-stream): every
+// caller but alice, on alice's session, gets the problem+json answer the
+// JSON route gives — 404 for any other user, admins included, exactly the
+// answer for a session that does not exist; 403 for the app; 401 without
+// valid credentials — before any event, with the denial audited, the
+// model never asked and nothing stored.
+func TestStreamedTurnRefusedBeforeAnyStream(t *testing.T) {
+	t.Parallel()
+	model := llmtest.NewFunc(t, func(*llmtest.Request) llmtest.Reply { return llmtest.Reply{Text: "ok " + secretMarker} })
+	s := startProdIdflow(t, map[string]string{"IDFLOW_LLM_URL": model.URL, "IDFLOW_LLM_MODEL": e2eModel, "IDFLOW_LLM_MAX_RETRIES": "0"})
+	var ids []string
+	session := newFixture(t, s, callerAlice, false, &ids).id("session_id")
+	asked := len(model.Requests())
+	missing := randomLike(t, "session_id", session)
+
+	for _, caller := range nonOwners {
+		want := http.StatusNotFound
+		switch caller {
+		case callerApp:
+			want = http.StatusForbidden
+		case callerExpired, callerNone:
+			want = http.StatusUnauthorized
+		}
+		rid := s.RequestID(caller + "-stream")
+		hers, evs := e2eStreamTurn(t, s.URL, s.Token(t, caller), session, "let me in", header{"X-Request-Id", rid})
+		checkProblem(t, hers, want)
+		if evs != nil || strings.Contains(string(hers.Body), "event:") || strings.Contains(string(hers.Body), secretMarker) {
+			t.Errorf("%s on alice's session: %s", caller, hers)
+		}
+		if want != http.StatusNotFound {
+			continue
+		}
+		none, _ := e2eStreamTurn(t, s.URL, s.Token(t, caller), missing, "let me in")
+		if string(hers.Body) != string(none.Body) || !reflect.DeepEqual(comparableHeader(hers.Header), comparableHeader(none.Header)) {
+			t.Errorf("%s: alice's session answers %s %v, a missing one %s %v", caller, hers.Body, hers.Header, none.Body, none.Header)
+		}
+		denied := false
+		for _, e := range findAudit(s.auditEvents(t, caller, "/api/v1/audit"), rid) {
+			denied = denied || e.Outcome == idflow.OutcomeDenied
+		}
+		if !denied {
+			t.Errorf("%s's streamed turn on alice's session was not audited as denied", caller)
+		}
+	}
+	if n := len(model.Requests()); n != asked {
+		t.Errorf("the model was asked %d times by the refused turns", n-asked)
+	}
+	if msgs := s.listAll(t, callerAlice, "/api/v1/sessions/"+session+"/messages"); len(msgs) != 2 {
+		t.Errorf("alice's session holds %d messages after the refused turns; want her 2", len(msgs))
+	}
+}
+
+// toolMatrixCase is how a tool is called with alice's object ids. param,
+// when set, is the path parameter (as the REST matrix names it) whose
+// object the arguments name: the answer must be exactly that for an object
+// that does not exist. notFound requires it to be not_found.
+type toolMatrixCase struct {
+	param    string
+	notFound bool
+	args     func(id string, aliceUserID string) map[string]any
+}
+
+// toolMatrix says, for every built-in tool, how the tool matrix calls it.
+// A tool without a case fails TestToolMatrix, so that a new tool forces a
+// decision here. Every case also names alice in an identity argument.
+var toolMatrix = map[string]toolMatrixCase{
+	"whoami": {args: func(_, u string) map[string]any { return map[string]any{"user_id": u, "as_user": u} }},
+	"list_sessions": {param: "app_id", args: func(id, u string) map[string]any {
+		return map[string]any{"app_id": id, "user_id": u, "limit": 200}
+	}},
+	"send_message": {param: "session_id", notFound: true, args: func(id, u string) map[string]any {
+		return map[string]any{"session_id": id, "content": "tell me " + secretMarker, "owner": u}
+	}},
+	"search_memory": {args: func(_, u string) map[string]any {
+		return map[string]any{"query": aliceFactText, "limit": 50, "user_id": u}
+	}},
+	"add_fact": {args: func(_, u string) map[string]any {
+		return map[string]any{"content": "a note of the caller's own", "user_id": u}
+	}},
+	"ingest_document": {args: func(_, u string) map[string]any {
+		return map[string]any{"filename": "mine.txt", "content": "the caller's own document", "owner_id": u}
+	}},
+	"get_run": {param: "run_id", notFound: true, args: func(id, u string) map[string]any {
+		return map[string]any{"run_id": id, "on_behalf_of": u}
+	}},
+	"start_workflow": {param: "workflow_id", notFound: true, args: func(id, u string) map[string]any {
+		return map[string]any{"workflow_id": id, "input": map[string]any{"impersonate": u}}
+	}},
+	"list_connections": {args: func(_, u string) map[string]any { return map[string]any{"user_id": u} }},
+}
+
+// TestToolMatrix calls every built-in tool bob and carol are offered, with
+// alice's object ids and her user id in identity arguments, through /mcp
+// (the go-sdk client) and through an agent turn (the echo model's /tool):
+// a tool naming alice's object answers exactly what it answers for an
+// object that does not exist (not_found where the tool reads one object),
+// and no answer carries anything of alice's — her text, her ids, an object
+// of hers. Her data is unchanged afterwards.
+func TestToolMatrix(t *testing.T) {
+	t.Parallel()
+	s := startProdIdflow(t, nil)
+	var aliceIDs []string
+	fx := newFixture(t, s, callerAlice, false, &aliceIDs)
+	for _, p := range []string{"app_id", "session_id", "workflow_id", "run_id", "document_id", "fact_id"} {
+		fx.id(p)
+	}
+	aliceUserID := s.UserID(t, callerAlice)
+	counts := func() map[string]int {
+		out := map[string]int{}
+		for _, path := range []string{"/api/v1/facts", "/api/v1/documents", "/api/v1/runs", "/api/v1/sessions",
+			"/api/v1/sessions/" + fx.id("session_id") + "/messages"} {
+			out[path] = len(s.listAll(t, callerAlice, path))
+		}
+		return out
+	}
+	before := counts()
+
+	// noLeak fails if an answer carries anything of alice's.
+	noLeak := func(t *testing.T, label, caller, text string) {
+		t.Helper()
+		if strings.Contains(text, secretMarker) {
+			t.Errorf("%s: the answer carries alice's text: %s", label, text)
+		}
+		for _, id := range append([]string{aliceUserID}, aliceIDs...) {
+			if strings.Contains(text, id) {
+				t.Errorf("%s: the answer carries alice's id %s: %s", label, id, text)
+			}
+		}
+		var v any
+		if json.Unmarshal([]byte(text), &v) == nil {
+			walkJSON(v, func(key string, val any) {
+				if key == "user_id" && val != s.UserID(t, caller) {
+					t.Errorf("%s: an object of %v: %s", label, val, text)
+				}
+			})
+		}
+	}
+
+	for _, caller := range []string{callerBob, callerCarol} {
+		t.Run(caller, func(t *testing.T) {
+			cs, _ := mcpConnect(t, s.URL, s.Token(t, caller))
+			names := mcpToolNames(t, cs)
+			if len(names) == 0 {
+				t.Fatal("no tools offered")
+			}
+			session := s.create(t, caller, "/api/v1/sessions", map[string]any{"title": "tool matrix"}) // the default agent: every built-in
+			for _, name := range names {
+				c, ok := toolMatrix[name]
+				if !ok {
+					t.Errorf("tool %s has no tool-matrix case: add it to toolMatrix", name)
+					continue
+				}
+				hers, random := "", ""
+				if c.param != "" {
+					hers = fx.id(c.param)
+					random = randomLike(t, c.param, hers)
+				}
+				// /mcp
+				theirs := mcpCall(t, cs, name, c.args(hers, aliceUserID))
+				label := "/mcp " + name + " as " + caller
+				noLeak(t, label, caller, theirs.Text)
+				noLeak(t, label, caller, string(theirs.Structured))
+				if c.notFound && (!theirs.IsError || !strings.HasPrefix(theirs.Text, "not_found: ")) {
+					t.Errorf("%s with alice's %s: %+v; want not_found", label, c.param, theirs)
+				}
+				if c.param != "" {
+					if none := mcpCall(t, cs, name, c.args(random, aliceUserID)); none.IsError != theirs.IsError || none.Text != theirs.Text {
+						t.Errorf("%s: alice's %s answers %+v, a missing one %+v", label, c.param, theirs, none)
+					}
+				}
+				// An agent turn: the model (echo) calls the tool.
+				say := func(id string) e2eStep {
+					args, _ := json.Marshal(c.args(id, aliceUserID))
+					r := s.As(t, caller, "POST", "/api/v1/sessions/"+session+"/messages", map[string]any{"content": "/tool " + name + " " + string(args)})
+					mustStatus(t, r, http.StatusCreated)
+					var a e2eAnswer
+					r.JSON(t, &a)
+					if len(a.Steps) != 1 || a.Steps[0].Tool != name {
+						t.Fatalf("an agent turn calling %s: %s", name, r.Body)
+					}
+					noLeak(t, "a turn calling "+name+" as "+caller, caller, a.Reply.Content)
+					return a.Steps[0]
+				}
+				st := say(hers)
+				label = "a turn calling " + name + " as " + caller
+				noLeak(t, label, caller, string(st.Result))
+				noLeak(t, label, caller, st.Error)
+				if c.notFound && (st.OK || !strings.HasPrefix(st.Error, "not_found: ")) {
+					t.Errorf("%s with alice's %s: %+v; want not_found", label, c.param, st)
+				}
+				if c.param != "" {
+					if none := say(random); none.OK != st.OK || none.Error != st.Error || (st.OK && !bytes.Equal(none.Result, st.Result)) {
+						t.Errorf("%s: alice's %s answers %+v, a missing one %+v", label, c.param, st, none)
+					}
+				}
+			}
+		})
+	}
+	if after := counts(); !reflect.DeepEqual(before, after) {
+		t.Errorf("alice's data changed under the tool matrix: %v → %v", before, after)
+	}
+}
+
+// FuzzAgentToolCall drives tool-argument handling end to end: whatever
+// tool call the scripted model makes in alice's turn — any name, any
+// arguments, JSON or not, identity arguments or not — streamed through the
+// real openai-go client, the turn answers (201, or 503 when the model's
+// answer is refused as a whole) and never fails with another status; each
+// call runs as alice or is refused; every object in a result is alice's;
+// the TypeScript downstream, when reached, is reached as alice only; and
+// bob's data never appears.
+func FuzzAgentToolCall(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"search_memory", `{"query":"kayak","user_id":"bob","owner":"bob"}`},
+		{"search_memory", `{"query":"kayak","limit":500}`},
+		{"search_memory", `[{"user_id":1}]`},
+		{"search_memory", `not json`},
+		{"search_memory", `{"query":"kayak"}{"query":"bob"}`},
+		{"get_run", `{"run_id":"run_doesnotexist0000000000","as_user":"bob"}`},
+		{"add_fact", `{"content":"\u0000\u2028 note","impersonate":{"user_id":"bob"}}`},
+		{"add_fact", "{\"content\":\"\xff\xfe\"}"},
+		{"tickets__echo", `{"text":"hi","onBehalfOf":"bob","deep":[[{"OWNER_ID":"bob"}]]}`},
+		{"tickets__whoami", `{"user_id":"bob"}`},
+		{"tickets__sleep", `{"ms":-1}`},
+		{"whoami", `{}`},
+		{"../../admin", `{}`},
+		{"", `{}`},
+		{"tickets__whoami\u0000", `{}`},
+		{"search_memory", `{"query":1e400}`},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+
+	var mu sync.Mutex
+	var next llmtest.ToolCall
+	model := llmtest.NewFunc(f, func(r *llmtest.Request) llmtest.Reply {
+		if r.Messages[len(r.Messages)-1].Role == "tool" {
+			return llmtest.Reply{Text: "done"}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return llmtest.Reply{ToolCalls: []llmtest.ToolCall{next}}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	public := "http://" + addr
+	ds := testsvc.StartDownstreamMCP(f, public, public+"/.well-known/idflow/jwks.json")
+	servers := filepath.Join(f.TempDir(), "mcp-servers.json")
+	if err := os.WriteFile(servers, fmt.Appendf(nil, `{"servers": [{"name": "tickets", "url": %q, "auth": {"type": "assertion"}, "groups": [%q]}]}`, ds.URL, e2eGroup), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	s := mcpStart(f, map[string]string{"IDFLOW_LISTEN": addr, "IDFLOW_MCP_SERVERS_FILE": servers, "IDFLOW_LOG_LEVEL": "error",
+		"IDFLOW_LLM_URL": model.URL, "IDFLOW_LLM_MODEL": e2eModel, "IDFLOW_LLM_MAX_RETRIES": "0"})
+	alice, bob := s.token(f, "alice"), s.token(f, "bob") // alice is in e2eGroup
+	aliceID := mcpUserID("alice")
+	const bobSecret = "BOB-fuzz-secret-61c2"
+	mcpRESTJSON(f, "POST", s.URL+"/api/v1/facts", bob, map[string]any{"content": "kayak " + bobSecret}, http.StatusCreated, nil)
+	var agent, session object
+	mcpRESTJSON(f, "POST", s.URL+"/api/v1/agents", alice, map[string]any{"name": "fuzz", "tools": []string{
+		"search_memory", "get_run", "add_fact", "whoami", "tickets__echo", "tickets__whoami", "tickets__sleep"}}, http.StatusCreated, &agent)
+	mcpRESTJSON(f, "POST", s.URL+"/api/v1/sessions", alice, map[string]any{"title": "fuzz", "agent_id": agent.ID}, http.StatusCreated, &session)
+
+	f.Fuzz(func(t *testing.T, name, args string) {
+		mu.Lock()
+		next = llmtest.ToolCall{ID: "call_fuzz", Name: name, Arguments: args}
+		mu.Unlock()
+		status, body := mcpREST(t, "POST", s.URL+"/api/v1/sessions/"+session.ID+"/messages", alice, map[string]any{"content": "a fuzzed turn"})
+		if status == http.StatusServiceUnavailable {
+			return // the model's answer refused whole (over a bound): nothing ran
+		}
+		if status != http.StatusCreated {
+			t.Fatalf("status %d: %s", status, body)
+		}
+		if bytes.Contains(body, []byte(bobSecret)) {
+			t.Fatalf("alice's turn carries bob's fact: %s", body)
+		}
+		var a e2eAnswer
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Reply.UserID != aliceID || len(a.Steps) > 1 {
+			t.Fatalf("the turn: %s", body)
+		}
+		for _, st := range a.Steps {
+			if !st.OK && st.Error == "" || st.OK && !json.Valid(st.Result) || !json.Valid(st.Arguments) {
+				t.Fatalf("a step %+v", st)
+			}
+			var v any
+			if json.Unmarshal(st.Result, &v) == nil {
+				walkJSON(v, func(key string, val any) {
+					if (key == "user_id" || key == "sub") && val != aliceID {
+						t.Fatalf("a result names %v: %s", val, st.Result)
+					}
+				})
+			}
+		}
+		if st := ds.Stats(t); len(st.Calls) > 1 || len(st.Sessions) > 1 || st.Foreign != 0 || st.Refused != 0 ||
+			len(st.Calls) == 1 && st.Calls[aliceID] == 0 {
+			t.Fatalf("the downstream saw %+v; want alice alone", st)
+		}
+	})
 }
