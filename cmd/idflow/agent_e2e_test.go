@@ -147,39 +147,65 @@ func e2eEventNames(evs []e2eEvent) []string {
 	return out
 }
 
-// e2eStreamTurn sends content to a session with Accept: text/event-stream and
-// answers the events. A 200 that is not an event stream fails the test.
-func e2eStreamTurn(t testing.TB, base, token, session, content string, headers ...header) (reply, []e2eEvent) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]any{"content": content})
+// e2ePost sends content to a session as the holder of token, with
+// Accept: text/event-stream when stream, and reads the whole answer. It
+// never fails the test, so that goroutines may call it.
+func e2ePost(base, token, session, content string, stream bool, headers ...header) (reply, error) {
+	body, err := json.Marshal(map[string]any{"content": content})
+	if err != nil {
+		return reply{}, err
+	}
 	req, err := http.NewRequest("POST", base+"/api/v1/sessions/"+session+"/messages", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
+	if stream {
+		req.Header.Set("Accept", "text/event-stream")
+	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	for _, h := range headers {
 		req.Header.Set(h.name, h.value)
 	}
 	resp, err := harnessClient.Do(req)
 	if err != nil {
-		t.Fatalf("streamed turn: %v", err)
+		return reply{}, fmt.Errorf("a turn on %s: %w", session, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("streamed turn: %v", err)
+		return reply{}, fmt.Errorf("a turn on %s: %w", session, err)
 	}
-	r := reply{Method: "POST", Path: req.URL.Path, Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return reply{Method: "POST", Path: req.URL.Path, Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// e2eStreamTurn sends content to a session with Accept: text/event-stream
+// and answers the events (none unless the status is 200). A 200 that is not
+// an event stream fails the test.
+func e2eStreamTurn(t testing.TB, base, token, session, content string, headers ...header) (reply, []e2eEvent) {
+	t.Helper()
+	r, err := e2ePost(base, token, session, content, true, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, e2eEventsOf(t, r)
+}
+
+// e2eEventsOf reads the events of a streamed turn's answer: none unless
+// its status is 200, which must come as text/event-stream.
+func e2eEventsOf(t testing.TB, r reply) []e2eEvent {
+	t.Helper()
 	if r.Status != http.StatusOK {
-		return r, nil
+		return nil
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+	if ct := r.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("%s: Content-Type %q", r, ct)
 	}
-	return r, e2eReadEvents(t, b)
+	return e2eReadEvents(t, r.Body)
 }
+
+// e2eOrderRE is the order of a successful turn's events.
+var e2eOrderRE = regexp.MustCompile(`^message memory( delta)*( tool_call tool_result( delta)*)* reply done$`)
 
 // e2eGather rebuilds a turn's answer from its events (which must end with
 // reply, done), requiring the order message, memory, then tool_call and
@@ -189,7 +215,7 @@ func e2eGather(t testing.TB, evs []e2eEvent) e2eAnswer {
 	t.Helper()
 	var a e2eAnswer
 	names := strings.Join(e2eEventNames(evs), " ")
-	if !regexp.MustCompile(`^message memory( delta)*( tool_call tool_result( delta)*)* reply done$`).MatchString(names) {
+	if !e2eOrderRE.MatchString(names) {
 		t.Fatalf("events in the order %q", names)
 	}
 	var calls []idflow.ToolCall
@@ -247,17 +273,24 @@ func e2eGather(t testing.TB, evs []e2eEvent) e2eAnswer {
 // and answers it; any status but 201 (200 streamed) fails the test.
 func (s *prodServer) e2eSay(t testing.TB, token, session, content string, stream bool, headers ...header) e2eAnswer {
 	t.Helper()
-	if stream {
-		r, evs := e2eStreamTurn(t, s.URL, token, session, content, headers...)
-		mustStatus(t, r, http.StatusOK)
-		a := e2eGather(t, evs)
-		a.Raw = string(r.Body)
-		return a
+	r, err := e2ePost(s.URL, token, session, content, stream, headers...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := s.Do(t, "POST", "/api/v1/sessions/"+session+"/messages", token, map[string]any{"content": content}, headers...)
-	mustStatus(t, r, http.StatusCreated)
+	return e2eAnswerOf(t, r, stream)
+}
+
+// e2eAnswerOf reads a turn's answer: 201 JSON, or (streamed) 200 events.
+func e2eAnswerOf(t testing.TB, r reply, stream bool) e2eAnswer {
+	t.Helper()
 	var a e2eAnswer
-	r.JSON(t, &a)
+	if stream {
+		mustStatus(t, r, http.StatusOK)
+		a = e2eGather(t, e2eEventsOf(t, r))
+	} else {
+		mustStatus(t, r, http.StatusCreated)
+		r.JSON(t, &a)
+	}
 	a.Raw = string(r.Body)
 	return a
 }
@@ -386,14 +419,20 @@ func TestAgentDownstreamActsAsEachUser(t *testing.T) {
 		oids[who] = s.UserID(t, who)
 	}
 
-	answers := map[string][]e2eAnswer{}
+	// Plain goroutines, not parallel subtests: -parallel may be lower than
+	// the number of users, and the model holds the first turns together.
+	raw := map[string][]reply{}
 	var wg sync.WaitGroup
 	for _, who := range users {
 		wg.Go(func() {
 			for i := range turns {
-				a := s.e2eSay(t, tokens[who], sessions[who], fmt.Sprintf("who am I to the tickets? [e2e who=%s turn=%d]", who, i), i%2 == 1)
+				r, err := e2ePost(s.URL, tokens[who], sessions[who], fmt.Sprintf("who am I to the tickets? [e2e who=%s turn=%d]", who, i), i%2 == 1)
+				if err != nil {
+					t.Errorf("%s turn %d: %v", who, i, err)
+					return
+				}
 				mu.Lock()
-				answers[who] = append(answers[who], a)
+				raw[who] = append(raw[who], r)
 				mu.Unlock()
 			}
 		})
@@ -401,6 +440,12 @@ func TestAgentDownstreamActsAsEachUser(t *testing.T) {
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
+	}
+	answers := map[string][]e2eAnswer{}
+	for _, who := range users {
+		for i, r := range raw[who] {
+			answers[who] = append(answers[who], e2eAnswerOf(t, r, i%2 == 1))
+		}
 	}
 
 	for _, who := range users {
