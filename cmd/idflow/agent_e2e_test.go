@@ -340,6 +340,7 @@ func e2eLastUser(r *llmtest.Request) string {
 	return ""
 }
 
+// e2eOffered names the tools a model request offered.
 func e2eOffered(r *llmtest.Request) []string {
 	var out []string
 	for _, tl := range r.Tools {
@@ -390,8 +391,10 @@ func TestAgentDownstreamActsAsEachUser(t *testing.T) {
 		}
 		if m[2] == "0" {
 			mu.Lock()
-			if arrived[m[1]] = true; len(arrived) == len(users) {
-				close(allIn)
+			if !arrived[m[1]] {
+				if arrived[m[1]] = true; len(arrived) == len(users) {
+					close(allIn)
+				}
 			}
 			mu.Unlock()
 			select {
