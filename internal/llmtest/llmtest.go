@@ -1,5 +1,6 @@
 // Package llmtest is an OpenAI-compatible model server for tests: it answers
-// POST /v1/chat/completions from a script, streams in the OpenAI chunk
+// POST /v1/chat/completions from a script (or, for concurrent callers, a
+// function of each request: NewFunc), streams in the OpenAI chunk
 // format (Server-Sent Events, usage in a last chunk when asked), emits tool
 // calls with their arguments in fragments, fails on demand (a status with
 // Retry-After, a stream cut after its first tokens), holds its answer until
