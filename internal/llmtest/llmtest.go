@@ -1,5 +1,6 @@
 // Package llmtest is an OpenAI-compatible model server for tests: it answers
-// POST /v1/chat/completions from a script, streams in the OpenAI chunk
+// POST /v1/chat/completions from a script (or, for concurrent callers, a
+// function of each request: NewFunc), streams in the OpenAI chunk
 // format (Server-Sent Events, usage in a last chunk when asked), emits tool
 // calls with their arguments in fragments, fails on demand (a status with
 // Retry-After, a stream cut after its first tokens), holds its answer until
@@ -134,6 +135,7 @@ type Server struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	script   []Reply
+	respond  func(*Request) Reply
 	requests []*Request
 }
 
@@ -145,6 +147,17 @@ func New(t testing.TB, script ...Reply) *Server {
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL + "/v1"
 	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// NewFunc starts a server that answers every request with respond(req):
+// for concurrent callers, whose requests arrive in no set order, the
+// answer is chosen from the request itself. respond runs on the request's
+// goroutine and may block (until the client goes away, say). It stops at
+// the end of the test.
+func NewFunc(t testing.TB, respond func(*Request) Reply) *Server {
+	s := New(t)
+	s.respond = respond
 	return s
 }
 
@@ -199,7 +212,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		reply, s.script = s.script[0], s.script[1:]
 	}
+	respond := s.respond
 	s.mu.Unlock()
+	if !ok && respond != nil { // the script first, then respond
+		reply, ok = respond(req), true
+	}
 	if !ok {
 		s.t.Errorf("llmtest: request %d is beyond the script", len(s.Requests()))
 		writeError(w, http.StatusInternalServerError, "", "script exhausted")
