@@ -36,6 +36,11 @@ func createdKey(created time.Time, id string) Cursor {
 	return Cursor{Key: created.UnixNano(), ID: id}
 }
 
+// Each entity's List…SQL is the start of its owner's list (its admin's,
+// for Admin…SQL), for ListSQL to complete; they are exported for the
+// backends' query-plan tests, which check that each reads an index led by
+// user_id (tenant_id) without sorting.
+
 // ListSQL completes base, a SELECT whose WHERE clause is already open (for
 // a user list it starts with the owner predicate) and uses n parameters,
 // with the keyset condition (after a cursor), the order (newest first
