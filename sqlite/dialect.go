@@ -9,7 +9,7 @@ import (
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/internal/riverschema"
 	"github.com/idflow/idflow/internal/sqlstore"
-	sqlite "modernc.org/sqlite"
+	modernc "modernc.org/sqlite"
 )
 
 // dialect is the SQL SQLite writes its own way (sqlstore.Dialect): there
@@ -66,7 +66,7 @@ func insertMessages(ctx context.Context, tx sqlstore.Tx, msgs []idflow.Message, 
 // errorCode answers SQLite's primary result code of err as "sqlite/<n>"
 // (sqlstore.Backend.ErrorCode).
 func errorCode(err error) string {
-	var e *sqlite.Error
+	var e *modernc.Error
 	if errors.As(err, &e) {
 		return "sqlite/" + strconv.Itoa(e.Code()&0xff)
 	}

@@ -68,24 +68,11 @@ func (s *Store) CreateAgent(ctx context.Context, p idflow.Principal, a idflow.Ag
 }
 
 func (s *Store) GetAgent(ctx context.Context, p idflow.Principal, id string) (idflow.Agent, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.Agent{}, err
-	}
-	var a idflow.Agent
-	err = s.read(ctx, "get agent", owner, func(tx Tx) error {
-		a, err = getOne(ctx, tx, "agent", `SELECT `+agentCols+` FROM agents WHERE user_id = $1 AND id = $2`, scanAgent, owner, id)
-		return err
-	})
-	return a, err
+	return getOwned(ctx, s, p, "agent", `SELECT `+agentCols+` FROM agents WHERE user_id = $1 AND id = $2`, scanAgent, id)
 }
 
 func (s *Store) ListAgents(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Agent], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.Agent]{Items: []idflow.Agent{}}, err
-	}
-	return listAs(ctx, s, "list agents", owner, ListAgentsSQL, []any{owner}, ByCreated, false, page, scanAgent, agentKey)
+	return listOwned(ctx, s, p, "list agents", ListAgentsSQL, nil, ByCreated, page, scanAgent, agentKey)
 }
 
 func (s *Store) UpdateAgent(ctx context.Context, p idflow.Principal, id string, patch idflow.AgentPatch) (idflow.Agent, error) {

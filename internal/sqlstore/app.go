@@ -39,24 +39,11 @@ func (s *Store) CreateApp(ctx context.Context, p idflow.Principal, a idflow.App)
 }
 
 func (s *Store) GetApp(ctx context.Context, p idflow.Principal, id string) (idflow.App, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.App{}, err
-	}
-	var a idflow.App
-	err = s.read(ctx, "get app", owner, func(tx Tx) error {
-		a, err = getOne(ctx, tx, "app", `SELECT `+appCols+` FROM apps WHERE user_id = $1 AND id = $2`, scanApp, owner, id)
-		return err
-	})
-	return a, err
+	return getOwned(ctx, s, p, "app", `SELECT `+appCols+` FROM apps WHERE user_id = $1 AND id = $2`, scanApp, id)
 }
 
 func (s *Store) ListApps(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.App], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.App]{Items: []idflow.App{}}, err
-	}
-	return listAs(ctx, s, "list apps", owner, ListAppsSQL, []any{owner}, ByCreated, false, page, scanApp, appKey)
+	return listOwned(ctx, s, p, "list apps", ListAppsSQL, nil, ByCreated, page, scanApp, appKey)
 }
 
 func (s *Store) UpdateApp(ctx context.Context, p idflow.Principal, id string, patch idflow.AppPatch) (idflow.App, error) {

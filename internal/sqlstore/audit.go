@@ -63,11 +63,7 @@ func (s *Store) RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.Au
 
 // ListAudit answers the events whose actor is the caller, newest first.
 func (s *Store) ListAudit(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.AuditEvent]{Items: []idflow.AuditEvent{}}, err
-	}
-	return listAs(ctx, s, "list audit", owner, ListAuditSQL, []any{owner}, BySeq, false, page, scanAudit, auditKey)
+	return listOwned(ctx, s, p, "list audit", ListAuditSQL, nil, BySeq, page, scanAudit, auditKey)
 }
 
 // AdminListAudit answers the events of the admin's scope, newest first:

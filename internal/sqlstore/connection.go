@@ -47,32 +47,21 @@ func (s *Store) ListConnections(ctx context.Context, p idflow.Principal) ([]idfl
 	return out, nil
 }
 
+func scanCredential(r Row) (idflow.SealedCredential, error) {
+	var c idflow.SealedCredential
+	var scopes string
+	if err := r.Scan(&c.Provider, &c.KeyID, &c.Ciphertext, &c.Status, &scopes, &c.ExpiresAt); err != nil {
+		return c, err
+	}
+	var err error
+	c.Scopes, err = decodeNames(scopes)
+	return c, err
+}
+
 // GetCredential answers the caller's sealed credential for provider.
 func (s *Store) GetCredential(ctx context.Context, p idflow.Principal, provider string) (idflow.SealedCredential, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.SealedCredential{}, err
-	}
-	var c idflow.SealedCredential
-	err = s.read(ctx, "get credential", owner, func(tx Tx) error {
-		c, err = getOne(ctx, tx, "connection", `SELECT provider, key_id, ciphertext, status, scopes, expires_at
-			FROM connections WHERE user_id = $1 AND provider = $2`,
-			func(r Row) (idflow.SealedCredential, error) {
-				var c idflow.SealedCredential
-				var scopes string
-				if err := r.Scan(&c.Provider, &c.KeyID, &c.Ciphertext, &c.Status, &scopes, &c.ExpiresAt); err != nil {
-					return c, err
-				}
-				var err error
-				c.Scopes, err = decodeNames(scopes)
-				return c, err
-			}, owner, provider)
-		return err
-	})
-	if err != nil {
-		return idflow.SealedCredential{}, err
-	}
-	return c, nil
+	return getOwned(ctx, s, p, "connection", `SELECT provider, key_id, ciphertext, status, scopes, expires_at
+		FROM connections WHERE user_id = $1 AND provider = $2`, scanCredential, provider)
 }
 
 // PutCredential inserts or replaces the caller's credential for

@@ -63,24 +63,11 @@ func (s *Store) CreateDocument(ctx context.Context, p idflow.Principal, d idflow
 }
 
 func (s *Store) GetDocument(ctx context.Context, p idflow.Principal, id string) (idflow.Document, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.Document{}, err
-	}
-	var d idflow.Document
-	err = s.read(ctx, "get document", owner, func(tx Tx) error {
-		d, err = getOne(ctx, tx, "document", `SELECT `+documentCols+` FROM documents WHERE user_id = $1 AND id = $2`, scanDocument, owner, id)
-		return err
-	})
-	return d, err
+	return getOwned(ctx, s, p, "document", `SELECT `+documentCols+` FROM documents WHERE user_id = $1 AND id = $2`, scanDocument, id)
 }
 
 func (s *Store) ListDocuments(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Document], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.Document]{Items: []idflow.Document{}}, err
-	}
-	return listAs(ctx, s, "list documents", owner, ListDocumentsSQL, []any{owner}, ByCreated, false, page, scanDocument, documentKey)
+	return listOwned(ctx, s, p, "list documents", ListDocumentsSQL, nil, ByCreated, page, scanDocument, documentKey)
 }
 
 // DeleteDocument deletes the document and the facts made from it. Its

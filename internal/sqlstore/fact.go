@@ -44,24 +44,11 @@ func (s *Store) CreateFact(ctx context.Context, p idflow.Principal, f idflow.Fac
 }
 
 func (s *Store) GetFact(ctx context.Context, p idflow.Principal, id string) (idflow.Fact, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.Fact{}, err
-	}
-	var f idflow.Fact
-	err = s.read(ctx, "get fact", owner, func(tx Tx) error {
-		f, err = getOne(ctx, tx, "fact", `SELECT `+factCols+` FROM facts WHERE user_id = $1 AND id = $2`, scanFact, owner, id)
-		return err
-	})
-	return f, err
+	return getOwned(ctx, s, p, "fact", `SELECT `+factCols+` FROM facts WHERE user_id = $1 AND id = $2`, scanFact, id)
 }
 
 func (s *Store) ListFacts(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Fact], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.Fact]{Items: []idflow.Fact{}}, err
-	}
-	return listAs(ctx, s, "list facts", owner, ListFactsSQL, []any{owner}, ByCreated, false, page, scanFact, factKey)
+	return listOwned(ctx, s, p, "list facts", ListFactsSQL, nil, ByCreated, page, scanFact, factKey)
 }
 
 func (s *Store) DeleteFact(ctx context.Context, p idflow.Principal, id string) error {

@@ -91,14 +91,19 @@ func list[T any](ctx context.Context, tx Tx, base string, args []any, ks Keyset,
 	return out, nil
 }
 
-// listAs answers one page of base as owner, in a read transaction of its
-// own; an error answers an empty page.
-func listAs[T any](ctx context.Context, s *Store, op, owner, base string, args []any, ks Keyset, asc bool, page idflow.Page,
+// listOwned answers one page of base, newest first, as p: its owner is
+// base's $1, args the parameters after it. It reads in a transaction of
+// its own; an error answers an empty page.
+func listOwned[T any](ctx context.Context, s *Store, p idflow.Principal, op, base string, args []any, ks Keyset, page idflow.Page,
 	scan func(Row) (T, error), key func(T) Cursor) (idflow.List[T], error) {
 	out := idflow.List[T]{Items: []T{}}
-	err := s.read(ctx, op, owner, func(tx Tx) error {
+	owner, err := p.Owner()
+	if err != nil {
+		return out, err
+	}
+	err = s.read(ctx, op, owner, func(tx Tx) error {
 		var err error
-		out, err = list(ctx, tx, base, args, ks, asc, page, scan, key)
+		out, err = list(ctx, tx, base, append([]any{owner}, args...), ks, false, page, scan, key)
 		return err
 	})
 	if err != nil {

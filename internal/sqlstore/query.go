@@ -51,6 +51,24 @@ func getOne[T any](ctx context.Context, tx Tx, kind, query string, scan func(Row
 	return v, err
 }
 
+// getOwned answers the one row of query ($1 owner, $2 id) as p, in a read
+// transaction; no row is NotFound(kind).
+func getOwned[T any](ctx context.Context, s *Store, p idflow.Principal, kind, query string, scan func(Row) (T, error), id string) (T, error) {
+	var v, zero T
+	owner, err := p.Owner()
+	if err != nil {
+		return zero, err
+	}
+	err = s.read(ctx, "get "+kind, owner, func(tx Tx) error {
+		v, err = getOne(ctx, tx, kind, query, scan, owner, id)
+		return err
+	})
+	if err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
 // collect runs a query and scans every row; none is an empty, non-nil
 // slice.
 func collect[T any](ctx context.Context, tx Tx, query string, scan func(Row) (T, error), args ...any) ([]T, error) {

@@ -158,24 +158,11 @@ func (s *Store) admit(ctx context.Context, tx Tx, owner string) error {
 }
 
 func (s *Store) GetRun(ctx context.Context, p idflow.Principal, id string) (idflow.Run, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.Run{}, err
-	}
-	var run idflow.Run
-	err = s.read(ctx, "get run", owner, func(tx Tx) error {
-		run, err = getOne(ctx, tx, "run", `SELECT `+runCols+` FROM runs WHERE user_id = $1 AND id = $2`, scanRun, owner, id)
-		return err
-	})
-	return run, err
+	return getOwned(ctx, s, p, "run", `SELECT `+runCols+` FROM runs WHERE user_id = $1 AND id = $2`, scanRun, id)
 }
 
 func (s *Store) ListRuns(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Run], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.Run]{Items: []idflow.Run{}}, err
-	}
-	return listAs(ctx, s, "list runs", owner, ListRunsSQL, []any{owner}, ByCreated, false, page, scanRun, runKey)
+	return listOwned(ctx, s, p, "list runs", ListRunsSQL, nil, ByCreated, page, scanRun, runKey)
 }
 
 // UpdateRun moves a run to u.Status. An ended run is never changed again
@@ -293,8 +280,12 @@ func (s *Store) ListEvents(ctx context.Context, p idflow.Principal, runID string
 	}
 	var out []idflow.Event
 	err = s.read(ctx, "list events", owner, func(tx Tx) error {
-		if err := requireOwned(ctx, tx, "runs", "run", owner, runID); err != nil {
+		ok, err := owned(ctx, tx, "runs", owner, runID)
+		if err != nil {
 			return err
+		}
+		if !ok {
+			return idflow.NotFound("run")
 		}
 		out, err = collect(ctx, tx, `SELECT run_id, seq, type, step_id, user_id, CAST(data AS TEXT), at FROM run_events
 			WHERE user_id = $1 AND run_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`, scanEvent, owner, runID, afterSeq, limit)
@@ -367,13 +358,18 @@ func (s *Store) FailStrandedRuns(ctx context.Context, limit int) ([]idflow.Event
 }
 
 // stranded re-checks, with the run's row locked, that owner's run id is
-// still admitted and not ended while its job has finished or is gone.
+// still there, admitted and not ended, while its job has finished or is
+// gone.
 func (s *Store) stranded(ctx context.Context, tx Tx, owner, id string) (bool, error) {
 	var status string
 	var waiting bool
 	var jobID *int64
-	if err := tx.QueryRow(ctx, `SELECT status, waiting, job_id FROM runs WHERE user_id = $1 AND id = $2`+s.b.SQL.LockRow,
-		owner, id).Scan(&status, &waiting, &jobID); err != nil {
+	err := tx.QueryRow(ctx, `SELECT status, waiting, job_id FROM runs WHERE user_id = $1 AND id = $2`+s.b.SQL.LockRow,
+		owner, id).Scan(&status, &waiting, &jobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil // deleted meanwhile
+	}
+	if err != nil {
 		return false, err
 	}
 	if waiting || jobID == nil || (status != idflow.RunQueued && status != idflow.RunRunning) {

@@ -54,28 +54,15 @@ func (s *Store) CreateSession(ctx context.Context, p idflow.Principal, c idflow.
 }
 
 func (s *Store) GetSession(ctx context.Context, p idflow.Principal, id string) (idflow.ChatSession, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.ChatSession{}, err
-	}
-	var c idflow.ChatSession
-	err = s.read(ctx, "get session", owner, func(tx Tx) error {
-		c, err = getOne(ctx, tx, "session", `SELECT `+sessionCols+` FROM sessions WHERE user_id = $1 AND id = $2`, scanSession, owner, id)
-		return err
-	})
-	return c, err
+	return getOwned(ctx, s, p, "session", `SELECT `+sessionCols+` FROM sessions WHERE user_id = $1 AND id = $2`, scanSession, id)
 }
 
 func (s *Store) ListSessions(ctx context.Context, p idflow.Principal, f idflow.SessionFilter, page idflow.Page) (idflow.List[idflow.ChatSession], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.ChatSession]{Items: []idflow.ChatSession{}}, err
-	}
-	base, args := ListSessionsSQL, []any{owner}
+	base, args := ListSessionsSQL, []any(nil)
 	if f.AppID != "" {
-		base, args = ListSessionsByAppSQL, append(args, f.AppID)
+		base, args = ListSessionsByAppSQL, []any{f.AppID}
 	}
-	return listAs(ctx, s, "list sessions", owner, base, args, ByCreated, false, page, scanSession, sessionKey)
+	return listOwned(ctx, s, p, "list sessions", base, args, ByCreated, page, scanSession, sessionKey)
 }
 
 // UpdateSession applies patch; an AppID or AgentID set to "" clears the

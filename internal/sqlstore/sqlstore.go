@@ -72,10 +72,12 @@ type Backend struct {
 	// and admit runs; nil where the database has a single writer.
 	LockOwner func(ctx context.Context, tx Tx, owner string) error
 
-	// InsertFacts writes complete facts, with their full-text entries.
+	// InsertFacts writes complete facts (at least one) of one owner, with
+	// their full-text entries.
 	InsertFacts func(ctx context.Context, tx Tx, facts []idflow.Fact) error
-	// InsertMessages writes complete messages of one session; calls[i] is
-	// msgs[i]'s tool calls as stored (JSON text), or nil.
+	// InsertMessages writes complete messages (at least one) of one
+	// session; calls[i] is msgs[i]'s tool calls as stored (JSON text), or
+	// nil.
 	InsertMessages func(ctx context.Context, tx Tx, msgs []idflow.Message, calls []*string) error
 	// Search answers the statement, and its arguments, that ranks owner's
 	// facts against text, best first: at most limit rows of the fact

@@ -56,24 +56,11 @@ func (s *Store) CreateWorkflow(ctx context.Context, p idflow.Principal, w idflow
 }
 
 func (s *Store) GetWorkflow(ctx context.Context, p idflow.Principal, id string) (idflow.Workflow, error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.Workflow{}, err
-	}
-	var w idflow.Workflow
-	err = s.read(ctx, "get workflow", owner, func(tx Tx) error {
-		w, err = getOne(ctx, tx, "workflow", `SELECT `+workflowCols+` FROM workflows WHERE user_id = $1 AND id = $2`, scanWorkflow, owner, id)
-		return err
-	})
-	return w, err
+	return getOwned(ctx, s, p, "workflow", `SELECT `+workflowCols+` FROM workflows WHERE user_id = $1 AND id = $2`, scanWorkflow, id)
 }
 
 func (s *Store) ListWorkflows(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Workflow], error) {
-	owner, err := p.Owner()
-	if err != nil {
-		return idflow.List[idflow.Workflow]{Items: []idflow.Workflow{}}, err
-	}
-	return listAs(ctx, s, "list workflows", owner, ListWorkflowsSQL, []any{owner}, ByCreated, false, page, scanWorkflow, workflowKey)
+	return listOwned(ctx, s, p, "list workflows", ListWorkflowsSQL, nil, ByCreated, page, scanWorkflow, workflowKey)
 }
 
 // ReplaceWorkflow replaces the draft's name and definition; published
