@@ -19,6 +19,15 @@ type BrowserSession struct {
 	ExpiresAt time.Time // absolute end of the session
 }
 
+// Validate checks a browser session before it is stored: it belongs to a
+// user (EFORBIDDEN otherwise: a session of nobody would sign nobody in).
+func (s BrowserSession) Validate() error {
+	if s.UserID == "" {
+		return Errorf(EFORBIDDEN, "a user identity is required")
+	}
+	return nil
+}
+
 // BrowserSessionStore keeps browser sessions. It is looked up by the hash of
 // a 256-bit secret before anyone is authenticated — the one store read that
 // is not owner-scoped, because the secret is the credential. Updates and

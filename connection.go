@@ -36,6 +36,27 @@ type SealedCredential struct {
 	ExpiresAt  *time.Time
 }
 
+// ValidConnectionStatus reports whether s is a status a connection can have.
+func ValidConnectionStatus(s string) bool {
+	return s == ConnectionActive || s == ConnectionNeedsConsent
+}
+
+// Validate checks a credential before it is stored: it needs a provider,
+// a key id and a ciphertext, and a known status (none is
+// ConnectionActive; Validate then sets it).
+func (c *SealedCredential) Validate() error {
+	if c.Provider == "" || c.KeyID == "" || len(c.Ciphertext) == 0 {
+		return Errorf(EINVALID, "a credential needs a provider, a key id and a ciphertext")
+	}
+	if c.Status == "" {
+		c.Status = ConnectionActive
+	}
+	if !ValidConnectionStatus(c.Status) {
+		return Errorf(EINVALID, "unknown connection status %q", c.Status)
+	}
+	return nil
+}
+
 // ConnectState is a pending connect flow, bound to the user who started it.
 type ConnectState struct {
 	State        string
@@ -43,6 +64,15 @@ type ConnectState struct {
 	CodeVerifier string
 	RedirectURI  string
 	ExpiresAt    time.Time
+}
+
+// Validate checks a connect flow before it is stored: it needs a state, a
+// provider and an expiry.
+func (s ConnectState) Validate() error {
+	if s.State == "" || s.Provider == "" || s.ExpiresAt.IsZero() {
+		return Errorf(EINVALID, "a connect state needs a state, a provider and an expiry")
+	}
+	return nil
 }
 
 // ConnectionStore keeps sealed downstream credentials, scoped to the owner.

@@ -2,6 +2,8 @@ package idflow
 
 import (
 	"context"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -18,6 +20,21 @@ type Document struct {
 	FactCount   int       `json:"fact_count"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// MaxFilenameLen bounds a document's filename, in characters.
+const MaxFilenameLen = 255
+
+// Validate keeps the base name of the document's Filename (an upload may
+// name a path, with / or \) and checks it: required, CheckText, and not a
+// directory name. Every fault answers "filename is required".
+func (d *Document) Validate() error {
+	name, err := CheckText("filename", path.Base(strings.ReplaceAll(d.Filename, "\\", "/")), MaxFilenameLen, true)
+	if err != nil || name == "." || name == ".." || name == "/" {
+		return Errorf(EINVALID, "filename is required")
+	}
+	d.Filename = name
+	return nil
 }
 
 // DocumentStore keeps documents and the facts made from them.

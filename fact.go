@@ -16,6 +16,19 @@ type Fact struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 }
 
+// Fact limits, in characters.
+const (
+	MaxFactLen  = 8 << 10
+	MaxQueryLen = 1000 // a memory search's query
+)
+
+// Validate trims the fact's content and checks it: required, CheckText.
+func (f *Fact) Validate() error {
+	var err error
+	f.Content, err = CheckText("content", f.Content, MaxFactLen, true)
+	return err
+}
+
 // ScoredFact is a search hit.
 type ScoredFact struct {
 	Fact  Fact    `json:"fact"`

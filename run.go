@@ -39,12 +39,38 @@ func (r Run) Terminal() bool {
 	return r.Status == RunSucceeded || r.Status == RunFailed || r.Status == RunCancelled
 }
 
+// Validate checks the input a run is started with: JSON, the JSON null
+// when there is none (Validate then sets it).
+func (r *Run) Validate() error {
+	if len(r.Input) == 0 {
+		r.Input = json.RawMessage("null")
+	}
+	if !json.Valid(r.Input) {
+		return Errorf(EINVALID, "input must be JSON")
+	}
+	return nil
+}
+
 // RunUpdate is a status transition.
 type RunUpdate struct {
 	Status  string
 	Error   string
 	Output  json.RawMessage
 	Attempt int
+}
+
+// Validate checks a transition: to running or to an end, with an output
+// that is JSON when there is one.
+func (u RunUpdate) Validate() error {
+	switch u.Status {
+	case RunRunning, RunSucceeded, RunFailed, RunCancelled:
+	default:
+		return Errorf(EINVALID, "invalid run status %q", u.Status)
+	}
+	if len(u.Output) > 0 && !json.Valid(u.Output) {
+		return Errorf(EINVALID, "output must be JSON")
+	}
+	return nil
 }
 
 // Event types of a run.
@@ -69,6 +95,14 @@ type Event struct {
 	UserID string          `json:"user_id"`
 	Data   json.RawMessage `json:"data,omitempty"`
 	At     time.Time       `json:"at"`
+}
+
+// Validate checks that the event's data, when there is any, is JSON.
+func (e Event) Validate() error {
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		return Errorf(EINVALID, "event data must be JSON")
+	}
+	return nil
 }
 
 // Terminal reports whether the event ends its run.

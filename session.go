@@ -17,11 +17,27 @@ type ChatSession struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// Validate trims the session's title and checks it (CheckText); a title
+// is optional. That the app and agent are the owner's is the store's to
+// check, in the transaction that records the session.
+func (s *ChatSession) Validate() error {
+	var err error
+	s.Title, err = CheckText("title", s.Title, MaxNameLen, false)
+	return err
+}
+
 // SessionPatch changes the fields that are set.
 type SessionPatch struct {
 	Title   *string `json:"title"`
 	AppID   *string `json:"app_id"`
 	AgentID *string `json:"agent_id"`
+}
+
+// Validate checks the title, when set: it cannot be set empty.
+func (p *SessionPatch) Validate() error {
+	var err error
+	p.Title, err = checkPatchText("title", p.Title, MaxNameLen, true)
+	return err
 }
 
 // SessionFilter narrows a session list.
@@ -47,6 +63,20 @@ type Message struct {
 
 // MaxRecentMessages bounds RecentMessages.
 const MaxRecentMessages = 200
+
+// MaxMessageLen bounds the content of a message a user writes (and of a
+// workflow's prompt step), in characters.
+const MaxMessageLen = 32 << 10
+
+// Validate trims the content of a message a user writes and checks it:
+// required, CheckText. The messages an agent turn adds (replies, tool
+// calls and results) are the model's and the tools', bounded where they
+// are made.
+func (m *Message) Validate() error {
+	var err error
+	m.Content, err = CheckText("content", m.Content, MaxMessageLen, true)
+	return err
+}
 
 // SessionStore keeps chat sessions and their messages.
 type SessionStore interface {

@@ -3,7 +3,14 @@ package idflow
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 )
+
+var toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidToolName reports whether name can be a tool's: 1 to 64 of
+// [A-Za-z0-9_-].
+func ValidToolName(name string) bool { return toolNameRE.MatchString(name) }
 
 // ToolSpec describes a tool to a model or an MCP client.
 type ToolSpec struct {

@@ -3,92 +3,20 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idflow/idflow"
-	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/storetest"
 )
 
 // The benchmarks run against a real PostgreSQL 15 (testsvc: fsync off,
 // shared_buffers 32 MB), through the store's own methods, so every
 // operation pays what production pays: a transaction, set_config, the
 // query, the commit. Commands and results: docs/POSTGRES.md.
-
-// commonWords are frequent English words; text draws from them and from a
-// long tail of made-up words, with a Zipf distribution (as the SQLite
-// benchmark does), so a term's document frequency spans from "most facts"
-// to "a handful".
-var commonWords = strings.Fields(`the of and to in is that for it as with was on be at by this had not are but
-from or have an they which one you were all we her she there would their will when who him been has more if no
-out do so can what up said about other into than its time only could new them man some these then two first may
-any like now my such make over our even most me state after also made many did must before back see through way
-where get much go well your know should down work year because come people just say each those take day good
-how long very still own find here thing give many great help team meeting budget project report customer
-release invoice travel flight hotel doctor appointment birthday password office kitchen garden review plan
-schedule deadline contract payment bank email phone address family holiday weekend lunch dinner coffee tea`)
-
-const syllables = "ka lo mi ne ra su ti po ve xa qui zo ber tan fel gri mos pla dun sek vor"
-
-// corpus generates deterministic, English-ish sentences.
-type corpus struct {
-	rng   *rand.Rand
-	zipf  *rand.Zipf
-	vocab []string
-}
-
-func newCorpus(seed uint64) *corpus {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	syl := strings.Fields(syllables)
-	seen := make(map[string]bool)
-	vocab := slices.Clone(commonWords)
-	for len(vocab) < 20000 {
-		var b strings.Builder
-		for range 2 + rng.IntN(3) {
-			b.WriteString(syl[rng.IntN(len(syl))])
-		}
-		if w := b.String(); !seen[w] {
-			seen[w] = true
-			vocab = append(vocab, w)
-		}
-	}
-	return &corpus{rng: rng, vocab: vocab, zipf: rand.NewZipf(rng, 1.1, 2, uint64(len(vocab)-1))}
-}
-
-func (c *corpus) word() string { return c.vocab[c.zipf.Uint64()] }
-
-func (c *corpus) sentence() string {
-	n := 6 + c.rng.IntN(20)
-	words := make([]string, n)
-	for i := range words {
-		words[i] = c.word()
-	}
-	words[0] = strings.ToUpper(words[0][:1]) + words[0][1:]
-	return strings.Join(words, " ") + "."
-}
-
-// queries answers n search queries of one to three words.
-func (c *corpus) queries(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		words := make([]string, 1+i%3)
-		for j := range words {
-			words[j] = c.word()
-		}
-		out[i] = strings.Join(words, " ")
-	}
-	return out
-}
-
-// benchUser is the Principal of synthetic user i.
-func benchUser(i int) idflow.Principal {
-	return authtest.User(fmt.Sprintf("9f1c2d3e-0000-4000-8000-%012d", i), "t-bench")
-}
 
 // p50 answers the median of latencies.
 func p50(latencies []time.Duration) time.Duration {
@@ -190,7 +118,7 @@ func BenchmarkListSessionsRLS(b *testing.B) {
 		ids, owners, titles := make([]string, len(us)), make([]string, len(us)), make([]string, len(us))
 		times := make([]time.Time, len(us))
 		for k := range us {
-			ids[k], owners[k], titles[k] = idflow.NewID(idflow.PrefixSession), benchUser(us[k]).UserID, fmt.Sprint("chat ", is[k])
+			ids[k], owners[k], titles[k] = idflow.NewID(idflow.PrefixSession), storetest.BenchUser(us[k]).UserID, fmt.Sprint("chat ", is[k])
 			times[k] = base.Add(time.Duration(is[k]*users+us[k]) * time.Microsecond)
 		}
 		_, err := su.Exec(ctx, `INSERT INTO sessions (id, user_id, title, created_at, updated_at)
@@ -219,7 +147,7 @@ func BenchmarkListSessionsRLS(b *testing.B) {
 	}
 	list := func(s *DB) func(i int) {
 		return func(i int) {
-			l, err := s.ListSessions(ctx, benchUser((i*7)%users), idflow.SessionFilter{}, idflow.Page{})
+			l, err := s.ListSessions(ctx, storetest.BenchUser((i*7)%users), idflow.SessionFilter{}, idflow.Page{})
 			if err != nil || len(l.Items) != idflow.DefaultPageLimit {
 				b.Fatalf("ListSessions: %d items, %v", len(l.Items), err)
 			}
@@ -239,7 +167,7 @@ func BenchmarkListSessionsRLS(b *testing.B) {
 const factsPerUser = 1000
 
 // seedFacts gives each of users factsPerUser facts, interleaved.
-func seedFacts(b *testing.B, f *fixture, c *corpus, users int) {
+func seedFacts(b *testing.B, f *fixture, c *storetest.Corpus, users int) {
 	b.Helper()
 	ctx := context.Background()
 	su := f.superuser(b)
@@ -249,7 +177,7 @@ func seedFacts(b *testing.B, f *fixture, c *corpus, users int) {
 		ids, owners, contents := make([]string, len(us)), make([]string, len(us)), make([]string, len(us))
 		times := make([]time.Time, len(us))
 		for k := range us {
-			ids[k], owners[k], contents[k] = idflow.NewID(idflow.PrefixFact), benchUser(us[k]).UserID, c.sentence()
+			ids[k], owners[k], contents[k] = idflow.NewID(idflow.PrefixFact), storetest.BenchUser(us[k]).UserID, c.Sentence()
 			times[k] = base.Add(time.Duration(is[k]*users+us[k]) * time.Microsecond)
 		}
 		_, err := su.Exec(ctx, `INSERT INTO facts (id, user_id, content, created_at, updated_at)
@@ -272,13 +200,13 @@ func BenchmarkSearchFacts(b *testing.B) {
 	ctx := context.Background()
 	sv := newServer(b)
 	small, large := sv.fixture(b), sv.fixture(b)
-	seedFacts(b, small, newCorpus(1), 10)
-	seedFacts(b, large, newCorpus(1), 1000)
-	queries := newCorpus(2).queries(64)
+	seedFacts(b, small, storetest.NewCorpus(1), 10)
+	seedFacts(b, large, storetest.NewCorpus(1), 1000)
+	queries := storetest.NewCorpus(2).Queries(64)
 	hits := 0
 	search := func(f *fixture, users int) func(i int) {
 		return func(i int) {
-			got, err := f.s.SearchFacts(ctx, benchUser((i*7)%users), queries[i%len(queries)], 10)
+			got, err := f.s.SearchFacts(ctx, storetest.BenchUser((i*7)%users), queries[i%len(queries)], 10)
 			if err != nil {
 				b.Fatal(err)
 			}

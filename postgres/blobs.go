@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,18 +21,18 @@ func (db *DB) PutBlob(ctx context.Context, p idflow.Principal, id string, data [
 	if err != nil {
 		return err
 	}
-	if !validDocumentID(id) {
+	if !idflow.IsNewID(idflow.PrefixDocument, id) {
 		return idflow.Errorf(idflow.EINVALID, "invalid document id")
 	}
 	if data == nil {
 		data = []byte{}
 	}
-	return db.asUser(ctx, "put blob", owner, readWrite, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO document_blobs (user_id, document_id, bytes, created_at) VALUES ($1, $2, $3, $4)
+	return fail("put blob", db.asUser(ctx, owner, readWrite, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO document_blobs (user_id, document_id, bytes, created_at) VALUES ($1, $2, $3, now())
 			ON CONFLICT (user_id, document_id) DO UPDATE SET bytes = excluded.bytes, created_at = excluded.created_at`,
-			owner, id, data, db.now())
+			owner, id, data)
 		return err
-	})
+	}))
 }
 
 // GetBlob answers the bytes of p's document id; another user's, or none, is
@@ -42,18 +43,15 @@ func (db *DB) GetBlob(ctx context.Context, p idflow.Principal, id string) ([]byt
 		return nil, err
 	}
 	var b []byte
-	err = db.asUser(ctx, "get blob", owner, readOnly, func(tx pgx.Tx) error {
-		var err error
-		b, err = getOne(ctx, tx, "document", `SELECT bytes FROM document_blobs WHERE user_id = $1 AND document_id = $2`,
-			func(r rowScanner) ([]byte, error) {
-				var b []byte
-				err := r.Scan(&b)
-				return b, err
-			}, owner, id)
+	err = db.asUser(ctx, owner, readOnly, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT bytes FROM document_blobs WHERE user_id = $1 AND document_id = $2`, owner, id).Scan(&b)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return idflow.NotFound("document")
+		}
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fail("get blob", err)
 	}
 	return b, nil
 }
@@ -65,8 +63,8 @@ func (db *DB) DeleteBlob(ctx context.Context, p idflow.Principal, id string) err
 	if err != nil {
 		return err
 	}
-	return db.asUser(ctx, "delete blob", owner, readWrite, func(tx pgx.Tx) error {
+	return fail("delete blob", db.asUser(ctx, owner, readWrite, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `DELETE FROM document_blobs WHERE user_id = $1 AND document_id = $2`, owner, id)
 		return err
-	})
+	}))
 }

@@ -5,17 +5,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"log/slog"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/idflow/idflow/internal/riverschema"
+	"github.com/idflow/idflow/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -34,7 +30,7 @@ const migrateLockKey = 0x6964666c6f773a6d
 //  1. idflow's embedded, versioned migrations (migrations/NNNN_*.sql) that
 //     idflow_schema_migrations does not list yet, in order, in one
 //     transaction;
-//  2. River's migrations (rivermigrate, the riverpgxv5 driver);
+//  2. River's migrations (riverschema.Migrate, the riverpgxv5 driver);
 //  3. grants.sql, which grants appRole exactly what the store and River need
 //     (idempotent, so it runs every time).
 //
@@ -77,18 +73,17 @@ func Migrate(ctx context.Context, ownerURL string, appRole string) error {
 		return fmt.Errorf("postgres: migrate: app role %q does not exist (create it first: docs/POSTGRES.md)", appRole)
 	}
 	if err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return applyMigrations(ctx, tx)
+		if err := schema.Apply(ctx, txn{tx}, nil); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
 	// River applies each of its versions in a transaction of its own (one
 	// adds an enum value that the next one uses).
-	riverMigrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: river: %w", err)
-	}
-	if _, err := riverMigrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("postgres: migrate: river: %w", err)
+	if err := riverschema.Migrate(ctx, riverpgxv5.New(pool), nil); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.app_role', $1, true)`, appRole); err != nil {
@@ -101,41 +96,7 @@ func Migrate(ctx context.Context, ownerURL string, appRole string) error {
 	})
 }
 
-// applyMigrations applies the embedded migrations that are not recorded yet.
-func applyMigrations(ctx context.Context, tx pgx.Tx) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("postgres: migrations: %w", err)
-	}
-	sort.Strings(names)
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS idflow_schema_migrations (
-		version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("postgres: migrations: %w", err)
-	}
-	for _, name := range names {
-		base := path.Base(name)
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("postgres: migration %s: name must start with a version number", base)
-		}
-		var applied bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM idflow_schema_migrations WHERE version = $1)`, version).
-			Scan(&applied); err != nil {
-			return fmt.Errorf("postgres: migrations: %w", err)
-		}
-		if applied {
-			continue
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", base, err)
-		}
-		if _, err := tx.Exec(ctx, string(body)); err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", base, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO idflow_schema_migrations (version, name) VALUES ($1, $2)`, version, base); err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", base, err)
-		}
-	}
-	return nil
-}
+// schema is idflow's migrations; idflow_schema_migrations records them.
+var schema = sqlstore.Migrations{FS: migrations, Table: "idflow_schema_migrations",
+	Create: `CREATE TABLE IF NOT EXISTS idflow_schema_migrations (
+		version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`}

@@ -1,6 +1,10 @@
 // Package postgres is the idflow.Store for more than one machine: PostgreSQL
 // through pgx, with row-level security as a second wall behind the owner
-// predicate.
+// predicate. The store itself is sqlstore.Store, shared with package
+// sqlite; this package gives it PostgreSQL's transactions (each with its
+// row-level security identity), the statements PostgreSQL writes its own
+// way, batch inserts and full-text search (dialect.go, search.go), and
+// keeps documents' bytes (blobs.go).
 //
 // Every user-facing method first asks the Principal for its owner id
 // (p.Owner refuses app-only and zero Principals), then runs in a transaction
@@ -21,8 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,20 +36,18 @@ import (
 	"github.com/idflow/idflow/internal/sqlstore"
 )
 
-// DB is an idflow.Store (and an idflow.BlobStore) on PostgreSQL.
+// DB is an idflow.Store (and an idflow.BlobStore) on PostgreSQL:
+// sqlstore.Store over the backend below.
 type DB struct {
+	*sqlstore.Store
 	pool *pgxpool.Pool
 	log  *slog.Logger
-
-	mu   sync.Mutex
-	last time.Time // last timestamp handed out by now
-
-	admission atomic.Pointer[sqlstore.RunAdmission[pgx.Tx]] // runs.go
 }
 
 var (
-	_ idflow.Store     = (*DB)(nil)
-	_ idflow.BlobStore = (*DB)(nil)
+	_ idflow.Store              = (*DB)(nil)
+	_ idflow.BlobStore          = (*DB)(nil)
+	_ sqlstore.RunQueue[pgx.Tx] = (*DB)(nil)
 )
 
 // userTables are the tables that hold user data, each with its own user_id,
@@ -92,7 +92,9 @@ func Open(ctx context.Context, appURL string, log *slog.Logger) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool, log: log}, nil
+	db := &DB{pool: pool, log: log}
+	db.Store = sqlstore.New(db.backend(), log)
+	return db, nil
 }
 
 // utcTimestamps makes timestamptz values scan as UTC times.
@@ -168,20 +170,6 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// now returns the current UTC time at microsecond precision, strictly after
-// every time it returned before, so that rows created one after the other by
-// this process sort in creation order (as the SQLite store does).
-func (db *DB) now() time.Time {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	t := time.Now().UTC().Truncate(time.Microsecond)
-	if !t.After(db.last) {
-		t = db.last.Add(time.Microsecond)
-	}
-	db.last = t
-	return t
-}
-
 var (
 	readOnly  = pgx.TxOptions{AccessMode: pgx.ReadOnly}
 	readWrite = pgx.TxOptions{}
@@ -192,139 +180,119 @@ var (
 
 // asUser runs fn in a transaction whose row-level security identity is
 // owner (set_config(..., true): it ends with the transaction), and commits
-// when fn returns nil. Errors come back caller-safe.
-func (db *DB) asUser(ctx context.Context, op, owner string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	return fail(op, pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error {
+// when fn returns nil.
+func (db *DB) asUser(ctx context.Context, owner string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.user_id', $1, true)`, owner); err != nil {
 			return err
 		}
 		return fn(tx)
-	}))
+	})
 }
 
 // asAdmin runs fn in a read-only snapshot on the explicit admin path, for
 // the admin's scope: idflow.admin = 'all' (a platform admin) or 'tenant'
 // with idflow.admin_tenant = the admin's tenant (transaction-local) opens
-// the admin_read policies of users, facts and audit_events for that scope,
-// for SELECT only (migrations/0005_admin_tenant.sql). idflow.user_id is the
-// admin's own id.
-func (db *DB) asAdmin(ctx context.Context, op string, admin idflow.Principal, scope idflow.AdminScope, fn func(tx pgx.Tx, tenant string, all bool) error) error {
-	tenant, all, err := scope.For(admin)
-	if err != nil {
-		return err
-	}
+// the admin_read policies of users, facts, audit_events and model_usage
+// for that scope, for SELECT only (migrations/0005_admin_tenant.sql).
+// idflow.user_id is the admin's own id. sqlstore checked the scope against
+// admin before.
+func (db *DB) asAdmin(ctx context.Context, admin idflow.Principal, tenant string, all bool, fn func(pgx.Tx) error) error {
 	mode := "tenant"
 	if all {
 		mode = "all"
 	}
-	return fail(op, pgx.BeginTxFunc(ctx, db.pool, adminRead, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, db.pool, adminRead, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.admin', $1, true), set_config('idflow.admin_tenant', $2, true),
 			set_config('idflow.user_id', $3, true)`, mode, tenant, admin.UserID); err != nil {
 			return err
 		}
-		return fn(tx, tenant, all)
-	}))
+		return fn(tx)
+	})
 }
 
-// SQLSTATE codes the store maps to caller errors.
-const (
-	codeCharacterNotInRepertoire = "22021" // invalid UTF-8, or a NUL byte
-	codeProgramLimitExceeded     = "54000" // e.g. a text too long for its tsvector
-)
+// bySecret runs fn in a transaction that may see the one browser session
+// whose id hashes to idHash (the by_secret policy), and, when owner is
+// set, the owner's rows.
+func (db *DB) bySecret(ctx context.Context, idHash, owner string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.session_hash', $1, true), set_config('idflow.user_id', $2, true)`, idHash, owner); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
 
-// fail turns an error for the caller: an *idflow.Error passes through, bad
-// text becomes EINVALID, anything else an internal error whose message names
-// no SQL (the cause stays in the chain for logs).
-func fail(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *idflow.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case codeCharacterNotInRepertoire:
-			return idflow.WrapError(idflow.EINVALID, "text must be valid UTF-8 without NUL characters", fmt.Errorf("postgres: %s: %w", op, err))
-		case codeProgramLimitExceeded:
-			return idflow.WrapError(idflow.EINVALID, "text is too long", fmt.Errorf("postgres: %s: %w", op, err))
+// backend is how sqlstore.Store runs on PostgreSQL: every transaction of a
+// user carries the user as its row-level security identity, admins read
+// on the admin path, browser sessions are found by their secret, and what
+// acts as nobody (the audit chain, Stats, finding stranded runs) sees no
+// user table but through SECURITY DEFINER functions that answer no user
+// data.
+func (db *DB) backend() sqlstore.Backend {
+	as := func(opts pgx.TxOptions) func(context.Context, string, func(sqlstore.Tx) error) error {
+		return func(ctx context.Context, owner string, fn func(sqlstore.Tx) error) error {
+			return db.asUser(ctx, owner, opts, func(tx pgx.Tx) error { return fn(txn{tx}) })
 		}
 	}
-	return idflow.WrapError(idflow.EINTERNAL, "storage error", fmt.Errorf("postgres: %s: %w", op, err))
+	mode := func(write bool) pgx.TxOptions {
+		if write {
+			return readWrite
+		}
+		return readOnly
+	}
+	return sqlstore.Backend{
+		Name:      "postgres",
+		ErrorCode: errorCode,
+		ReadAs:    as(readOnly),
+		WriteAs:   as(readWrite),
+		ReadAsAdmin: func(ctx context.Context, admin idflow.Principal, tenant string, all bool, fn func(sqlstore.Tx) error) error {
+			return db.asAdmin(ctx, admin, tenant, all, func(tx pgx.Tx) error { return fn(txn{tx}) })
+		},
+		BySecret: func(ctx context.Context, idHash, owner string, write bool, fn func(sqlstore.Tx) error) error {
+			return db.bySecret(ctx, idHash, owner, mode(write), func(tx pgx.Tx) error { return fn(txn{tx}) })
+		},
+		System: func(ctx context.Context, write bool, fn func(sqlstore.Tx) error) error {
+			return pgx.BeginTxFunc(ctx, db.pool, mode(write), func(tx pgx.Tx) error { return fn(txn{tx}) })
+		},
+		LockOwner:      lockAdmission,
+		InsertFacts:    insertFacts,
+		InsertMessages: insertMessages,
+		Search:         search,
+		SQL:            dialect,
+	}
 }
 
-// rowScanner is a pgx.Row or pgx.Rows.
-type rowScanner interface{ Scan(dest ...any) error }
-
-// getOne runs a query that answers at most one row; no row is NotFound(kind).
-func getOne[T any](ctx context.Context, tx pgx.Tx, kind, query string, scan func(rowScanner) (T, error), args ...any) (T, error) {
-	v, err := scan(tx.QueryRow(ctx, query, args...))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return v, idflow.NotFound(kind)
-	}
-	return v, err
+// SetRunAdmission sets how runs are admitted (sqlstore.RunQueue); River
+// enqueues a job through riverpgxv5's InsertTx in the store's own pgx.Tx.
+func (db *DB) SetRunAdmission(a sqlstore.RunAdmission[pgx.Tx]) {
+	sqlstore.SetRunAdmission(db.Store, a, func(tx sqlstore.Tx) pgx.Tx { return tx.(txn).tx })
 }
 
-// owned reports whether table holds a row id owned by owner. table is always
-// a constant of this package.
-func owned(ctx context.Context, tx pgx.Tx, table, owner, id string) (bool, error) {
-	var ok bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE user_id = $1 AND id = $2)`, owner, id).Scan(&ok)
-	return ok, err
+// txn is a pgx transaction as sqlstore uses it; pgx's rows are its rows.
+type txn struct{ tx pgx.Tx }
+
+func (t txn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := t.tx.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
 }
 
-// requireOwned answers NotFound(kind) unless id is empty or names a row of
-// table owned by owner. The reference is also a composite foreign key, so a
-// row deleted concurrently still cannot be referenced.
-func requireOwned(ctx context.Context, tx pgx.Tx, table, kind, owner, id string) error {
-	if id == "" {
-		return nil
-	}
-	ok, err := owned(ctx, tx, table, owner, id)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return idflow.NotFound(kind)
-	}
-	return nil
+func (t txn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	return t.tx.Query(ctx, query, args...)
 }
 
-// deleteOwned deletes one row of table; no row is NotFound(kind).
-func deleteOwned(ctx context.Context, tx pgx.Tx, table, kind, owner, id string) error {
-	tag, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND id = $2`, owner, id)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return idflow.NotFound(kind)
-	}
-	return nil
+func (t txn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return t.tx.QueryRow(ctx, query, args...)
 }
 
-// nullable maps "" to SQL NULL.
-func nullable(s string) any {
-	if s == "" {
-		return nil
+// errorCode answers err's SQLSTATE (sqlstore.Backend.ErrorCode).
+func errorCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
 	}
-	return s
+	return ""
 }
 
-// optional maps a nil patch field to SQL NULL, for "COALESCE($n, column)".
-func optional(s *string) any {
-	if s == nil {
-		return nil
-	}
-	return *s
-}
-
-// utc returns *t in UTC, or nil.
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
+// fail is sqlstore.Fail for this backend's own operations.
+func fail(op string, err error) error { return sqlstore.Fail("postgres", errorCode, op, err) }

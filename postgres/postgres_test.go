@@ -818,24 +818,24 @@ func testQueryPlans(t *testing.T, sv *server) {
 		query, index string
 		args         []any
 	}{
-		{listSQL(listAppsSQL, 1, byCreated, false, true), "apps_user_created", []any{"u", now, "x", 10}},
-		{listSQL(listAgentsSQL, 1, byCreated, false, true), "agents_user_created", []any{"u", now, "x", 10}},
-		{listSQL(listSessionsSQL, 1, byCreated, false, true), "sessions_user_created", []any{"u", now, "x", 10}},
-		{listSQL(listSessionsByAppSQL, 2, byCreated, false, true), "sessions_user_app", []any{"u", "app", now, "x", 10}},
-		{listSQL(listMessagesSQL, 2, byCreated, true, true), "messages_user_session_created", []any{"u", "ses", now, "x", 10}},
-		{listSQL(listWorkflowsSQL, 1, byCreated, false, true), "workflows_user_created", []any{"u", now, "x", 10}},
-		{listSQL(listDocumentsSQL, 1, byCreated, false, true), "documents_user_created", []any{"u", now, "x", 10}},
-		{listSQL(listFactsSQL, 1, byCreated, false, true), "facts_user_created", []any{"u", now, "x", 10}},
-		{listSQL(listRunsSQL, 1, byCreated, false, true), "runs_user_created", []any{"u", now, "x", 10}},
-		{admittedSQL, "runs_user_admitted", []any{"u"}},
-		{nextWaitingSQL, "runs_user_waiting", []any{"u", 2}},
-		{listSQL(listAuditSQL, 1, bySeq, false, true), "audit_events_user_seq", []any{"u", int64(5), "x", 10}},
-		{listSQL(listFactsSQL, 1, byCreated, false, false), "facts_user_created", []any{"u", 10}},
+		{sqlstore.ListSQL(sqlstore.ListAppsSQL, 1, sqlstore.ByCreated, false, true), "apps_user_created", []any{"u", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListAgentsSQL, 1, sqlstore.ByCreated, false, true), "agents_user_created", []any{"u", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListSessionsSQL, 1, sqlstore.ByCreated, false, true), "sessions_user_created", []any{"u", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListSessionsByAppSQL, 2, sqlstore.ByCreated, false, true), "sessions_user_app", []any{"u", "app", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListMessagesSQL, 2, sqlstore.ByCreated, true, true), "messages_user_session_created", []any{"u", "ses", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListWorkflowsSQL, 1, sqlstore.ByCreated, false, true), "workflows_user_created", []any{"u", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListDocumentsSQL, 1, sqlstore.ByCreated, false, true), "documents_user_created", []any{"u", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListFactsSQL, 1, sqlstore.ByCreated, false, true), "facts_user_created", []any{"u", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListRunsSQL, 1, sqlstore.ByCreated, false, true), "runs_user_created", []any{"u", now, "x", 10}},
+		{dialect.RunsAdmitted, "runs_user_admitted", []any{"u"}},
+		{dialect.RunsWaiting, "runs_user_waiting", []any{"u", 2}},
+		{sqlstore.ListSQL(sqlstore.ListAuditSQL, 1, sqlstore.BySeq, false, true), "audit_events_user_seq", []any{"u", int64(5), "x", 10}},
+		{sqlstore.ListSQL(sqlstore.ListFactsSQL, 1, sqlstore.ByCreated, false, false), "facts_user_created", []any{"u", 10}},
 		{searchSQL, "facts_", []any{"u", "'budget'", 10}},
 		{listUsageSQL, "model_usage_pkey", []any{"u", "2026-01-01", "2026-01-31"}},
 	} {
 		var plan []string
-		err := f.s.asUser(ctx, "explain", "u", readOnly, func(tx pgx.Tx) error {
+		err := f.s.asUser(ctx, "u", readOnly, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
 				return err
 			}
@@ -874,11 +874,11 @@ func testQueryPlans(t *testing.T, sv *server) {
 		query, index string
 		args         []any
 	}{
-		{listSQL(adminUsersTenantSQL, 1, byFirst, false, true), "users_tenant_first_seen", []any{"t", now, "x", 10}},
-		{listSQL(adminAuditTenantSQL, 1, bySeq, false, true), "audit_events_tenant_seq", []any{"t", int64(5), "x", 10}},
+		{sqlstore.ListSQL(sqlstore.AdminUsersTenantSQL, 1, sqlstore.ByFirstSeen, false, true), "users_tenant_first_seen", []any{"t", now, "x", 10}},
+		{sqlstore.ListSQL(sqlstore.AdminAuditTenantSQL, 1, sqlstore.BySeq, false, true), "audit_events_tenant_seq", []any{"t", int64(5), "x", 10}},
 	} {
 		var plan []string
-		err := f.s.asAdmin(ctx, "explain", admin, scopeOf(t, admin), func(tx pgx.Tx, _ string, _ bool) error {
+		err := f.s.asAdmin(ctx, admin, admin.TenantID, false, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
 				return err
 			}
@@ -1144,7 +1144,7 @@ func testConnections(t *testing.T, sv *server) {
 	if _, err := f.s.TakeConnectState(ctx, alice, "s-old"); idflow.ErrorCode(err) != idflow.ENOTFOUND {
 		t.Fatalf("an expired connect state was taken: %v", err)
 	}
-	for i := range maxPendingStates + 3 {
+	for i := range sqlstore.MaxPendingStates + 3 {
 		s := st
 		s.State = fmt.Sprintf("p%02d", i)
 		if err := f.s.SaveConnectState(ctx, alice, s); err != nil {
@@ -1154,7 +1154,7 @@ func testConnections(t *testing.T, sv *server) {
 	if _, err := f.s.TakeConnectState(ctx, alice, "p00"); idflow.ErrorCode(err) != idflow.ENOTFOUND {
 		t.Fatalf("the oldest pending flow beyond the bound was kept: %v", err)
 	}
-	if _, err := f.s.TakeConnectState(ctx, alice, fmt.Sprintf("p%02d", maxPendingStates+2)); err != nil {
+	if _, err := f.s.TakeConnectState(ctx, alice, fmt.Sprintf("p%02d", sqlstore.MaxPendingStates+2)); err != nil {
 		t.Fatalf("the newest pending flow: %v", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -108,10 +107,11 @@ var errTurnTimeout = errors.New("agent turn timeout")
 // (validation, a session that is not p's); after it, a failed turn stores
 // nothing.
 func (s *Service) StreamMessage(ctx context.Context, p idflow.Principal, sessionID, content string, emit func(TurnEvent) error) (Turn, error) {
-	content, err := text("content", content, MaxMessageLen, true)
-	if err != nil {
+	in := idflow.Message{Role: "user", Content: content}
+	if err := in.Validate(); err != nil {
 		return Turn{}, err
 	}
+	content = in.Content
 	owner, err := p.Owner()
 	if err != nil {
 		return Turn{}, err
@@ -274,7 +274,7 @@ func (t *turn) memory(ctx context.Context) ([]MemoryFact, error) {
 	if k <= 0 {
 		return facts, nil
 	}
-	items, err := t.s.SearchMemory(ctx, t.p, clipRunes(t.user.Content, MaxQueryLen), k)
+	items, err := t.s.SearchMemory(ctx, t.p, clipRunes(t.user.Content, idflow.MaxQueryLen), k)
 	if err != nil {
 		return nil, err
 	}
@@ -334,11 +334,9 @@ func (t *turn) call(ctx context.Context, c idflow.ToolCall, offered []string, i 
 	return res
 }
 
-var toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // auditName is a tool name as the audit trail may show it.
 func auditName(name string) string {
-	if toolNameRE.MatchString(name) {
+	if idflow.ValidToolName(name) {
 		return name
 	}
 	return "?"

@@ -15,15 +15,15 @@ type SessionInput struct {
 }
 
 func (s *Service) CreateSession(ctx context.Context, p idflow.Principal, in SessionInput) (idflow.ChatSession, error) {
-	title, err := text("title", in.Title, MaxNameLen, false)
-	if err != nil {
+	c := idflow.ChatSession{Title: in.Title, AppID: in.AppID, AgentID: in.AgentID}
+	if err := c.Validate(); err != nil {
 		return idflow.ChatSession{}, err
 	}
-	if title == "" {
-		title = "New chat"
+	if c.Title == "" {
+		c.Title = "New chat"
 	}
 	return auditedID(s, ctx, p, "session.create", "session", func(c idflow.ChatSession) string { return c.ID }, func() (idflow.ChatSession, error) {
-		return s.store.CreateSession(ctx, p, idflow.ChatSession{Title: title, AppID: in.AppID, AgentID: in.AgentID})
+		return s.store.CreateSession(ctx, p, c)
 	})
 }
 
@@ -65,8 +65,7 @@ func (s *Service) ListSessions(ctx context.Context, p idflow.Principal, f idflow
 }
 
 func (s *Service) UpdateSession(ctx context.Context, p idflow.Principal, id string, patch idflow.SessionPatch) (idflow.ChatSession, error) {
-	var err error
-	if patch.Title, err = optionalText("title", patch.Title, MaxNameLen, true); err != nil {
+	if err := patch.Validate(); err != nil {
 		return idflow.ChatSession{}, err
 	}
 	defer s.forgetSession(ctx, p, id)

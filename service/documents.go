@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"path"
 	"strings"
 	"unicode/utf8"
 
@@ -29,9 +28,9 @@ func (s *Service) Ingest(ctx context.Context, p idflow.Principal, in IngestInput
 		s.Audit(ctx, p, "document.ingest", "document", err)
 		return idflow.Document{}, err
 	}
-	name, err := text("filename", path.Base(strings.ReplaceAll(in.Filename, "\\", "/")), MaxFilenameLen, true)
-	if err != nil || name == "." || name == ".." || name == "/" {
-		return idflow.Document{}, idflow.Errorf(idflow.EINVALID, "filename is required")
+	named := idflow.Document{Filename: in.Filename}
+	if err := named.Validate(); err != nil {
+		return idflow.Document{}, err
 	}
 	if len(in.Content) == 0 {
 		return idflow.Document{}, idflow.Errorf(idflow.EINVALID, "content is empty")
@@ -51,7 +50,7 @@ func (s *Service) Ingest(ctx context.Context, p idflow.Principal, in IngestInput
 	}
 	sum := sha256.Sum256(in.Content)
 	doc := idflow.Document{
-		ID: idflow.NewID(idflow.PrefixDocument), AppID: in.AppID, Filename: name, ContentType: ct,
+		ID: idflow.NewID(idflow.PrefixDocument), AppID: in.AppID, Filename: named.Filename, ContentType: ct,
 		Size: int64(len(in.Content)), SHA256: hex.EncodeToString(sum[:]),
 	}
 	chunks := Chunk(string(in.Content), ChunkSize)

@@ -11,15 +11,12 @@ import (
 // Apps.
 
 func (s *Service) CreateApp(ctx context.Context, p idflow.Principal, name, description string) (idflow.App, error) {
-	name, err := text("name", name, MaxNameLen, true)
-	if err != nil {
-		return idflow.App{}, err
-	}
-	if description, err = text("description", description, MaxDescriptionLen, false); err != nil {
+	in := idflow.App{Name: name, Description: description}
+	if err := in.Validate(); err != nil {
 		return idflow.App{}, err
 	}
 	return auditedID(s, ctx, p, "app.create", "app", func(a idflow.App) string { return a.ID }, func() (idflow.App, error) {
-		return s.store.CreateApp(ctx, p, idflow.App{Name: name, Description: description})
+		return s.store.CreateApp(ctx, p, in)
 	})
 }
 
@@ -32,11 +29,7 @@ func (s *Service) ListApps(ctx context.Context, p idflow.Principal, page idflow.
 }
 
 func (s *Service) UpdateApp(ctx context.Context, p idflow.Principal, id string, patch idflow.AppPatch) (idflow.App, error) {
-	var err error
-	if patch.Name, err = optionalText("name", patch.Name, MaxNameLen, true); err != nil {
-		return idflow.App{}, err
-	}
-	if patch.Description, err = optionalText("description", patch.Description, MaxDescriptionLen, false); err != nil {
+	if err := patch.Validate(); err != nil {
 		return idflow.App{}, err
 	}
 	return audited(s, ctx, p, "app.update", "app/"+id, func() (idflow.App, error) { return s.store.UpdateApp(ctx, p, id, patch) })
@@ -70,19 +63,13 @@ func (s *Service) checkModel(model string) (string, error) {
 }
 
 func (s *Service) CreateAgent(ctx context.Context, p idflow.Principal, in AgentInput) (idflow.Agent, error) {
-	var a idflow.Agent
+	a := idflow.Agent{Name: in.Name, Instructions: in.Instructions, Tools: in.Tools}
+	if err := a.Validate(); err != nil {
+		return idflow.Agent{}, err
+	}
 	var err error
-	if a.Name, err = text("name", in.Name, MaxNameLen, true); err != nil {
-		return a, err
-	}
-	if a.Instructions, err = text("instructions", in.Instructions, MaxInstructionsLen, false); err != nil {
-		return a, err
-	}
 	if a.Model, err = s.checkModel(in.Model); err != nil {
-		return a, err
-	}
-	if a.Tools, err = validTools(in.Tools); err != nil {
-		return a, err
+		return idflow.Agent{}, err
 	}
 	return auditedID(s, ctx, p, "agent.create", "agent", func(a idflow.Agent) string { return a.ID }, func() (idflow.Agent, error) {
 		return s.store.CreateAgent(ctx, p, a)
@@ -98,11 +85,7 @@ func (s *Service) ListAgents(ctx context.Context, p idflow.Principal, page idflo
 }
 
 func (s *Service) UpdateAgent(ctx context.Context, p idflow.Principal, id string, patch idflow.AgentPatch) (idflow.Agent, error) {
-	var err error
-	if patch.Name, err = optionalText("name", patch.Name, MaxNameLen, true); err != nil {
-		return idflow.Agent{}, err
-	}
-	if patch.Instructions, err = optionalText("instructions", patch.Instructions, MaxInstructionsLen, false); err != nil {
+	if err := patch.Validate(); err != nil {
 		return idflow.Agent{}, err
 	}
 	if patch.Model != nil {
@@ -111,13 +94,6 @@ func (s *Service) UpdateAgent(ctx context.Context, p idflow.Principal, id string
 			return idflow.Agent{}, err
 		}
 		patch.Model = &m
-	}
-	if patch.Tools != nil {
-		t, err := validTools(*patch.Tools)
-		if err != nil {
-			return idflow.Agent{}, err
-		}
-		patch.Tools = &t
 	}
 	return audited(s, ctx, p, "agent.update", "agent/"+id, func() (idflow.Agent, error) { return s.store.UpdateAgent(ctx, p, id, patch) })
 }
@@ -130,15 +106,12 @@ func (s *Service) DeleteAgent(ctx context.Context, p idflow.Principal, id string
 // Workflows.
 
 func (s *Service) CreateWorkflow(ctx context.Context, p idflow.Principal, name string, def idflow.Definition) (idflow.Workflow, error) {
-	name, err := text("name", name, MaxNameLen, true)
-	if err != nil {
-		return idflow.Workflow{}, err
-	}
-	if err := ValidateDefinition(def); err != nil {
+	in := idflow.Workflow{Name: name, Definition: def}
+	if err := in.Validate(); err != nil {
 		return idflow.Workflow{}, err
 	}
 	return auditedID(s, ctx, p, "workflow.create", "workflow", func(w idflow.Workflow) string { return w.ID }, func() (idflow.Workflow, error) {
-		return s.store.CreateWorkflow(ctx, p, idflow.Workflow{Name: name, Definition: def})
+		return s.store.CreateWorkflow(ctx, p, in)
 	})
 }
 
@@ -151,15 +124,12 @@ func (s *Service) ListWorkflows(ctx context.Context, p idflow.Principal, page id
 }
 
 func (s *Service) ReplaceWorkflow(ctx context.Context, p idflow.Principal, id, name string, def idflow.Definition) (idflow.Workflow, error) {
-	name, err := text("name", name, MaxNameLen, true)
-	if err != nil {
-		return idflow.Workflow{}, err
-	}
-	if err := ValidateDefinition(def); err != nil {
+	in := idflow.Workflow{Name: name, Definition: def}
+	if err := in.Validate(); err != nil {
 		return idflow.Workflow{}, err
 	}
 	return audited(s, ctx, p, "workflow.replace", "workflow/"+id, func() (idflow.Workflow, error) {
-		return s.store.ReplaceWorkflow(ctx, p, id, name, def)
+		return s.store.ReplaceWorkflow(ctx, p, id, in.Name, in.Definition)
 	})
 }
 
@@ -175,12 +145,12 @@ func (s *Service) PublishWorkflow(ctx context.Context, p idflow.Principal, id st
 // Facts and memory.
 
 func (s *Service) CreateFact(ctx context.Context, p idflow.Principal, content string) (idflow.Fact, error) {
-	content, err := text("content", content, MaxFactLen, true)
-	if err != nil {
+	in := idflow.Fact{Content: content}
+	if err := in.Validate(); err != nil {
 		return idflow.Fact{}, err
 	}
 	return auditedID(s, ctx, p, "fact.create", "fact", func(f idflow.Fact) string { return f.ID }, func() (idflow.Fact, error) {
-		return s.store.CreateFact(ctx, p, idflow.Fact{Content: content})
+		return s.store.CreateFact(ctx, p, in)
 	})
 }
 
@@ -199,7 +169,7 @@ func (s *Service) DeleteFact(ctx context.Context, p idflow.Principal, id string)
 
 // SearchMemory ranks the caller's facts; nobody else's are ever considered.
 func (s *Service) SearchMemory(ctx context.Context, p idflow.Principal, query string, limit int) ([]idflow.ScoredFact, error) {
-	query, err := text("query", query, MaxQueryLen, true)
+	query, err := idflow.CheckText("query", query, idflow.MaxQueryLen, true)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,17 @@
 // Package sqlite is the embedded idflow.Store: one SQLite file in WAL mode,
-// through modernc.org/sqlite (pure Go, no cgo).
+// through modernc.org/sqlite (pure Go, no cgo). The store itself is
+// sqlstore.Store, shared with package postgres; this package gives it
+// SQLite's transactions, time encoding (txn.go), the statements SQLite
+// writes its own way and full-text search with FTS5 (dialect.go,
+// search.go).
 //
 // Every user-facing method first asks the Principal for its owner id
 // (p.Owner refuses app-only and zero Principals) and binds it into a
-// "user_id = ?" predicate on the table it reads or writes; no such predicate
-// ever depends on a join. Writes go through a pool of exactly one connection,
-// so writers queue in the process instead of failing with SQLITE_BUSY; reads
-// use a separate, query-only pool.
+// "user_id = $1" predicate on the table it reads or writes; no such
+// predicate ever depends on a join. Writes go through a pool of exactly one
+// connection, so writers queue in the process instead of failing with
+// SQLITE_BUSY; reads use a separate, query-only pool, each in a read
+// transaction (one snapshot).
 package sqlite
 
 import (
@@ -15,17 +20,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/internal/sqlstore"
@@ -35,19 +35,19 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// DB is an idflow.Store backed by one SQLite file.
+// DB is an idflow.Store backed by one SQLite file: sqlstore.Store over the
+// backend below.
 type DB struct {
+	*sqlstore.Store
 	w   *sql.DB // the single writer connection
 	r   *sql.DB // read-only pool
 	log *slog.Logger
-
-	mu   sync.Mutex
-	last time.Time // last timestamp handed out by now
-
-	admission atomic.Pointer[sqlstore.RunAdmission[*sql.Tx]] // runs.go
 }
 
-var _ idflow.Store = (*DB)(nil)
+var (
+	_ idflow.Store               = (*DB)(nil)
+	_ sqlstore.RunQueue[*sql.Tx] = (*DB)(nil)
+)
 
 const busyTimeoutMS = 10000
 
@@ -103,7 +103,49 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	db.Store = sqlstore.New(db.backend(), log)
 	return db, nil
+}
+
+// backend is how sqlstore.Store runs on this file. There is one writer and
+// nothing to set per transaction: the owner is bound by each statement's
+// predicate (sqlstore), and the admin's scope by the admin statements'.
+func (db *DB) backend() sqlstore.Backend {
+	read := func(ctx context.Context, fn func(sqlstore.Tx) error) error {
+		return db.read(ctx, func(tx *sql.Tx) error { return fn(txn{tx}) })
+	}
+	write := func(ctx context.Context, fn func(sqlstore.Tx) error) error {
+		return db.WithTx(ctx, func(tx *sql.Tx) error { return fn(txn{tx}) })
+	}
+	either := func(ctx context.Context, w bool, fn func(sqlstore.Tx) error) error {
+		if w {
+			return write(ctx, fn)
+		}
+		return read(ctx, fn)
+	}
+	return sqlstore.Backend{
+		Name:      "sqlite",
+		ErrorCode: errorCode,
+		ReadAs:    func(ctx context.Context, _ string, fn func(sqlstore.Tx) error) error { return read(ctx, fn) },
+		WriteAs:   func(ctx context.Context, _ string, fn func(sqlstore.Tx) error) error { return write(ctx, fn) },
+		ReadAsAdmin: func(ctx context.Context, _ idflow.Principal, _ string, _ bool, fn func(sqlstore.Tx) error) error {
+			return read(ctx, fn)
+		},
+		BySecret: func(ctx context.Context, _, _ string, w bool, fn func(sqlstore.Tx) error) error {
+			return either(ctx, w, fn)
+		},
+		System:         either,
+		InsertFacts:    insertFacts,
+		InsertMessages: insertMessages,
+		Search:         search,
+		SQL:            dialect,
+	}
+}
+
+// SetRunAdmission sets how runs are admitted (sqlstore.RunQueue); River
+// enqueues a job in the store's own *sql.Tx.
+func (db *DB) SetRunAdmission(a sqlstore.RunAdmission[*sql.Tx]) {
+	sqlstore.SetRunAdmission(db.Store, a, func(tx sqlstore.Tx) *sql.Tx { return tx.(txn).tx })
 }
 
 // SQL returns the write pool (one connection). It is there so that another
@@ -127,11 +169,6 @@ func (db *DB) WithTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
-}
-
-// tx is WithTx for the store's own methods: errors come back caller-safe.
-func (db *DB) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
-	return fail(op, db.WithTx(ctx, fn))
 }
 
 // read runs fn in a read transaction on the read pool: every statement of
@@ -162,152 +199,18 @@ func (db *DB) Close() error {
 	return errors.Join(errR, db.w.Close())
 }
 
-// now returns the current UTC time at microsecond precision (what PostgreSQL
-// keeps), strictly after every time it returned before, so that rows created
-// one after the other sort in creation order.
-func (db *DB) now() time.Time {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	t := time.Now().UTC().Truncate(time.Microsecond)
-	if !t.After(db.last) {
-		t = db.last.Add(time.Microsecond)
-	}
-	db.last = t
-	return t
-}
-
 // migrate applies the embedded migrations that schema_migrations does not
 // list yet, in order, in one transaction.
 func (db *DB) migrate(ctx context.Context) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	m := sqlstore.Migrations{FS: migrations, Table: "schema_migrations",
+		Create: `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`}
+	err := db.WithTx(ctx, func(tx *sql.Tx) error { return m.Apply(ctx, txn{tx}, db.log) })
 	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
-	}
-	sort.Strings(names)
-	return db.WithTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
-			return fmt.Errorf("sqlite: migrations: %w", err)
-		}
-		for _, name := range names {
-			base := filepath.Base(name)
-			version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-			if err != nil {
-				return fmt.Errorf("sqlite: migration %s: name must start with a version number", base)
-			}
-			var applied bool
-			err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, version).Scan(&applied)
-			if err != nil {
-				return fmt.Errorf("sqlite: migrations: %w", err)
-			}
-			if applied {
-				continue
-			}
-			body, err := migrations.ReadFile(name)
-			if err != nil {
-				return fmt.Errorf("sqlite: migration %s: %w", base, err)
-			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-				return fmt.Errorf("sqlite: migration %s: %w", base, err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				version, base, db.now().UnixNano()); err != nil {
-				return fmt.Errorf("sqlite: migration %s: %w", base, err)
-			}
-			db.log.InfoContext(ctx, "sqlite migration applied", "version", version, "name", base)
-		}
-		return nil
-	})
-}
-
-// fail turns an error for the caller: an *idflow.Error passes through, any
-// other error becomes an internal error whose message names no SQL (the
-// cause stays in the chain for logs).
-func fail(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *idflow.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return idflow.WrapError(idflow.EINTERNAL, "storage error", fmt.Errorf("sqlite: %s: %w", op, err))
-}
-
-// rowScanner is a *sql.Row or *sql.Rows.
-type rowScanner interface{ Scan(dest ...any) error }
-
-// querier is a pool or a transaction.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// getOne runs a query that answers at most one row; no row is NotFound(kind).
-func getOne[T any](ctx context.Context, q querier, kind, query string, scan func(rowScanner) (T, error), args ...any) (T, error) {
-	v, err := scan(q.QueryRowContext(ctx, query, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return v, idflow.NotFound(kind)
-	}
-	return v, fail("get "+kind, err)
-}
-
-// owned reports whether table holds a row id owned by owner. table is always
-// a constant of this package.
-func owned(ctx context.Context, tx *sql.Tx, table, owner, id string) (bool, error) {
-	var ok bool
-	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE user_id = ? AND id = ?)`, owner, id).Scan(&ok)
-	return ok, err
-}
-
-// requireOwned answers NotFound(kind) unless id is empty or names a row of
-// table owned by owner.
-func requireOwned(ctx context.Context, tx *sql.Tx, table, kind, owner, id string) error {
-	if id == "" {
-		return nil
-	}
-	ok, err := owned(ctx, tx, table, owner, id)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return idflow.NotFound(kind)
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	return nil
 }
 
-// deleteOwned deletes one row of table; no row is NotFound(kind).
-func deleteOwned(ctx context.Context, tx *sql.Tx, table, kind, owner, id string) error {
-	res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = ? AND id = ?`, owner, id)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return idflow.NotFound(kind)
-	}
-	return nil
-}
-
-func nanos(t time.Time) int64 { return t.UnixNano() }
-
-func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
-
-// nullable maps "" to SQL NULL.
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-// optional maps a nil patch field to SQL NULL, for "COALESCE(?, column)".
-func optional(s *string) any {
-	if s == nil {
-		return nil
-	}
-	return *s
-}
+// fail is sqlstore.Fail for this backend's own operations.
+func fail(op string, err error) error { return sqlstore.Fail("sqlite", errorCode, op, err) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
+	"github.com/idflow/idflow/internal/sqlstore"
 	"github.com/idflow/idflow/storetest"
 )
 
@@ -143,16 +144,16 @@ func TestQueryPlans(t *testing.T) {
 		query, index string
 		args         int
 	}{
-		{listSQL(listAppsSQL, byCreated, false, true), "apps_user_created", 4},
-		{listSQL(listAgentsSQL, byCreated, false, true), "agents_user_created", 4},
-		{listSQL(listSessionsSQL, byCreated, false, true), "sessions_user_created", 4},
-		{listSQL(listSessionsByAppSQL, byCreated, false, true), "sessions_user_app", 5},
-		{listSQL(listMessagesSQL, byCreated, true, true), "messages_user_session_created", 5},
-		{listSQL(listWorkflowsSQL, byCreated, false, true), "workflows_user_created", 4},
-		{listSQL(listDocumentsSQL, byCreated, false, true), "documents_user_created", 4},
-		{listSQL(listFactsSQL, byCreated, false, true), "facts_user_created", 4},
-		{listSQL(listAuditSQL, bySeq, false, true), "audit_events_user_seq", 4},
-		{listSQL(listFactsSQL, byCreated, false, false), "facts_user_created", 2},
+		{sqlstore.ListSQL(sqlstore.ListAppsSQL, 1, sqlstore.ByCreated, false, true), "apps_user_created", 4},
+		{sqlstore.ListSQL(sqlstore.ListAgentsSQL, 1, sqlstore.ByCreated, false, true), "agents_user_created", 4},
+		{sqlstore.ListSQL(sqlstore.ListSessionsSQL, 1, sqlstore.ByCreated, false, true), "sessions_user_created", 4},
+		{sqlstore.ListSQL(sqlstore.ListSessionsByAppSQL, 2, sqlstore.ByCreated, false, true), "sessions_user_app", 5},
+		{sqlstore.ListSQL(sqlstore.ListMessagesSQL, 2, sqlstore.ByCreated, true, true), "messages_user_session_created", 5},
+		{sqlstore.ListSQL(sqlstore.ListWorkflowsSQL, 1, sqlstore.ByCreated, false, true), "workflows_user_created", 4},
+		{sqlstore.ListSQL(sqlstore.ListDocumentsSQL, 1, sqlstore.ByCreated, false, true), "documents_user_created", 4},
+		{sqlstore.ListSQL(sqlstore.ListFactsSQL, 1, sqlstore.ByCreated, false, true), "facts_user_created", 4},
+		{sqlstore.ListSQL(sqlstore.ListAuditSQL, 1, sqlstore.BySeq, false, true), "audit_events_user_seq", 4},
+		{sqlstore.ListSQL(sqlstore.ListFactsSQL, 1, sqlstore.ByCreated, false, false), "facts_user_created", 2},
 	} {
 		plan := explain(t, db, c.query, c.args)
 		if !strings.Contains(plan, "INDEX "+c.index+" (user_id=?") || strings.Contains(plan, "TEMP B-TREE") {
@@ -395,8 +396,8 @@ func TestFTSQuery(t *testing.T) {
 	for i := range 100 {
 		many += fmt.Sprintf(" w%d", i)
 	}
-	if got, _ := ftsQuery("alice", many); strings.Count(got, " OR ")+1 != maxSearchTerms {
-		t.Errorf("a 100-word query kept %d terms, want %d", strings.Count(got, " OR ")+1, maxSearchTerms)
+	if got, _ := ftsQuery("alice", many); strings.Count(got, " OR ")+1 != sqlstore.MaxSearchTerms {
+		t.Errorf("a 100-word query kept %d terms, want %d", strings.Count(got, " OR ")+1, sqlstore.MaxSearchTerms)
 	}
 }
 

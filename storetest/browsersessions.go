@@ -40,6 +40,14 @@ func RunBrowserSessions(t *testing.T, open func(t *testing.T) idflow.Store) {
 		wantCode(t, err, idflow.ENOTFOUND)
 	})
 
+	t.Run("NeedsAUser", func(t *testing.T) {
+		s := open(t)
+		err := s.CreateBrowserSession(t.Context(), session("nobody-1", "", time.Hour))
+		wantCode(t, err, idflow.EFORBIDDEN)
+		_, err = s.GetBrowserSession(t.Context(), hash("nobody-1"))
+		wantCode(t, err, idflow.ENOTFOUND)
+	})
+
 	t.Run("Expired", func(t *testing.T) {
 		s := open(t)
 		ok(t, s.CreateBrowserSession(t.Context(), session("old", "alice", -time.Minute)))

@@ -40,6 +40,18 @@ func testConnectionLifecycle(t *testing.T, s idflow.ConnectionStore) {
 		got.Status != idflow.ConnectionActive || got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) || len(got.Scopes) != 2 {
 		t.Fatalf("GetCredential = %+v", got)
 	}
+	wantUTC(t, "connection times", *c.ExpiresAt, *got.ExpiresAt, c.CreatedAt)
+
+	// No scopes read back as [], never null.
+	bare := sealed("bare", "k1", "ciphertext-0", exp)
+	bare.Scopes = nil
+	if c := must(s.PutCredential(ctx, alice, bare))(t); c.Scopes == nil {
+		t.Fatalf("a credential without scopes: %#v; want non-nil Scopes", c.Scopes)
+	}
+	if c := must(s.GetCredential(ctx, alice, "bare"))(t); c.Scopes == nil {
+		t.Fatalf("a credential without scopes reads %#v; want non-nil Scopes", c.Scopes)
+	}
+	ok(t, s.DeleteCredential(ctx, alice, "bare"))
 
 	// Replacing keeps created_at and moves updated_at.
 	replaced := sealed("github", "k2", "ciphertext-2", exp.Add(time.Hour))

@@ -69,10 +69,14 @@ func testAgents(t *testing.T, s idflow.Store) {
 	}
 	sameJSON(t, must(s.GetAgent(ctx, alice, a.ID))(t), u)
 
-	// No tools reads back as [], never null.
+	// No tools reads back as [], never null, however it was given.
 	b := must(s.CreateAgent(ctx, alice, idflow.Agent{Name: "bare"}))(t)
 	if got := must(s.GetAgent(ctx, alice, b.ID))(t); got.Tools == nil || b.Tools == nil {
 		t.Fatalf("agent without tools: created %#v, read %#v; want non-nil Tools", b.Tools, got.Tools)
+	}
+	var none []string
+	if got := must(s.UpdateAgent(ctx, alice, b.ID, idflow.AgentPatch{Tools: &none}))(t); got.Tools == nil {
+		t.Fatalf("agent patched with nil tools: %#v; want non-nil Tools", got.Tools)
 	}
 	if got := must(s.ListAgents(ctx, alice, idflow.Page{}))(t); !slices.Equal(ids(got.Items, agentID), []string{b.ID, a.ID}) {
 		t.Fatalf("ListAgents = %v, want newest first", ids(got.Items, agentID))
@@ -270,6 +274,7 @@ func testWorkflows(t *testing.T, s idflow.Store) {
 	if p1.Status != idflow.WorkflowPublished || p1.Version != 1 || p1.PublishedAt == nil {
 		t.Fatalf("after first publish: %+v", p1)
 	}
+	wantUTC(t, "published_at", *p1.PublishedAt, *must(s.GetWorkflow(ctx, alice, w.ID))(t).PublishedAt)
 	r := must(s.ReplaceWorkflow(ctx, alice, w.ID, "digest v2", v2))(t)
 	if r.Name != "digest v2" || r.Version != 1 || r.Status != idflow.WorkflowPublished {
 		t.Fatalf("after replace: %+v", r)

@@ -60,6 +60,7 @@ func RunRuns[TTx any](t *testing.T, open func(t *testing.T) Queue[TTx]) {
 		if done.FinishedAt == nil || string(done.Output) != `"ok"` {
 			t.Fatalf("succeeded: %+v", done)
 		}
+		wantUTC(t, "run times", done.CreatedAt, *done.StartedAt, *done.FinishedAt, evs[0].At)
 		_, err := s.UpdateRun(ctx, alice, run.ID, idflow.RunUpdate{Status: idflow.RunCancelled})
 		wantCode(t, err, idflow.ECONFLICT)
 		list := must(s.ListRuns(ctx, alice, idflow.Page{}))(t)

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
@@ -130,6 +131,17 @@ func sameJSON(t *testing.T, got, want any) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// wantUTC checks that times a store read back are in UTC, whether it keeps
+// them as timestamps or as numbers, optional or not.
+func wantUTC(t *testing.T, what string, times ...time.Time) {
+	t.Helper()
+	for _, tm := range times {
+		if tm.Location() != time.UTC {
+			t.Fatalf("%s: %v is in %v, want UTC", what, tm, tm.Location())
+		}
+	}
+}
 
 // ids returns the ids of items.
 func ids[T any](items []T, id func(T) string) []string {

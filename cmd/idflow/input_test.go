@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idflow/idflow/service"
+	"github.com/idflow/idflow"
 )
 
 // Bad input loses nothing: every refused write leaves every stored object
@@ -110,21 +110,21 @@ func stepsBody(name string, steps ...map[string]any) map[string]any {
 
 func workflowCases() []badCase {
 	prompt := map[string]any{"id": "a", "type": "prompt", "prompt": "hi"}
-	many := make([]map[string]any, service.MaxSteps+1)
+	many := make([]map[string]any, idflow.MaxSteps+1)
 	for i := range many {
 		many[i] = map[string]any{"id": fmt.Sprint("s", i), "type": "wait", "ms": 1}
 	}
 	return []badCase{
 		{name: "unknown step type", body: stepsBody("w", map[string]any{"id": "a", "type": "teleport"}), status: 400, detail: "type"},
 		{name: "duplicate step ids", body: stepsBody("w", prompt, prompt), status: 400, detail: `"a"`},
-		{name: "too many steps", body: stepsBody("w", many...), status: 400, detail: fmt.Sprint(service.MaxSteps)},
+		{name: "too many steps", body: stepsBody("w", many...), status: 400, detail: fmt.Sprint(idflow.MaxSteps)},
 		{name: "step without id", body: stepsBody("w", map[string]any{"type": "prompt", "prompt": "hi"}), status: 400, detail: "id"},
 		{name: "step id too long", body: stepsBody("w", map[string]any{"id": strings.Repeat("i", 65), "type": "prompt", "prompt": "hi"}), status: 400, detail: "id"},
 		{name: "prompt step without prompt", body: stepsBody("w", map[string]any{"id": "a", "type": "prompt"}), status: 400, detail: "prompt"},
 		{name: "memory_search without query", body: stepsBody("w", map[string]any{"id": "a", "type": "memory_search"}), status: 400, detail: "query"},
 		{name: "tool step without tool", body: stepsBody("w", map[string]any{"id": "a", "type": "tool"}), status: 400, detail: "tool"},
 		{name: "negative wait", body: stepsBody("w", map[string]any{"id": "a", "type": "wait", "ms": -1}), status: 400, detail: "ms"},
-		{name: "wait too long", body: stepsBody("w", map[string]any{"id": "a", "type": "wait", "ms": service.MaxStepWaitMs + 1}), status: 400, detail: "ms"},
+		{name: "wait too long", body: stepsBody("w", map[string]any{"id": "a", "type": "wait", "ms": idflow.MaxStepWaitMs + 1}), status: 400, detail: "ms"},
 		{name: "unknown step field", body: stepsBody("w", map[string]any{"id": "a", "type": "prompt", "prompt": "hi", "promt": "typo"}), status: 400, detail: "promt"},
 		{name: "unknown definition field", body: map[string]any{"name": "w", "definition": map[string]any{"steps": []any{prompt}, "stepz": []any{}}}, status: 400, detail: "stepz"},
 		{name: "steps not a list", body: map[string]any{"name": "w", "definition": map[string]any{"steps": map[string]any{}}}, status: 400, detail: "steps"},
@@ -191,42 +191,42 @@ func TestBadInputLosesNothing(t *testing.T) {
 
 	routes := []writeRoute{
 		{method: "POST", path: "/api/v1/apps", valid: map[string]any{"name": "n", "description": "d"},
-			texts:      []textField{{"name", service.MaxNameLen, true}, {"description", service.MaxDescriptionLen, false}},
+			texts:      []textField{{"name", idflow.MaxNameLen, true}, {"description", idflow.MaxDescriptionLen, false}},
 			wrongTypes: map[string]any{"name": 123, "description": true}},
 		{method: "PATCH", path: "/api/v1/apps/" + w.app, valid: map[string]any{"name": "n", "description": "d"},
-			texts:      []textField{{"name", service.MaxNameLen, true}, {"description", service.MaxDescriptionLen, false}},
+			texts:      []textField{{"name", idflow.MaxNameLen, true}, {"description", idflow.MaxDescriptionLen, false}},
 			wrongTypes: map[string]any{"name": []string{"n"}, "description": 1.5}},
 		{method: "POST", path: "/api/v1/sessions", valid: map[string]any{"title": "t"},
-			texts:      []textField{{"title", service.MaxNameLen, false}},
+			texts:      []textField{{"title", idflow.MaxNameLen, false}},
 			wrongTypes: map[string]any{"title": 1, "app_id": 5, "agent_id": false}},
 		{method: "PATCH", path: "/api/v1/sessions/" + w.session, valid: map[string]any{"title": "t"},
-			texts:      []textField{{"title", service.MaxNameLen, true}},
+			texts:      []textField{{"title", idflow.MaxNameLen, true}},
 			wrongTypes: map[string]any{"title": map[string]any{}, "app_id": 1}},
 		{method: "POST", path: "/api/v1/sessions/" + w.session + "/messages", valid: map[string]any{"content": "c"},
-			texts:      []textField{{"content", service.MaxMessageLen, true}},
+			texts:      []textField{{"content", idflow.MaxMessageLen, true}},
 			wrongTypes: map[string]any{"content": map[string]any{"text": "c"}}},
 		{method: "POST", path: "/api/v1/agents", valid: map[string]any{"name": "n", "instructions": "i", "tools": []string{}},
-			texts:      []textField{{"name", service.MaxNameLen, true}, {"instructions", service.MaxInstructionsLen, false}},
+			texts:      []textField{{"name", idflow.MaxNameLen, true}, {"instructions", idflow.MaxInstructionsLen, false}},
 			wrongTypes: map[string]any{"name": 1, "tools": "search_memory", "model": 4},
 			extra: []badCase{
 				{name: "unknown model", body: map[string]any{"name": "n", "model": "gpt-imaginary"}, status: 400, detail: "model"},
-				{name: "too many tools", body: map[string]any{"name": "n", "tools": slices.Repeat([]string{"t"}, service.MaxTools+1)}, status: 400, detail: "tools"},
+				{name: "too many tools", body: map[string]any{"name": "n", "tools": slices.Repeat([]string{"t"}, idflow.MaxTools+1)}, status: 400, detail: "tools"},
 				{name: "blank tool", body: map[string]any{"name": "n", "tools": []string{" "}}, status: 400, detail: "tools"},
 				{name: "tool not a string", body: map[string]any{"name": "n", "tools": []any{1}}, status: 400, detail: "tools"},
 			}},
 		{method: "PATCH", path: "/api/v1/agents/" + w.agent, valid: map[string]any{"name": "n"},
-			texts:      []textField{{"name", service.MaxNameLen, true}, {"instructions", service.MaxInstructionsLen, false}},
+			texts:      []textField{{"name", idflow.MaxNameLen, true}, {"instructions", idflow.MaxInstructionsLen, false}},
 			wrongTypes: map[string]any{"tools": "x", "model": []string{}},
 			extra: []badCase{
 				{name: "unknown model", body: map[string]any{"model": "gpt-imaginary"}, status: 400, detail: "model"},
-				{name: "too many tools", body: map[string]any{"tools": slices.Repeat([]string{"t"}, service.MaxTools+1)}, status: 400, detail: "tools"},
+				{name: "too many tools", body: map[string]any{"tools": slices.Repeat([]string{"t"}, idflow.MaxTools+1)}, status: 400, detail: "tools"},
 			}},
 		{method: "POST", path: "/api/v1/workflows", valid: stepsBody("w", map[string]any{"id": "a", "type": "prompt", "prompt": "hi"}),
-			texts:      []textField{{"name", service.MaxNameLen, true}},
+			texts:      []textField{{"name", idflow.MaxNameLen, true}},
 			wrongTypes: map[string]any{"name": 1, "definition": "steps"},
 			extra:      workflowCases()},
 		{method: "PUT", path: "/api/v1/workflows/" + w.workflow, valid: stepsBody("w", map[string]any{"id": "a", "type": "prompt", "prompt": "hi"}),
-			texts:      []textField{{"name", service.MaxNameLen, true}},
+			texts:      []textField{{"name", idflow.MaxNameLen, true}},
 			wrongTypes: map[string]any{"name": false, "definition": []any{}},
 			extra:      workflowCases()},
 		{method: "POST", path: "/api/v1/workflows/" + w.workflow + "/runs", valid: map[string]any{"input": map[string]any{"x": 1}, "version": 0},
@@ -236,17 +236,17 @@ func TestBadInputLosesNothing(t *testing.T) {
 				{name: "input over 64 KiB", body: map[string]any{"input": strings.Repeat("i", 65<<10)}, status: 400, detail: "input"},
 			}},
 		{method: "POST", path: "/api/v1/etl/ingest", valid: map[string]any{"filename": "f.txt", "content": "c"},
-			texts:      []textField{{"filename", service.MaxFilenameLen, true}},
+			texts:      []textField{{"filename", idflow.MaxFilenameLen, true}},
 			wrongTypes: map[string]any{"content": 5, "filename": []string{"f"}, "app_id": 1},
 			extra: []badCase{
 				{name: "empty content", body: map[string]any{"filename": "f.txt", "content": ""}, status: 400, detail: "content"},
 				{name: "filename of dots", body: map[string]any{"filename": "..", "content": "c"}, status: 400, detail: "filename"},
 			}},
 		{method: "POST", path: "/api/v1/facts", valid: map[string]any{"content": "c"},
-			texts:      []textField{{"content", service.MaxFactLen, true}},
+			texts:      []textField{{"content", idflow.MaxFactLen, true}},
 			wrongTypes: map[string]any{"content": []any{"c"}}},
 		{method: "POST", path: "/api/v1/memory/search", valid: map[string]any{"query": "q", "limit": 5},
-			texts:      []textField{{"query", service.MaxQueryLen, true}},
+			texts:      []textField{{"query", idflow.MaxQueryLen, true}},
 			wrongTypes: map[string]any{"query": 1, "limit": "5"},
 			extra: []badCase{
 				{name: "negative limit", body: map[string]any{"query": "q", "limit": -1}, status: 400, detail: "limit"},
@@ -467,21 +467,21 @@ func TestBadInputLosesNothing(t *testing.T) {
 			body         map[string]any
 			want         int
 		}{
-			{"POST", "/api/v1/apps", map[string]any{"name": strings.Repeat("é", service.MaxNameLen)}, 201},
-			{"PATCH", "/api/v1/apps/" + app, map[string]any{"description": strings.Repeat("d", service.MaxDescriptionLen)}, 200},
-			{"POST", "/api/v1/agents", map[string]any{"name": "a", "tools": slices.Repeat([]string{"t"}, service.MaxTools)}, 201},
+			{"POST", "/api/v1/apps", map[string]any{"name": strings.Repeat("é", idflow.MaxNameLen)}, 201},
+			{"PATCH", "/api/v1/apps/" + app, map[string]any{"description": strings.Repeat("d", idflow.MaxDescriptionLen)}, 200},
+			{"POST", "/api/v1/agents", map[string]any{"name": "a", "tools": slices.Repeat([]string{"t"}, idflow.MaxTools)}, 201},
 			{"PATCH", "/api/v1/agents/" + agent, map[string]any{"name": "renamed"}, 200},
 			{"POST", "/api/v1/sessions", map[string]any{"title": ""}, 201},
 			{"PATCH", "/api/v1/sessions/" + ses, map[string]any{"title": "renamed"}, 200},
 			{"POST", "/api/v1/workflows", stepsBody("full", func() []map[string]any {
-				s := make([]map[string]any, service.MaxSteps)
+				s := make([]map[string]any, idflow.MaxSteps)
 				for i := range s {
 					s[i] = map[string]any{"id": fmt.Sprint("s", i), "type": "wait", "ms": 0}
 				}
 				return s
 			}()...), 201},
 			{"PUT", "/api/v1/workflows/" + wf, stepsBody("replaced", map[string]any{"id": "b", "type": "wait", "ms": 2}), 200},
-			{"POST", "/api/v1/facts", map[string]any{"content": strings.Repeat("f", service.MaxFactLen)}, 201},
+			{"POST", "/api/v1/facts", map[string]any{"content": strings.Repeat("f", idflow.MaxFactLen)}, 201},
 			// The ingest route's own limit: a JSON body well over 1 MiB.
 			{"POST", "/api/v1/etl/ingest", map[string]any{"filename": "big.txt", "content": strings.Repeat("word ", 3*jsonBodyLimit/5)}, 201},
 		} {

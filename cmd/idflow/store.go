@@ -13,9 +13,9 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/idflow/idflow/httpapi"
+	"github.com/idflow/idflow/internal/riverschema"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/sqlite"
 )
@@ -59,13 +59,9 @@ func openSQLite(ctx context.Context, cfg *config, path string, log *slog.Logger)
 		return nil, nil, err
 	}
 	closeAll := func() error { db.Close(); return unlock() }
-	migrator, err := rivermigrate.New(riversqlite.New(db.SQL()), &rivermigrate.Config{Logger: log})
-	if err == nil {
-		_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	}
-	if err != nil {
+	if err := riverschema.Migrate(ctx, riversqlite.New(db.SQL()), log); err != nil {
 		closeAll()
-		return nil, nil, fmt.Errorf("river migrate: %w", err)
+		return nil, nil, err
 	}
 	if n, err := db.RescueInterruptedJobs(ctx); err != nil {
 		closeAll()

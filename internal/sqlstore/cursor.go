@@ -1,9 +1,3 @@
-// Package sqlstore holds what the two SQL store backends, sqlite and
-// postgres, share below the domain: the keyset cursor and the page limit of
-// their lists, the JSON they keep for a workflow definition and a run
-// owner's snapshot, and the run queue the runner drives inside their
-// transactions. None of it is for callers of the domain: they see
-// idflow.Page, idflow.List and idflow.Definition.
 package sqlstore
 
 import (

@@ -1,0 +1,112 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/idflow/idflow/internal/sqlstore"
+)
+
+// txn is a database/sql transaction as sqlstore uses it. SQLite keeps a
+// time as INTEGER unix nanoseconds, UTC (the migrations' columns): txn
+// writes a time.Time or *time.Time argument so, and reads into a
+// *time.Time or **time.Time destination so; every other value passes
+// through. (The driver's own time encoding stays unset: River's tables,
+// on the same connection, keep their times as text.)
+type txn struct{ tx *sql.Tx }
+
+func (t txn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, query, encodeTimes(args)...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t txn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := t.tx.QueryContext(ctx, query, encodeTimes(args)...)
+	if err != nil {
+		return nil, err
+	}
+	return txnRows{rows}, nil
+}
+
+func (t txn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return txnRow{t.tx.QueryRowContext(ctx, query, encodeTimes(args)...)}
+}
+
+type txnRow struct{ row *sql.Row }
+
+func (r txnRow) Scan(dest ...any) error { return r.row.Scan(decodeTimes(dest)...) }
+
+type txnRows struct{ rows *sql.Rows }
+
+func (r txnRows) Scan(dest ...any) error { return r.rows.Scan(decodeTimes(dest)...) }
+func (r txnRows) Next() bool             { return r.rows.Next() }
+func (r txnRows) Err() error             { return r.rows.Err() }
+func (r txnRows) Close()                 { _ = r.rows.Close() } // its error is Err's
+
+// encodeTimes answers args with every time as unix nanoseconds.
+func encodeTimes(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case time.Time:
+			out[i] = v.UnixNano()
+		case *time.Time:
+			if v != nil {
+				out[i] = v.UnixNano()
+			}
+		default:
+			out[i] = a
+		}
+	}
+	return out
+}
+
+// decodeTimes answers dest with every time destination read from unix
+// nanoseconds.
+func decodeTimes(dest []any) []any {
+	out := make([]any, len(dest))
+	for i, d := range dest {
+		switch v := d.(type) {
+		case *time.Time:
+			out[i] = nanos{v}
+		case **time.Time:
+			out[i] = nullNanos{v}
+		default:
+			out[i] = d
+		}
+	}
+	return out
+}
+
+// nanos scans an INTEGER of unix nanoseconds into a time.Time (UTC).
+type nanos struct{ t *time.Time }
+
+func (n nanos) Scan(src any) error {
+	v, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("sqlite: a time is stored as %T, not as integer nanoseconds", src)
+	}
+	*n.t = time.Unix(0, v).UTC()
+	return nil
+}
+
+// nullNanos is nanos for a time that may be NULL.
+type nullNanos struct{ t **time.Time }
+
+func (n nullNanos) Scan(src any) error {
+	if src == nil {
+		*n.t = nil
+		return nil
+	}
+	var t time.Time
+	if err := (nanos{&t}).Scan(src); err != nil {
+		return err
+	}
+	*n.t = &t
+	return nil
+}
