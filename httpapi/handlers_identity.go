@@ -75,7 +75,7 @@ func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request, p idflow
 	h.Set("X-Authenticated-Roles", auth.FormatList(p.Roles))
 	h.Set("X-Authenticated-Groups", auth.FormatList(p.Groups))
 	if s.signer != nil {
-		a, err := s.signer.SignAssertion(p, s.cfg.PublicURL)
+		a, err := s.authn.Assertion(r, p, s.signer, s.cfg.PublicURL)
 		if err != nil {
 			return err
 		}
