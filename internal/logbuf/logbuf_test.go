@@ -76,8 +76,8 @@ func TestTimerFlushes(t *testing.T) {
 func TestOverflowKeepsRecordsWholeAndOrdered(t *testing.T) {
 	s := &sink{}
 	w := New(s, 16, time.Hour)
-	fmt.Fprint(w, "aaaaaaaaaa\n")              // 11
-	fmt.Fprint(w, "bbbbbbbbbb\n")              // does not fit: a's out first
+	fmt.Fprint(w, "aaaaaaaaaa\n")               // 11
+	fmt.Fprint(w, "bbbbbbbbbb\n")               // does not fit: a's out first
 	fmt.Fprint(w, strings.Repeat("c", 40)+"\n") // larger than the buffer
 	_ = w.Flush()
 	want := []string{"aaaaaaaaaa\n", "bbbbbbbbbb\n", strings.Repeat("c", 40) + "\n"}
