@@ -31,11 +31,11 @@ TOKENS=${TOKENS:-1000}
 SESSIONS=${SESSIONS:-20}
 PROFILE=${PROFILE:-}        # an endpoint name: profile idflow's CPU under its load
 PROFILE_OUT=${PROFILE_OUT:-bench-http-cpu.pprof}
-ADDR=${ADDR:-127.0.0.1:18180}
-BARE_ADDR=${BARE_ADDR:-127.0.0.1:18181}
-PG_ADDR=${PG_ADDR:-127.0.0.1:18182}   # idflow on PostgreSQL
-PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:18183}
-PG_PORT=${PG_PORT:-18184}
+ADDR=${ADDR:-127.0.0.1:39080}
+BARE_ADDR=${BARE_ADDR:-127.0.0.1:39081}
+PG_ADDR=${PG_ADDR:-127.0.0.1:39082}   # idflow on PostgreSQL
+PPROF_ADDR=${PPROF_ADDR:-127.0.0.1:39083}
+PG_PORT=${PG_PORT:-39084}
 ENDPOINTS=${ENDPOINTS:-bare healthz me validate validate-rot sessions-sqlite sessions-pg}
 
 cd "$(dirname "$0")/.."

@@ -73,7 +73,7 @@ func (db *DB) ListSessions(ctx context.Context, p idflow.Principal, f idflow.Ses
 	if f.AppID != "" {
 		base, args = listSessionsByAppSQL, append(args, f.AppID)
 	}
-	return list(ctx, db.r, base, args, byCreated, false, page, scanSession, sessionKey)
+	return list(ctx, db.rp, base, args, byCreated, false, page, scanSession, sessionKey)
 }
 
 // UpdateSession applies patch; an AppID or AgentID set to "" clears the

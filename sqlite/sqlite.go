@@ -37,8 +37,9 @@ var migrations embed.FS
 
 // DB is an idflow.Store backed by one SQLite file.
 type DB struct {
-	w   *sql.DB // the single writer connection
-	r   *sql.DB // read-only pool
+	w   *sql.DB   // the single writer connection
+	r   *sql.DB   // read-only pool
+	rp  *prepared // the read pool, statements prepared once (stmtcache.go)
 	log *slog.Logger
 
 	mu   sync.Mutex
@@ -98,7 +99,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	db.r = r
+	db.r, db.rp = r, &prepared{db: r}
 	if err := r.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)

@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:18181", "listen address")
+	addr := flag.String("addr", "127.0.0.1:39081", "listen address")
 	flag.Parse()
 	body := []byte(`{"status":"ok"}` + "\n")
 	srv := &http.Server{
