@@ -71,3 +71,46 @@ func BenchmarkHotPath(b *testing.B) {
 		})
 	}
 }
+
+// A guard against gross regressions on the authenticated hot path, not a
+// benchmark: allocations per request are exact and do not depend on the
+// machine's load. Measured (docs/BENCHMARKS.md, "Hot path"): healthz 15,
+// /api/v1/me 18, /auth/validate 16 with its assertion cached (36 before the
+// work of issue 14). A bound of twice that fails only when something adds
+// work per request on the scale of what was removed.
+func TestHotPathAllocations(t *testing.T) {
+	s, tok := hotPathServer(t)
+	for _, tc := range []struct {
+		name, path, auth string
+		max              float64
+	}{
+		{"healthz", "/healthz", "", 30},
+		{"me", "/api/v1/me", "Bearer " + tok, 36},
+		{"validate", "/auth/validate", "Bearer " + tok, 32},
+	} {
+		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		w := &discardWriter{h: http.Header{}}
+		serve := func() {
+			w.reset()
+			s.ServeHTTP(w, req)
+			if w.status != http.StatusOK {
+				t.Fatalf("%s: status %d", tc.name, w.status)
+			}
+		}
+		serve() // warm: the verified-token and assertion caches
+		if got := testing.AllocsPerRun(200, serve); got > tc.max {
+			t.Errorf("%s: %.0f allocations per request, more than the guard's %.0f (twice the measured figure)", tc.name, got, tc.max)
+		}
+	}
+	// The same request without its token is refused: the guard measures
+	// the authenticated path, not a shortcut around it.
+	req := httptest.NewRequest(http.MethodGet, "/auth/validate", nil)
+	w := &discardWriter{h: http.Header{}}
+	s.ServeHTTP(w, req)
+	if w.status != http.StatusUnauthorized {
+		t.Fatalf("/auth/validate without a token: %d", w.status)
+	}
+}
