@@ -11,8 +11,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -65,8 +67,15 @@ func (s *Signer) Issuer() string { return s.issuer }
 
 // SignAssertion returns a compact JWT that states p's identity to audience.
 func (s *Signer) SignAssertion(p idflow.Principal, audience string) (string, error) {
+	a, _, _, err := s.signAssertion(p, audience)
+	return a, err
+}
+
+// signAssertion is SignAssertion, also telling when the assertion was
+// issued and when it expires.
+func (s *Signer) signAssertion(p idflow.Principal, audience string) (jwt string, iat, exp time.Time, err error) {
 	now := s.now()
-	exp := now.Add(AssertionLifetime)
+	exp = now.Add(AssertionLifetime)
 	if !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(exp) {
 		exp = p.ExpiresAt
 	}
@@ -77,7 +86,65 @@ func (s *Signer) SignAssertion(p idflow.Principal, audience string) (string, err
 		"roles": p.Roles, "groups": p.Groups, "idtyp": string(p.Kind),
 		"jti": idflow.NewID(""),
 	}
-	return s.Sign(c)
+	jwt, err = s.Sign(c)
+	return jwt, now, exp, err
+}
+
+// cachedAssertion is an assertion kept with its bearer token's entry in the
+// verified-token cache.
+type cachedAssertion struct {
+	signer   *Signer
+	audience string
+	jwt      string
+	renew    time.Time // from then on, a new one is signed
+}
+
+// Assertion returns an X-Idflow-Assertion that s signs for p, the Principal
+// that Authenticate returned for r, with audience. For a bearer token it is
+// signed once and kept with the token's entry in the verified-token cache
+// until the last fifth of its lifetime (12 of 60 seconds, or less when the
+// token itself expires sooner), so that a proxy asking about the same token
+// again gets the same assertion and no request leaves with one about to
+// expire. The assertion goes when the entry goes: at the token's expiry, on
+// eviction, and with any revocation that drops or refuses the token (the
+// request is refused before it gets here). Other credentials — a session
+// cookie, a proxy's headers — get a new assertion every time.
+//
+// The assertion's jti therefore names the assertion, not the request: a
+// downstream must not treat it as a one-time nonce.
+func (a *Authenticator) Assertion(r *http.Request, p idflow.Principal, s *Signer, audience string) (string, error) {
+	v := a.bearer
+	if p.AuthMethod != idflow.AuthBearer || v == nil || v.cache == nil {
+		return s.SignAssertion(p, audience)
+	}
+	raw, ok := authorizationBearer(r)
+	if !ok {
+		return s.SignAssertion(p, audience)
+	}
+	e := v.cache.entry(tokenDigest(raw), v.cfg.Now())
+	// The entry must be the one p was read from; anything else (evicted
+	// meanwhile, a token from elsewhere) gets a fresh, uncached assertion.
+	if e == nil || !sameIdentity(e.tok.Principal, p) {
+		return s.SignAssertion(p, audience)
+	}
+	now := s.now()
+	if c := e.assertion.Load(); c != nil && c.signer == s && c.audience == audience && now.Before(c.renew) {
+		return c.jwt, nil
+	}
+	jwt, iat, exp, err := s.signAssertion(p, audience)
+	if err != nil {
+		return "", err
+	}
+	e.assertion.Store(&cachedAssertion{signer: s, audience: audience, jwt: jwt, renew: exp.Add(-exp.Sub(iat) / 5)})
+	return jwt, nil
+}
+
+// sameIdentity reports whether a and b state the same identity, claim for
+// claim, as an assertion would carry it.
+func sameIdentity(a, b idflow.Principal) bool {
+	return a.UserID == b.UserID && a.TenantID == b.TenantID && a.Issuer == b.Issuer &&
+		a.Email == b.Email && a.Name == b.Name && a.Kind == b.Kind && a.AuthMethod == b.AuthMethod &&
+		a.ExpiresAt.Equal(b.ExpiresAt) && slices.Equal(a.Roles, b.Roles) && slices.Equal(a.Groups, b.Groups)
 }
 
 // Sign signs arbitrary claims.

@@ -165,6 +165,15 @@ func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audi
 // HasBearer reports whether bearer tokens are configured.
 func (a *Authenticator) HasBearer() bool { return a.bearer != nil }
 
+// authorizationBearer is the bearer token of r's only Authorization header.
+func authorizationBearer(r *http.Request) (string, bool) {
+	hs := r.Header["Authorization"]
+	if len(hs) != 1 {
+		return "", false
+	}
+	return bearerToken(hs[0])
+}
+
 func bearerToken(h string) (string, bool) {
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {

@@ -3,12 +3,15 @@ package auth
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // tokenCache remembers verified tokens by SHA-256 digest until they expire.
 // It is sharded to keep lock contention low, and holds at most the size it
-// was made with.
+// was made with. An entry also keeps the last X-Idflow-Assertion signed for
+// its token (Authenticator.Assertion): whatever drops the entry — expiry,
+// eviction, a revocation that refuses the token — drops the assertion.
 type tokenCache struct {
 	shards   []tokenShard
 	perShard int
@@ -16,12 +19,13 @@ type tokenCache struct {
 
 type tokenShard struct {
 	mu      sync.RWMutex
-	entries map[[32]byte]cachedToken
+	entries map[[32]byte]*cachedToken
 }
 
 type cachedToken struct {
-	tok     Token
-	expires time.Time
+	tok       Token // never modified once cached
+	expires   time.Time
+	assertion atomic.Pointer[cachedAssertion]
 }
 
 // maxShards is the shard count of a large cache; a small one has fewer, so
@@ -32,7 +36,7 @@ func newTokenCache(size int) *tokenCache {
 	n := min(maxShards, max(1, size))
 	c := &tokenCache{shards: make([]tokenShard, n), perShard: max(1, size/n)}
 	for i := range c.shards {
-		c.shards[i].entries = make(map[[32]byte]cachedToken)
+		c.shards[i].entries = make(map[[32]byte]*cachedToken)
 	}
 	return c
 }
@@ -44,20 +48,32 @@ func (c *tokenCache) shard(digest [32]byte) *tokenShard {
 // get returns a copy of the cached token: callers may modify what they get
 // without touching the cache or each other.
 func (c *tokenCache) get(digest [32]byte, now time.Time) (Token, bool) {
+	e := c.entry(digest, now)
+	if e == nil {
+		return Token{}, false
+	}
+	return cloneToken(e.tok), true
+}
+
+// entry returns the live entry of digest, or nil. Its tok is shared: read
+// it, never modify it.
+func (c *tokenCache) entry(digest [32]byte, now time.Time) *cachedToken {
 	s := c.shard(digest)
 	s.mu.RLock()
 	e, ok := s.entries[digest]
 	s.mu.RUnlock()
 	if !ok {
-		return Token{}, false
+		return nil
 	}
 	if !now.Before(e.expires) {
 		s.mu.Lock()
-		delete(s.entries, digest)
+		if s.entries[digest] == e {
+			delete(s.entries, digest)
+		}
 		s.mu.Unlock()
-		return Token{}, false
+		return nil
 	}
-	return cloneToken(e.tok), true
+	return e
 }
 
 func (c *tokenCache) put(digest [32]byte, tok Token, expires, now time.Time) {
@@ -80,7 +96,7 @@ func (c *tokenCache) put(digest [32]byte, tok Token, expires, now time.Time) {
 			delete(s.entries, k)
 		}
 	}
-	s.entries[digest] = cachedToken{tok: tok, expires: expires}
+	s.entries[digest] = &cachedToken{tok: tok, expires: expires}
 }
 
 // cloneToken copies t's lists into one new backing array, each capped so

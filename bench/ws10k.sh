@@ -4,6 +4,9 @@
 #
 #   bench/ws10k.sh                       # 10,000 sockets, 1,000 of them on one fan-out run
 #   CONNS=2000 FANOUT=1000 bench/ws10k.sh
+#   SERVER_CPUS=0 LOAD_CPUS=1 CONNS=1000 FANOUT=1000 DURATION=10s bench/ws10k.sh
+#                                        # server and load generator pinned apart
+#   IDFLOW_BIN=/tmp/idflow-old bench/ws10k.sh   # another build of the server
 #
 # Everything else is passed to wsload, e.g. bench/ws10k.sh -json.
 set -euo pipefail
@@ -25,18 +28,25 @@ if [ "$(ulimit -n)" -lt "$want" ]; then
 	exit 1
 fi
 
+# taskset -c <cpus>, or nothing.
+pin() { if [ -n "$1" ]; then echo taskset -c "$1"; fi; }
+
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/idflow" ./cmd/idflow
+if [ -n "${IDFLOW_BIN:-}" ]; then
+	cp "$IDFLOW_BIN" "$work/idflow"
+else
+	go build -o "$work/idflow" ./cmd/idflow
+fi
 go build -o "$work/wsload" ./bench/wsload
 
 IDFLOW_WS_MAX_PER_USER=$PER_USER IDFLOW_LISTEN=$ADDR IDFLOW_DATA_DIR=$work/data IDFLOW_LOG_LEVEL=warn \
-	"$work/idflow" serve --dev >"$work/server.log" 2>&1 &
+	$(pin "${SERVER_CPUS:-}") "$work/idflow" serve --dev >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
 	curl -fsS "http://$ADDR/healthz" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 
-"$work/wsload" -server "http://$ADDR" -dev-users "$USERS" -conns "$CONNS" -fanout "$FANOUT" \
+$(pin "${LOAD_CPUS:-}") "$work/wsload" -server "http://$ADDR" -dev-users "$USERS" -conns "$CONNS" -fanout "$FANOUT" \
 	-rate "$RATE" -duration "$DURATION" -server-pid "$server" "$@"

@@ -65,23 +65,29 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, p idflow.Princ
 // handleValidate is forward-auth: the proxy asks whether the request it holds
 // is authenticated, and forwards the identity headers we answer with.
 func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	h := w.Header()
-	h.Set("X-Authenticated-User", p.UserID)
-	h.Set("X-Authenticated-Email", p.Email)
-	h.Set("X-Authenticated-Name", p.Name)
-	h.Set("X-Authenticated-Tenant", p.TenantID)
 	// Lists of names, quoted where a name needs it ("Sales, EMEA"); the
 	// proxy reader of auth decodes the same way.
-	h.Set("X-Authenticated-Roles", auth.FormatList(p.Roles))
-	h.Set("X-Authenticated-Groups", auth.FormatList(p.Groups))
+	vals := [...]string{p.UserID, p.Email, p.Name, p.TenantID, auth.FormatList(p.Roles), auth.FormatList(p.Groups), "no-store", ""}
 	if s.signer != nil {
-		a, err := s.signer.SignAssertion(p, s.cfg.PublicURL)
+		a, err := s.authn.Assertion(r, p, s.signer, s.cfg.PublicURL)
 		if err != nil {
 			return err
 		}
-		h.Set("X-Idflow-Assertion", a)
+		vals[7] = a
 	}
-	h.Set("Cache-Control", "no-store")
+	// Every value a slice of one array: one allocation instead of eight.
+	v := vals[:]
+	h := w.Header()
+	h["X-Authenticated-User"] = v[0:1:1]
+	h["X-Authenticated-Email"] = v[1:2:2]
+	h["X-Authenticated-Name"] = v[2:3:3]
+	h["X-Authenticated-Tenant"] = v[3:4:4]
+	h["X-Authenticated-Roles"] = v[4:5:5]
+	h["X-Authenticated-Groups"] = v[5:6:6]
+	h["Cache-Control"] = v[6:7:7]
+	if s.signer != nil {
+		h["X-Idflow-Assertion"] = v[7:8:8]
+	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -6,8 +6,10 @@ import (
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	vals := [...]string{"application/json", "no-store"} // one allocation for both
+	h := w.Header()
+	h["Content-Type"] = vals[0:1:1]
+	h["Cache-Control"] = vals[1:2:2]
 	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(v)
 }

@@ -13,7 +13,7 @@ import (
 
 // benchServer is a server whose only credential source is a dev-issuer
 // token verified by the real Verifier (cache on, as in production).
-func benchServer(b *testing.B) (*Server, string) {
+func benchServer(b testing.TB) (*Server, string) {
 	b.Helper()
 	iss, err := devidp.New(devidp.Config{Issuer: "http://127.0.0.1/dev/idp", Audience: "idflow",
 		KeyFile: filepath.Join(b.TempDir(), "k.pem")})

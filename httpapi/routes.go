@@ -212,7 +212,9 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setBodyDeadline(r, bodyTimeout)
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if r.Body != http.NoBody { // nothing to bound, and one allocation less per GET
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
 		if rt.mcp {
 			if err := s.checkMCPOrigin(r); err != nil {
 				s.writeError(w, r, err)

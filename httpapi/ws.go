@@ -150,7 +150,8 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 		return err
 	}
 
-	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	out := &batchWriter{}
+	conn, err := websocket.Accept(smallBuffers{w, out}, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{wsSubprotocol},
 		OriginPatterns: originHosts(s.cfg.CORSOrigins),
 	})
@@ -167,7 +168,7 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 		ctx := conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
 		first := history
 		history = nil // not kept for the socket's life
-		code, reason := s.streamRun(ctx, conn, p, runID, sub, first)
+		code, reason := s.streamRun(ctx, conn, out, p, runID, sub, first)
 		_ = conn.Close(code, reason)
 	}()
 	return nil
@@ -175,10 +176,18 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 
 // streamRun sends history (the first page of the run's events), the rest
 // of the stored history, then live events until the run ends.
-func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.Principal, runID string, sub idflow.Subscription, history []idflow.Event) (websocket.StatusCode, string) {
+//
+// Events go out in bursts: every event already waiting is framed into out's
+// batch and the batch leaves in one write system call, bounded by out's
+// write deadline (a step emits several events at once; one write each was
+// most of a 1,000-subscriber fan-out's CPU). Each event is still one
+// WebSocket message. The writes' context has no deadline of its own, so
+// coder/websocket arms no timer per message: out's deadline bounds them.
+func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, out *batchWriter, p idflow.Principal, runID string, sub idflow.Subscription, history []idflow.Event) (websocket.StatusCode, string) {
 	var lastSeq int64
-	// write sends e unless it was sent already; the caller's ctx bounds it.
-	write := func(wctx context.Context, e idflow.Event) error {
+	wctx := context.WithoutCancel(ctx)
+	// write frames e into the batch unless it was sent already.
+	write := func(e idflow.Event) error {
 		if e.Seq <= lastSeq {
 			return nil // already replayed
 		}
@@ -190,16 +199,21 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 		return conn.Write(wctx, websocket.MessageText, b)
 	}
 	for evs := history; ; {
+		out.hold()
 		for _, e := range evs {
-			wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
-			err := write(wctx, e)
-			cancel()
-			if err != nil {
+			if err := write(e); err != nil {
+				out.release()
 				return websocket.StatusGoingAway, ""
 			}
 			if e.Terminal() {
+				if out.release() != nil {
+					return websocket.StatusGoingAway, ""
+				}
 				return websocket.StatusNormalClosure, "run ended"
 			}
+		}
+		if out.release() != nil {
+			return websocket.StatusGoingAway, ""
 		}
 		if len(evs) < wsReplayPage {
 			break
@@ -209,32 +223,35 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, p idflow.P
 			return websocket.StatusInternalError, "could not read the run's history"
 		}
 	}
-	// burst writes e and every event already waiting behind it, all within
-	// one write timeout (a step emits several events at once; one timer
-	// each was a tenth of the CPU of a 1,000-socket fan-out). end reports
-	// that the socket must close with code and reason.
+	// burst writes e and every event already waiting behind it in one
+	// batch. end reports that the socket must close with code and reason.
 	burst := func(e idflow.Event, ok bool) (code websocket.StatusCode, reason string, end bool) {
-		wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
-		defer cancel()
-		for {
-			if !ok {
-				if sub.Dropped() {
-					return websocket.StatusTryAgainLater, "too slow: reconnect to resume", true
+		out.hold()
+		code, reason, end = func() (websocket.StatusCode, string, bool) {
+			for {
+				if !ok {
+					if sub.Dropped() {
+						return websocket.StatusTryAgainLater, "too slow: reconnect to resume", true
+					}
+					return websocket.StatusGoingAway, "", true
 				}
-				return websocket.StatusGoingAway, "", true
+				if err := write(e); err != nil {
+					return websocket.StatusGoingAway, "", true
+				}
+				if e.Terminal() {
+					return websocket.StatusNormalClosure, "run ended", true
+				}
+				select {
+				case e, ok = <-sub.Events():
+				default:
+					return 0, "", false
+				}
 			}
-			if err := write(wctx, e); err != nil {
-				return websocket.StatusGoingAway, "", true
-			}
-			if e.Terminal() {
-				return websocket.StatusNormalClosure, "run ended", true
-			}
-			select {
-			case e, ok = <-sub.Events():
-			default:
-				return 0, "", false
-			}
+		}()
+		if err := out.release(); err != nil {
+			return websocket.StatusGoingAway, "", true
 		}
+		return code, reason, end
 	}
 	var expired <-chan time.Time
 	if !p.ExpiresAt.IsZero() && p.AuthMethod != idflow.AuthProxyHeader {
@@ -328,8 +345,11 @@ const (
 )
 
 // smallBuffers hands websocket.Accept a hijacked connection with buffers
-// of wsReadBuffer and wsWriteBuffer bytes.
-type smallBuffers struct{ http.ResponseWriter }
+// of wsReadBuffer and wsWriteBuffer bytes, writing through out.
+type smallBuffers struct {
+	http.ResponseWriter
+	out *batchWriter
+}
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
@@ -352,7 +372,95 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+	w.out.conn = conn
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.out, wsWriteBuffer)), nil
+}
+
+// batchWriter is what coder/websocket's buffered writer writes to: the
+// socket, with a write deadline, or — between hold and release — a batch.
+// The library flushes every message; held, those flushes only append, and
+// release sends the batch in one write. Bytes pass through in the order
+// the library wrote them (its own lock keeps frames whole, and control
+// frames written meanwhile by its reader join the batch in order), so the
+// stream on the wire is the same, only in fewer system calls.
+type batchWriter struct {
+	conn net.Conn
+
+	mu       sync.Mutex
+	held     bool
+	batch    *[]byte   // from batchPool while held
+	deadline time.Time // the socket's write deadline
+	err      error     // the first failed write: the socket is done
+}
+
+// maxBatch is where a batch is sent before release: a long replay is
+// written in chunks of this size.
+const maxBatch = 64 << 10
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func (b *batchWriter) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return 0, b.err
+	}
+	if !b.held {
+		return b.send(p)
+	}
+	*b.batch = append(*b.batch, p...)
+	if len(*b.batch) >= maxBatch {
+		if _, err := b.send(*b.batch); err != nil {
+			return 0, err
+		}
+		*b.batch = (*b.batch)[:0]
+	}
+	return len(p), nil
+}
+
+// send writes p to the socket. A write has between half and all of
+// wsWriteTimeout: the deadline moves only when less than half is left, not
+// on every write.
+func (b *batchWriter) send(p []byte) (int, error) {
+	if now := time.Now(); b.deadline.Sub(now) < wsWriteTimeout/2 {
+		b.deadline = now.Add(wsWriteTimeout)
+		if err := b.conn.SetWriteDeadline(b.deadline); err != nil {
+			b.err = err
+			return 0, err
+		}
+	}
+	n, err := b.conn.Write(p)
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// hold starts a batch.
+func (b *batchWriter) hold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held = true
+	b.batch = batchPool.Get().(*[]byte)
+}
+
+// release sends the batch and returns to writing through.
+func (b *batchWriter) release() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.held {
+		return b.err
+	}
+	b.held = false
+	if len(*b.batch) > 0 && b.err == nil {
+		_, _ = b.send(*b.batch)
+	}
+	*b.batch = (*b.batch)[:0]
+	if cap(*b.batch) <= maxBatch { // keep the pool's buffers small
+		batchPool.Put(b.batch)
+	}
+	b.batch = nil
+	return b.err
 }
 
 // originHosts turns CORS origins into coder/websocket origin patterns.

@@ -48,7 +48,7 @@ func seedFacts(ctx context.Context, db *DB, c *storetest.Corpus, users int) erro
 					facts = append(facts, idflow.Fact{ID: idflow.NewID(idflow.PrefixFact), UserID: owner, Content: c.Sentence(), CreatedAt: at, UpdatedAt: at})
 				}
 			}
-			return insertFacts(ctx, txn{tx}, facts)
+			return insertFacts(ctx, txn{tx: tx}, facts)
 		})
 		if err != nil {
 			return err

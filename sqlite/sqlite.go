@@ -39,8 +39,9 @@ var migrations embed.FS
 // backend below.
 type DB struct {
 	*sqlstore.Store
-	w   *sql.DB // the single writer connection
-	r   *sql.DB // read-only pool
+	w   *sql.DB   // the single writer connection
+	r   *sql.DB   // read-only pool
+	rp  *prepared // the read pool's statements, prepared once (stmtcache.go)
 	log *slog.Logger
 }
 
@@ -98,7 +99,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	db.r = r
+	db.r, db.rp = r, &prepared{db: r}
 	if err := r.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -112,10 +113,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 // predicate (sqlstore), and the admin's scope by the admin statements'.
 func (db *DB) backend() sqlstore.Backend {
 	read := func(ctx context.Context, fn func(sqlstore.Tx) error) error {
-		return db.read(ctx, func(tx *sql.Tx) error { return fn(txn{tx}) })
+		return db.read(ctx, func(tx *sql.Tx) error { return fn(txn{tx: tx, prep: db.rp}) })
 	}
 	write := func(ctx context.Context, fn func(sqlstore.Tx) error) error {
-		return db.WithTx(ctx, func(tx *sql.Tx) error { return fn(txn{tx}) })
+		return db.WithTx(ctx, func(tx *sql.Tx) error { return fn(txn{tx: tx}) })
 	}
 	either := func(ctx context.Context, w bool, fn func(sqlstore.Tx) error) error {
 		if w {
@@ -205,7 +206,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	m := sqlstore.Migrations{FS: migrations, Table: "schema_migrations",
 		Create: `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`}
-	err := db.WithTx(ctx, func(tx *sql.Tx) error { return m.Apply(ctx, txn{tx}, db.log) })
+	err := db.WithTx(ctx, func(tx *sql.Tx) error { return m.Apply(ctx, txn{tx: tx}, db.log) })
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}

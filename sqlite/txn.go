@@ -15,7 +15,10 @@ import (
 // *time.Time or **time.Time destination so; every other value passes
 // through. (The driver's own time encoding stays unset: River's tables,
 // on the same connection, keep their times as text.)
-type txn struct{ tx *sql.Tx }
+type txn struct {
+	tx   *sql.Tx
+	prep *prepared // read transactions: statements prepared once per connection
+}
 
 func (t txn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := t.tx.ExecContext(ctx, query, encodeTimes(args)...)
@@ -26,7 +29,7 @@ func (t txn) Exec(ctx context.Context, query string, args ...any) (int64, error)
 }
 
 func (t txn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	rows, err := t.tx.QueryContext(ctx, query, encodeTimes(args)...)
+	rows, err := t.stmt(ctx, query).QueryContext(ctx, encodeTimes(args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +37,36 @@ func (t txn) Query(ctx context.Context, query string, args ...any) (sqlstore.Row
 }
 
 func (t txn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return txnRow{t.tx.QueryRowContext(ctx, query, encodeTimes(args)...)}
+	return txnRow{t.stmt(ctx, query).QueryRowContext(ctx, encodeTimes(args)...)}
+}
+
+// querier is what Query and QueryRow run on: a statement of the read
+// pool's cache bound to this transaction, or the transaction itself.
+type querier interface {
+	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, args ...any) *sql.Row
+}
+
+func (t txn) stmt(ctx context.Context, query string) querier {
+	if t.prep != nil {
+		if st, err := t.prep.stmt(ctx, query); err == nil && st != nil {
+			return t.tx.StmtContext(ctx, st)
+		}
+	}
+	return unprepared{t.tx, query}
+}
+
+type unprepared struct {
+	tx    *sql.Tx
+	query string
+}
+
+func (u unprepared) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	return u.tx.QueryContext(ctx, u.query, args...)
+}
+
+func (u unprepared) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	return u.tx.QueryRowContext(ctx, u.query, args...)
 }
 
 type txnRow struct{ row *sql.Row }

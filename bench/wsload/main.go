@@ -115,6 +115,10 @@ type report struct {
 	FanoutP99ms     float64        `json:"fanout_p99_ms"`
 	FanoutMaxms     float64        `json:"fanout_max_ms"`
 	ClosedByServer  map[string]int `json:"closed_by_server"`
+	// CPU seconds (user + system) from the end of the fan-out dialing to
+	// the end of the hold: the server's (with -server-pid) and wsload's.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+	LoadCPUSeconds   float64 `json:"load_cpu_seconds,omitempty"`
 }
 
 func (r *report) print(w io.Writer) {
@@ -139,6 +143,11 @@ func (r *report) print(w io.Writer) {
 	if r.FanoutSubs > 0 {
 		fmt.Fprintf(w, "fan-out:              %d subscribers × %d events = %d receipts (%d missing)\n", r.FanoutSubs, r.FanoutEvents, r.FanoutSamples, r.FanoutMissing)
 		fmt.Fprintf(w, "fan-out latency:      p50 %.2f ms, p99 %.2f ms, max %.2f ms (event at → receipt)\n", r.FanoutP50ms, r.FanoutP99ms, r.FanoutMaxms)
+		if r.FanoutSamples > 0 && (r.ServerCPUSeconds > 0 || r.LoadCPUSeconds > 0) {
+			fmt.Fprintf(w, "CPU per receipt:      server %.2f µs (%.2f s), wsload %.2f µs (%.2f s)\n",
+				r.ServerCPUSeconds*1e6/float64(r.FanoutSamples), r.ServerCPUSeconds,
+				r.LoadCPUSeconds*1e6/float64(r.FanoutSamples), r.LoadCPUSeconds)
+		}
 	}
 }
 
@@ -322,6 +331,8 @@ func run(ctx context.Context, o options) (*report, error) {
 		}
 	}
 	tick.Stop()
+	serverCPU0, _ := cpuSeconds(o.serverPID)
+	loadCPU0, _ := cpuSeconds(os.Getpid())
 
 	// Hold; the fan-out run ends meanwhile.
 	holdTimer := time.NewTimer(o.duration)
@@ -337,6 +348,14 @@ func run(ctx context.Context, o options) (*report, error) {
 		}
 		if rep.Held > 0 {
 			rep.BytesPerConnEnd = (rep.RSSEndKiB - rep.RSSBeforeKiB) * 1024 / rep.Held
+		}
+	}
+	if o.fanout > 0 {
+		if c, err := cpuSeconds(o.serverPID); err == nil && o.serverPID > 0 {
+			rep.ServerCPUSeconds = c - serverCPU0
+		}
+		if c, err := cpuSeconds(os.Getpid()); err == nil {
+			rep.LoadCPUSeconds = c - loadCPU0
 		}
 	}
 	cancelConns()
@@ -408,6 +427,31 @@ func shortErr(err error) string {
 
 func wsURL(base, runID string) string {
 	return "ws" + strings.TrimPrefix(base, "http") + "/ws/execution/" + runID
+}
+
+// cpuSeconds reads a process's user + system CPU time from /proc.
+func cpuSeconds(pid int) (float64, error) {
+	if pid <= 0 {
+		return 0, errors.New("no pid")
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at ") ";
+	// utime and stime are fields 14 and 15, in clock ticks (100 per second
+	// on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("unexpected /proc stat")
+	}
+	return float64(ut+st) / 100, nil
 }
 
 // vmRSS reads a process's resident set size in KiB.

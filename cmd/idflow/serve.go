@@ -25,6 +25,7 @@ import (
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/files"
 	"github.com/idflow/idflow/httpapi"
+	"github.com/idflow/idflow/internal/logbuf"
 	"github.com/idflow/idflow/llm"
 	"github.com/idflow/idflow/metrics"
 	"github.com/idflow/idflow/runner"
@@ -49,7 +50,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	// Log lines are written out in batches (internal/logbuf): every 100 ms,
+	// at once from warnings up, after start-up, and at shutdown.
+	logw := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
+	defer logw.Close()
+	log := slog.New(logbuf.Handler(newLogger(cfg, logw).Handler(), logw, slog.LevelWarn))
 	app, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -84,6 +89,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		printDevBanner(stdout, cfg, ln.Addr().String())
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "dev", cfg.Dev)
+	_ = logw.Flush() // everything said at start-up is out before the first request
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if mln != nil {
