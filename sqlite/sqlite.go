@@ -179,8 +179,12 @@ func (db *DB) read(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback() }() // read-only: nothing to commit
-	return fn(tx)
+	err = func() error {
+		defer func() { _ = tx.Rollback() }() // read-only: nothing to commit
+		return fn(tx)
+	}()
+	db.rp.prepareMissed(ctx) // its connection given back first: stmtcache.go
+	return err
 }
 
 // Ping checks both pools.

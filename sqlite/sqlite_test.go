@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth/authtest"
@@ -425,5 +427,49 @@ func TestCreateDocumentKeepsTheServicesID(t *testing.T) {
 	}
 	if !strings.HasPrefix(other.ID, idflow.PrefixDocument) {
 		t.Fatalf("CreateDocument kept the id %q", other.ID)
+	}
+}
+
+// TestReadsHoldingEveryConnectionPrepareNothing holds every connection of
+// the read pool in a read transaction at once, and then each runs a query
+// never seen before. Preparing it would need another connection of the
+// pool; a read must run it unprepared instead of waiting for one, and the
+// statement is prepared once the connections are back.
+func TestReadsHoldingEveryConnectionPrepareNothing(t *testing.T) {
+	db := openTest(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	n := db.r.Stats().MaxOpenConnections
+	var begun, wg sync.WaitGroup
+	begun.Add(n)
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs <- db.read(ctx, func(tx *sql.Tx) error {
+				begun.Done()
+				begun.Wait() // every connection is now held by a transaction
+				var got int
+				row := txn{tx: tx, prep: db.rp}.QueryRow(ctx, fmt.Sprintf("SELECT %d", i))
+				if err := row.Scan(&got); err != nil {
+					return err
+				}
+				if got != i {
+					return fmt.Errorf("SELECT %d answered %d", i, got)
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("read with every connection held: %v", err)
+		}
+	}
+	db.rp.mu.RLock()
+	defer db.rp.mu.RUnlock()
+	if len(db.rp.m) != n || len(db.rp.missed) != 0 {
+		t.Fatalf("after the reads: %d prepared, %d still missed; want %d prepared", len(db.rp.m), len(db.rp.missed), n)
 	}
 }

@@ -8,40 +8,77 @@ import (
 
 // prepared holds the read pool's statements, each query prepared once and
 // bound to every read transaction that runs it (txn.stmt; database/sql
-// keeps one prepared statement per connection). Parsing and planning were ~40 % of the store's
-// time in GET /api/v1/sessions (docs/BENCHMARKS.md, "Hot path"). Only
-// queries built from the store's own constants pass through it, so the set
-// is small; past maxPrepared it stops adding and queries unprepared.
+// keeps one prepared statement per connection). Parsing and planning were
+// ~40 % of the store's time in GET /api/v1/sessions (docs/BENCHMARKS.md,
+// "Hot path"). Only queries built from the store's own constants pass
+// through it, so the set is small; past maxPrepared it stops adding and
+// queries unprepared.
+//
+// A query seen for the first time runs unprepared and is prepared after
+// its read transaction has given its connection back (prepareMissed):
+// preparing needs a connection of the pool, and a transaction that waited
+// for one while holding its own could wait forever once every connection
+// is held by such a transaction.
 type prepared struct {
-	db *sql.DB
-	mu sync.RWMutex
-	m  map[string]*sql.Stmt
+	db     *sql.DB
+	mu     sync.RWMutex
+	m      map[string]*sql.Stmt
+	missed map[string]bool
 }
 
 const maxPrepared = 64
 
-func (p *prepared) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+// stmt answers the prepared statement of query, or nil if it has none yet
+// (the query is then noted for prepareMissed).
+func (p *prepared) stmt(query string) *sql.Stmt {
 	p.mu.RLock()
-	st := p.m[query]
+	st, known := p.m[query], p.missed[query]
 	p.mu.RUnlock()
-	if st != nil {
-		return st, nil
+	if st != nil || known {
+		return st
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if st := p.m[query]; st != nil {
-		return st, nil
+	if len(p.m)+len(p.missed) < maxPrepared && p.m[query] == nil {
+		if p.missed == nil {
+			p.missed = map[string]bool{}
+		}
+		p.missed[query] = true
 	}
-	if len(p.m) >= maxPrepared {
-		return nil, nil
+	return p.m[query]
+}
+
+// prepareMissed prepares the queries stmt has noted. The caller must hold
+// no connection of the pool. The lock is never held while preparing.
+func (p *prepared) prepareMissed(ctx context.Context) {
+	p.mu.RLock()
+	n := len(p.missed)
+	p.mu.RUnlock()
+	if n == 0 {
+		return
 	}
-	st, err := p.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
+	p.mu.Lock()
+	queries := make([]string, 0, len(p.missed))
+	for q := range p.missed {
+		queries = append(queries, q)
 	}
-	if p.m == nil {
-		p.m = map[string]*sql.Stmt{}
+	p.mu.Unlock()
+	for _, q := range queries {
+		st, err := p.db.PrepareContext(ctx, q)
+		p.mu.Lock()
+		switch {
+		case err != nil:
+			// Left noted: the query keeps running unprepared until a
+			// later read prepares it.
+		case p.m[q] != nil || !p.missed[q]:
+			_ = st.Close() // another read prepared it meanwhile
+		default:
+			if p.m == nil {
+				p.m = map[string]*sql.Stmt{}
+			}
+			p.m[q] = st
+			delete(p.missed, q)
+		}
+		p.mu.Unlock()
 	}
-	p.m[query] = st
-	return st, nil
 }

@@ -49,7 +49,7 @@ type querier interface {
 
 func (t txn) stmt(ctx context.Context, query string) querier {
 	if t.prep != nil {
-		if st, err := t.prep.stmt(ctx, query); err == nil && st != nil {
+		if st := t.prep.stmt(query); st != nil {
 			return t.tx.StmtContext(ctx, st)
 		}
 	}
