@@ -24,6 +24,8 @@ type holdPoint struct {
 	PerStream float64 `json:"bytes_per_stream,omitempty"` // (RSS − RSS at 0) / streams
 	Goroutine float64 `json:"goroutines,omitempty"`
 	HeapInuse float64 `json:"heap_inuse_bytes,omitempty"`
+	Stacks    float64 `json:"stack_inuse_bytes,omitempty"`
+	FreeKept  float64 `json:"heap_free_kept_bytes,omitempty"` // free heap the runtime has not returned to the OS
 	Load      string  `json:"loadavg"`
 }
 
@@ -43,7 +45,7 @@ func cmdHold(ctx context.Context, args []string) error {
 	step := fs.Int("step", 250, "measure every this many streams")
 	open := fs.Int("open", 8, "turns being opened at once (request → first delta)")
 	settle := fs.Duration("settle", 5*time.Second, "wait before each reading")
-	after := fs.String("after", "5s,30s", "readings after the release, since the release")
+	after := fs.String("after", "5s,60s,150s", "readings after the release (the clients then close their kept-alive connections), since the release; the runtime collects at least every 2 minutes")
 	pid := fs.Int("server-pid", 0, "idflow's process id (its VmRSS is read from /proc)")
 	metrics := fs.String("metrics", "", "idflow's /metrics URL (IDFLOW_METRICS_LISTEN), for goroutines and heap in use")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
@@ -105,8 +107,8 @@ func cmdHold(ctx context.Context, args []string) error {
 		defer mu.Unlock()
 		rep.Failures[shortErr(err)]++
 	}
-	read := func(label string) error {
-		if err := sleepCtx(ctx, *settle); err != nil {
+	read := func(label string, wait time.Duration) error {
+		if err := sleepCtx(ctx, wait); err != nil {
 			return err
 		}
 		p := holdPoint{Label: label, Streams: held.Load() - done.Load(), Load: loadAvg()}
@@ -116,8 +118,10 @@ func cmdHold(ctx context.Context, args []string) error {
 		}
 		p.ModelHeld = modelHeld(ctx, *model)
 		if *metrics != "" {
-			if g, err := gauges(ctx, *metrics, "go_goroutines", "go_memstats_heap_inuse_bytes"); err == nil {
-				p.Goroutine, p.HeapInuse = g["go_goroutines"], g["go_memstats_heap_inuse_bytes"]
+			if g, err := gauges(ctx, *metrics, "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
+				"go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes"); err == nil {
+				p.Goroutine, p.HeapInuse, p.Stacks = g["go_goroutines"], g["go_memstats_heap_inuse_bytes"], g["go_memstats_stack_inuse_bytes"]
+				p.FreeKept = g["go_memstats_heap_idle_bytes"] - g["go_memstats_heap_released_bytes"]
 			}
 		}
 		if len(rep.Points) > 0 && p.Streams > 0 {
@@ -129,7 +133,7 @@ func cmdHold(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	if err := read("before"); err != nil {
+	if err := read("before", *settle); err != nil {
 		return err
 	}
 
@@ -173,7 +177,7 @@ func cmdHold(ctx context.Context, args []string) error {
 				return err
 			}
 		}
-		if err := read(fmt.Sprintf("%d held", target)); err != nil {
+		if err := read(fmt.Sprintf("%d held", target), *settle); err != nil {
 			return err
 		}
 		if target == *streams {
@@ -186,15 +190,16 @@ func cmdHold(ctx context.Context, args []string) error {
 	}
 	wg.Wait()
 	rep.Done = done.Load()
+	// The users leave: their kept-alive connections close.
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
 	for _, a := range strings.Split(*after, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(a))
 		if err != nil {
 			return fmt.Errorf("-after: %w", err)
 		}
-		if err := sleepCtx(ctx, time.Until(release.Add(d))-*settle); err != nil {
-			return err
-		}
-		if err := read("released +" + d.String()); err != nil {
+		if err := read("released +"+d.String(), time.Until(release.Add(d))); err != nil {
 			return err
 		}
 	}
@@ -268,11 +273,13 @@ func shortErr(err error) string {
 
 func printHoldPoint(w io.Writer, p holdPoint, header bool) {
 	if header {
-		fmt.Fprintf(w, "%-16s %8s %10s %12s %14s %11s %14s  %s\n", "", "streams", "model held", "RSS KiB", "bytes/stream", "goroutines", "heap in use", "load avg")
+		fmt.Fprintf(w, "%-16s %7s %6s %9s %12s %10s %9s %9s %9s  %s\n", "", "streams", "model", "RSS KiB", "bytes/stream",
+			"goroutines", "heap KiB", "stack KiB", "free KiB", "load avg")
 	}
 	per := ""
 	if p.PerStream > 0 {
 		per = fmt.Sprintf("%.0f", p.PerStream)
 	}
-	fmt.Fprintf(w, "%-16s %8d %10d %12d %14s %11.0f %14.0f  %s\n", p.Label, p.Streams, p.ModelHeld, p.RSSKiB, per, p.Goroutine, p.HeapInuse, p.Load)
+	fmt.Fprintf(w, "%-16s %7d %6d %9d %12s %10.0f %9.0f %9.0f %9.0f  %s\n", p.Label, p.Streams, p.ModelHeld, p.RSSKiB, per,
+		p.Goroutine, p.HeapInuse/1024, p.Stacks/1024, p.FreeKept/1024, p.Load)
 }

@@ -26,11 +26,15 @@ type echoIn struct {
 func cmdMCP(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("mcp", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:18191", "address; the endpoint is /mcp")
+	work := fs.Duration("work", 0, "how long echo takes before it answers (a tool's own work: a query, an API call)")
 	_ = fs.Parse(args)
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "agentload-echo", Version: "1"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "echo", Description: "Answers its text."},
-		func(_ context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+		func(ctx context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+			if err := sleepCtx(ctx, *work); err != nil {
+				return nil, nil, err
+			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
 		})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
@@ -50,7 +54,7 @@ func cmdMCP(ctx context.Context, args []string) error {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	fmt.Printf("downstream MCP server on http://%s/mcp (tool echo)\n", *listen)
+	fmt.Printf("downstream MCP server on http://%s/mcp (tool echo, answering after %s)\n", *listen, *work)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -43,6 +44,9 @@ func cmdTools(ctx context.Context, args []string) error {
 	levels := fs.String("concurrency", "1,8", "client concurrency levels, comma-separated")
 	calls := fs.Int("calls", 300, "calls per worker per series at each level")
 	warm := fs.Int("warmup", 20, "calls per worker per series before measuring")
+	serverPID := fs.Int("server-pid", 0, "idflow's process id: measure its CPU per call (one series at a time, after the latency levels)")
+	downPID := fs.Int("downstream-pid", 0, "the downstream server's process id: its CPU per call too")
+	cpuCalls := fs.Int("cpu-calls", 2000, "calls per series for the CPU measurement (4 clients)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	_ = fs.Parse(args)
 
@@ -74,8 +78,17 @@ func cmdTools(ctx context.Context, args []string) error {
 			printToolsLevel(os.Stdout, lv, series)
 		}
 	}
+	var cpu []toolsCPU
+	if *serverPID > 0 {
+		if cpu, err = toolsCPUPerCall(ctx, *base, *downstream, tokens, series, *cpuCalls, *serverPID, *downPID); err != nil {
+			return err
+		}
+		if !*jsonOut {
+			printToolsCPU(os.Stdout, cpu)
+		}
+	}
 	if *jsonOut {
-		printJSON(os.Stdout, out)
+		printJSON(os.Stdout, map[string]any{"levels": out, "cpu": cpu})
 	}
 	for _, lv := range out {
 		for _, n := range lv.Failures {
@@ -219,5 +232,85 @@ func printToolsLevel(w io.Writer, lv toolsLevel, series []toolSeries) {
 	}
 	for name, e := range lv.FirstErr {
 		fmt.Fprintf(w, "first error of %s: %s\n", name, e)
+	}
+}
+
+// toolsCPU is the CPU the servers spent per call of one series.
+type toolsCPU struct {
+	Series     string  `json:"series"`
+	Calls      int     `json:"calls"`
+	IdflowUS   float64 `json:"idflow_cpu_us_per_call"`
+	DownUS     float64 `json:"downstream_cpu_us_per_call"`
+	ElapsedSec float64 `json:"elapsed_s"`
+}
+
+// toolsCPUPerCall makes calls of one series at a time from 4 clients and
+// reads the servers' CPU time around each.
+func toolsCPUPerCall(ctx context.Context, base, downstream string, tokens []string, series []toolSeries, calls, pid, downPID int) ([]toolsCPU, error) {
+	const clients = 4
+	var out []toolsCPU
+	for _, sr := range series {
+		sessions := make([]*mcp.ClientSession, clients)
+		for i := range sessions {
+			hc := sourceClient(i, 4)
+			var err error
+			if sr.direct {
+				sessions[i], err = mcpConnect(ctx, hc, downstream, "agentload")
+			} else {
+				sessions[i], err = mcpConnect(ctx, hc, base+"/mcp", tokens[i%len(tokens)])
+			}
+			if err != nil {
+				return nil, err
+			}
+			defer sessions[i].Close()
+			if err := callTool(ctx, sessions[i], sr.tool); err != nil { // set-up and first use, not counted
+				return nil, fmt.Errorf("%s: %w", sr.Name, err)
+			}
+		}
+		read := func() (time.Duration, time.Duration, error) {
+			a, err := cpuTime(pid)
+			if err != nil || downPID == 0 {
+				return a, 0, err
+			}
+			b, err := cpuTime(downPID)
+			return a, b, err
+		}
+		a0, b0, err := read()
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for _, cs := range sessions {
+			wg.Go(func() {
+				for range calls / clients {
+					if callTool(ctx, cs, sr.tool) != nil {
+						failed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		a1, b1, err := read()
+		if err != nil {
+			return nil, err
+		}
+		if n := failed.Load(); n > 0 {
+			return nil, fmt.Errorf("%s: %d calls failed", sr.Name, n)
+		}
+		n := float64(calls / clients * clients)
+		out = append(out, toolsCPU{Series: sr.Name, Calls: int(n), IdflowUS: float64((a1 - a0).Microseconds()) / n,
+			DownUS: float64((b1 - b0).Microseconds()) / n, ElapsedSec: elapsed.Seconds()})
+	}
+	return out, nil
+}
+
+func printToolsCPU(w io.Writer, cpu []toolsCPU) {
+	fmt.Fprintf(w, "server CPU per call (4 clients, one series at a time; /proc/<pid>/stat, 10 ms ticks)\n")
+	fmt.Fprintf(w, "%-16s %6s %16s %20s %10s\n", "series", "calls", "idflow µs/call", "downstream µs/call", "elapsed s")
+	for _, c := range cpu {
+		fmt.Fprintf(w, "%-16s %6d %16.0f %20.0f %10.1f\n", c.Series, c.Calls, c.IdflowUS, c.DownUS, c.ElapsedSec)
 	}
 }
