@@ -35,7 +35,7 @@ type ttftReport struct {
 	FirstErr  map[string]string    `json:"first_error,omitempty"`
 	Overhead  map[string]float64   `json:"overhead_ms"`           // median TTFT − median direct TTFT, all rounds pooled
 	RoundDiff map[string]float64   `json:"overhead_round_med_ms"` // median over rounds of (round median − direct round median)
-	Rounds50  map[string][]float64 `json:"round_medians_ms"`
+	RoundP50  map[string][]float64 `json:"round_medians_ms"`
 	// Phases are medians of where the time to the first token went:
 	// to_model (request start → the model server sent its first chunk, by
 	// its clock stamp), back (that → the client has the text), and for
@@ -76,14 +76,20 @@ func cmdTTFT(ctx context.Context, args []string) error {
 	}
 	rep := &ttftReport{Streams: *streams, Rounds: *rounds, Turns: *turns, Targets: targets,
 		TTFT: map[string]dist{}, Turn: map[string]dist{}, Failures: map[string]int{}, FirstErr: map[string]string{},
-		Overhead: map[string]float64{}, Phases: map[string]map[string]float64{}, RoundDiff: map[string]float64{}, Rounds50: map[string][]float64{},
+		Overhead: map[string]float64{}, Phases: map[string]map[string]float64{}, RoundDiff: map[string]float64{}, RoundP50: map[string][]float64{},
 		samples: map[string][]turnResult{}}
 	rep.Load[0] = loadAvg()
 
 	// A warm-up round (not counted): connections, first-use caches.
 	for _, t := range targets {
-		if _, err := ttftRound(ctx, t, clients, 1, *jitter, *content); err != nil {
+		res, err := ttftRound(ctx, t, clients, 1, *jitter, *content)
+		if err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.Name, err)
+		}
+		for _, x := range res {
+			if x.Err != nil {
+				return fmt.Errorf("warm-up of %s: %w", t.Name, x.Err)
+			}
 		}
 	}
 	for r := range *rounds {
@@ -99,7 +105,7 @@ func cmdTTFT(ctx context.Context, args []string) error {
 					ok = append(ok, x.TTFT)
 				}
 			}
-			rep.Rounds50[t.Name] = append(rep.Rounds50[t.Name], summarize(ok).P50)
+			rep.RoundP50[t.Name] = append(rep.RoundP50[t.Name], summarize(ok).P50)
 			rep.samples[t.Name] = append(rep.samples[t.Name], res...)
 		}
 		if !*jsonOut {
@@ -130,8 +136,8 @@ func cmdTTFT(ctx context.Context, args []string) error {
 	for _, t := range targets[1:] {
 		rep.Overhead[t.Name] = rep.TTFT[t.Name].P50 - rep.TTFT["direct"].P50
 		var diffs []float64
-		for r := range rep.Rounds50[t.Name] {
-			diffs = append(diffs, rep.Rounds50[t.Name][r]-rep.Rounds50["direct"][r])
+		for r := range rep.RoundP50[t.Name] {
+			diffs = append(diffs, rep.RoundP50[t.Name][r]-rep.RoundP50["direct"][r])
 		}
 		rep.RoundDiff[t.Name] = medianOf(diffs)
 	}
@@ -222,7 +228,7 @@ func (r *ttftReport) print(w io.Writer) {
 	}
 	for _, t := range r.Targets[1:] {
 		fmt.Fprintf(w, "overhead %s: %+.3f ms median TTFT over direct (median of per-round differences %+.3f ms; round medians %s vs direct %s)\n",
-			t.Name, r.Overhead[t.Name], r.RoundDiff[t.Name], fmtMs(r.Rounds50[t.Name]), fmtMs(r.Rounds50["direct"]))
+			t.Name, r.Overhead[t.Name], r.RoundDiff[t.Name], fmtMs(r.RoundP50[t.Name]), fmtMs(r.RoundP50["direct"]))
 	}
 	for name, e := range r.FirstErr {
 		fmt.Fprintf(w, "first error of %s: %s\n", name, e)
