@@ -29,6 +29,9 @@ const (
 	// maxTokens caps one call's reported token counts, so a server cannot
 	// make the usage sums overflow.
 	maxTokens = 1 << 40
+	// maxIdleConnsPerHost is how many connections to the model server are
+	// kept open between requests.
+	maxIdleConnsPerHost = 256
 )
 
 // OpenAIConfig configures the client of an OpenAI-compatible API.
@@ -88,6 +91,10 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 		cfg.MaxArgumentBytes = DefaultMaxArgumentBytes
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// Keep a connection per concurrent turn: net/http's default of 2 idle
+	// per host made every turn past the second dial (and on TLS shake
+	// hands) anew (docs/BENCHMARKS.md, "Agent runtime").
+	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	client := &http.Client{Transport: limitedTransport{next: transport, max: cfg.MaxResponseBytes}}
 	// The service, not openai.NewClient: the client would add defaults from
 	// the process environment.

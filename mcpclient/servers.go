@@ -52,6 +52,9 @@ const (
 	maxSchema         = 32 << 10
 	maxResponse       = 4 << 20 // one HTTP response body
 	maxErrorText      = 2000
+	// maxIdleConnsPerHost: connections to one server kept open between
+	// requests (all users' sessions with it share them).
+	maxIdleConnsPerHost = 256
 )
 
 // Signer signs the assertions of `assertion` servers (*auth.Signer).
@@ -159,7 +162,12 @@ func New(cfg Config, deps Deps) (*Servers, error) {
 		deps.Now = time.Now
 	}
 	if deps.Transport == nil {
-		deps.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per concurrent call: net/http's default of 2
+		// idle per host made every call past the second dial (and on TLS
+		// shake hands) anew (docs/BENCHMARKS.md, "Agent runtime").
+		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+		deps.Transport = t
 	}
 	lim := deps.Limits.withDefaults()
 	s := &Servers{deps: deps, lim: lim, log: deps.Log,

@@ -18,16 +18,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -42,8 +38,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/idflow/idflow"
-	"github.com/idflow/idflow/auth"
-	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/bench/internal/devtoken"
 )
 
 type options struct {
@@ -486,7 +481,7 @@ func loadTokens(ctx context.Context, o options) ([]string, error) {
 		lines = strings.Split(string(out), "\n")
 	case o.devUsers != "":
 		for _, u := range strings.Split(o.devUsers, ",") {
-			tok, err := devToken(ctx, o.server, strings.TrimSpace(u), 2*time.Hour)
+			tok, err := devtoken.Get(ctx, o.server, strings.TrimSpace(u), "wsload", 2*time.Hour)
 			if err != nil {
 				return nil, fmt.Errorf("dev token for %s: %w", u, err)
 			}
@@ -500,54 +495,6 @@ func loadTokens(ctx context.Context, o options) ([]string, error) {
 		}
 	}
 	return tokens, nil
-}
-
-// devToken gets a user's token from the dev issuer through the
-// authorization-code + PKCE flow, as `idflow dev-token` does.
-func devToken(ctx context.Context, server, login string, ttl time.Duration) (string, error) {
-	hc := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	disc, err := auth.Discover(ctx, hc, server+devidp.Path)
-	if err != nil {
-		return "", fmt.Errorf("is `idflow serve --dev` running at %s? %w", server, err)
-	}
-	var vb [32]byte
-	_, _ = rand.Read(vb[:])
-	verifier := base64.RawURLEncoding.EncodeToString(vb[:])
-	sum := sha256.Sum256([]byte(verifier))
-	redirect := "http://127.0.0.1/wsload"
-	resp, err := hc.PostForm(disc.AuthorizationEndpoint, url.Values{
-		"client_id": {devidp.PublicClientID}, "redirect_uri": {redirect}, "response_type": {"code"},
-		"scope": {"openid profile email idflow"}, "state": {"wsload"}, "login": {login},
-		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
-		"dev_ttl": {strconv.Itoa(int(ttl.Seconds()))},
-	})
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		return "", fmt.Errorf("authorize: no code (status %d)", resp.StatusCode)
-	}
-	resp, err = hc.PostForm(disc.TokenEndpoint, url.Values{
-		"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "client_id": {devidp.PublicClientID},
-		"redirect_uri": {redirect}, "code_verifier": {verifier},
-	})
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error_description"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
-		return "", err
-	}
-	if out.AccessToken == "" {
-		return "", errors.New("token: " + out.Error)
-	}
-	return out.AccessToken, nil
 }
 
 // client calls the run routes.
