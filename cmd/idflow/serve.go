@@ -286,7 +286,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 	srv := httpapi.New(httpapi.Config{
 		PublicURL: cfg.PublicURL, APIAudiences: apiAudiences, MCPAudience: mcpAudience,
 		InternalClients: internalClients, InternalRole: cfg.InternalRole,
-		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
+		CORSOrigins:  splitComma(cfg.CORSOrigins),
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
 	}, deps)
