@@ -107,10 +107,12 @@ func wsLongRun(t *testing.T, w *runsWorld, token string) idflow.Run {
 func TestRunSocketStreamsHistoryThenLive(t *testing.T) {
 	t.Parallel()
 	w := startRunsWorld(t, nil)
-	ctx := runsCtx(t, 60*time.Second)
+	// Each subtest's deadline starts when it runs: parallel subtests may
+	// wait long for a slot while the package's other tests run.
 
 	t.Run("subprotocol bearer, history then live, 1000 after run.completed", func(t *testing.T) {
 		t.Parallel()
+		ctx := runsCtx(t, 60*time.Second)
 		steps := []idflow.Step{{ID: "first", Type: idflow.StepWait, Ms: 300}}
 		for i := 0; i < 5; i++ {
 			steps = append(steps, idflow.Step{ID: fmt.Sprintf("who%d", i), Type: idflow.StepTool, Tool: "whoami"},
@@ -155,6 +157,7 @@ func TestRunSocketStreamsHistoryThenLive(t *testing.T) {
 
 	t.Run("Authorization header, 1000 after run.failed", func(t *testing.T) {
 		t.Parallel()
+		ctx := runsCtx(t, 60*time.Second)
 		wf := runsWorkflow(t, w.URL, w.alice, "fails", idflow.Step{ID: "pause", Type: idflow.StepWait, Ms: 200},
 			idflow.Step{ID: "bad", Type: idflow.StepTool, Tool: "no_such_tool"})
 		run := runsStart(t, w.URL, w.alice, wf.ID, 0, nil)
@@ -171,6 +174,7 @@ func TestRunSocketStreamsHistoryThenLive(t *testing.T) {
 
 	t.Run("1000 after run.cancelled", func(t *testing.T) {
 		t.Parallel()
+		ctx := runsCtx(t, 60*time.Second)
 		run := wsLongRun(t, w, w.bob)
 		c, resp, err := wsDial(ctx, w.URL, run.ID, w.bob)
 		if err != nil {
@@ -192,6 +196,7 @@ func TestRunSocketStreamsHistoryThenLive(t *testing.T) {
 
 	t.Run("after the end: the whole history, then 1000", func(t *testing.T) {
 		t.Parallel()
+		ctx := runsCtx(t, 60*time.Second)
 		wf := runsWorkflow(t, w.URL, w.carol, "short", idflow.Step{ID: "who", Type: idflow.StepTool, Tool: "whoami"})
 		run := runsStart(t, w.URL, w.carol, wf.ID, 0, nil)
 		runsWaitEnd(t, w.URL, w.carol, run.ID, 30*time.Second)
