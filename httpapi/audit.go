@@ -14,29 +14,41 @@ import (
 	"github.com/idflow/idflow/web"
 )
 
-// auditDenial records a refused request. p is nil when nobody was
-// authenticated; such a denial goes through auditAnonymous.
-func (s *Server) auditDenial(r *http.Request, p *idflow.Principal, action, reason string) {
+// auditor writes the HTTP layer's own audit rows: refused requests and
+// browser sign-ins and sign-outs. Everything else is audited by the service.
+type auditor struct {
+	store   auditRecorder // nil: rows are only logged
+	log     *slog.Logger
+	denials *denialLimiter // unauthenticated denials audited per peer and reason
+}
+
+type auditRecorder interface {
+	RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.AuditEvent, error)
+}
+
+// denial records a refused request. p is nil when nobody was
+// authenticated; such a denial goes through anonymous.
+func (a *auditor) denial(r *http.Request, p *idflow.Principal, action, reason string) {
 	if p == nil {
-		s.auditAnonymous(r, action, action, reason)
+		a.anonymous(r, action, action, reason)
 		return
 	}
-	s.log.WarnContext(r.Context(), "denied", "action", action, "reason", reason,
+	a.log.WarnContext(r.Context(), "denied", "action", action, "reason", reason,
 		"user_id", p.UserID, "path", r.URL.Path, "peer", r.RemoteAddr, "request_id", requestID(r.Context()))
-	s.recordDenial(r, idflow.AuditEvent{UserID: p.UserID, TenantID: p.TenantID, Action: action,
+	a.record(r, idflow.AuditEvent{UserID: p.UserID, TenantID: p.TenantID, Action: action,
 		Resource: r.Method + " " + r.URL.Path, Detail: reason})
 }
 
-// auditAnonymous records a denial without a verified caller: a junk token,
+// anonymous records a denial without a verified caller: a junk token,
 // a forged identity header, a missing CSRF token, a failed sign-in. Anyone
 // can send those, as fast as they like, so each is logged but audited at
 // most Config.AuditDenialsPerMinute times a minute per (peer address,
 // action, class); class must come from a small fixed set, never from the
 // request. The row names the route's pattern, not the path the client
 // chose, and the next row of a key says how many like it were dropped.
-func (s *Server) auditAnonymous(r *http.Request, action, class, detail string) {
-	ok, dropped := s.denials.admit(denialKey{peer: peerHost(r), action: action, class: class})
-	s.log.WarnContext(r.Context(), "denied", "action", action, "reason", detail, "path", r.URL.Path,
+func (a *auditor) anonymous(r *http.Request, action, class, detail string) {
+	ok, dropped := a.denials.admit(denialKey{peer: peerHost(r), action: action, class: class})
+	a.log.WarnContext(r.Context(), "denied", "action", action, "reason", detail, "path", r.URL.Path,
 		"peer", r.RemoteAddr, "request_id", requestID(r.Context()), "audited", ok)
 	if !ok {
 		return
@@ -48,37 +60,38 @@ func (s *Server) auditAnonymous(r *http.Request, action, class, detail string) {
 	if resource == "" {
 		resource = r.URL.Path // bounded by AuditEvent.Bounded
 	}
-	s.recordDenial(r, idflow.AuditEvent{Action: action, Resource: r.Method + " " + resource, Detail: detail})
+	a.record(r, idflow.AuditEvent{Action: action, Resource: r.Method + " " + resource, Detail: detail})
 }
 
-// auditAccount records a browser sign-in or sign-out (a zero Account, when
+// account records a browser sign-in or sign-out (a zero Account, when
 // no session was ended, records nothing).
-func (s *Server) auditAccount(r *http.Request, action string, a web.Account) {
-	if s.store == nil || a.UserID == "" {
+func (a *auditor) account(r *http.Request, action string, acct web.Account) {
+	if a.store == nil || acct.UserID == "" {
 		return
 	}
-	_, err := s.store.RecordAudit(context.WithoutCancel(r.Context()), idflow.AuditEvent{
-		UserID: a.UserID, TenantID: a.TenantID, Action: action, Resource: "browser session",
+	_, err := a.store.RecordAudit(context.WithoutCancel(r.Context()), idflow.AuditEvent{
+		UserID: acct.UserID, TenantID: acct.TenantID, Action: action, Resource: "browser session",
 		Outcome: idflow.OutcomeSuccess, RequestID: requestID(r.Context()), Peer: r.RemoteAddr,
 	})
 	if err != nil {
-		s.log.ErrorContext(r.Context(), "audit write failed", "action", action, "err", err)
+		a.log.ErrorContext(r.Context(), "audit write failed", "action", action, "err", err)
 	}
 }
 
-func (s *Server) recordDenial(r *http.Request, e idflow.AuditEvent) {
-	if s.store == nil {
+// record writes a denial.
+func (a *auditor) record(r *http.Request, e idflow.AuditEvent) {
+	if a.store == nil {
 		return
 	}
 	e.Outcome, e.RequestID, e.Peer = idflow.OutcomeDenied, requestID(r.Context()), r.RemoteAddr
-	if _, err := s.store.RecordAudit(r.Context(), e); err != nil {
-		s.log.ErrorContext(r.Context(), "audit write failed", "err", err)
+	if _, err := a.store.RecordAudit(r.Context(), e); err != nil {
+		a.log.ErrorContext(r.Context(), "audit write failed", "err", err)
 	}
 }
 
 // AuditDenialsDropped is how many unauthenticated denials were logged but
 // not audited since the server started (for metrics).
-func (s *Server) AuditDenialsDropped() uint64 { return s.denials.dropped.Load() }
+func (s *Server) AuditDenialsDropped() uint64 { return s.audit.denials.dropped.Load() }
 
 // peerHost names the client behind a TCP peer for per-peer limits: its
 // address without the port (one client opens many connections), and for

@@ -170,7 +170,7 @@ func TestBodiesPerPeer(t *testing.T) {
 // WebSockets and the MCP stream get no body deadline at all.
 func TestBodyTimeoutPerRoute(t *testing.T) {
 	s := New(Config{PublicURL: "http://127.0.0.1", BodyTimeout: 10 * time.Second}, Deps{})
-	for _, rt := range s.routes() {
+	for _, rt := range s.api {
 		got := s.bodyTimeout(rt, map[bool]int64{true: rt.body, false: s.cfg.MaxBodyBytes}[rt.body > 0])
 		want := 10 * time.Second
 		switch {

@@ -38,7 +38,7 @@ func TestDecodeTargetsCoverRoutes(t *testing.T) {
 	for _, mk := range decodeTargets {
 		have[reflect.TypeOf(mk()).Elem()] = true
 	}
-	for _, rt := range New(Config{}, Deps{}).routes() {
+	for _, rt := range New(Config{}, Deps{}).api {
 		if rt.in != nil && !have[reflect.TypeOf(rt.in)] {
 			t.Errorf("%s %s: body type %T is not among decodeTargets", rt.method, rt.pattern, rt.in)
 		}

@@ -30,48 +30,56 @@ type connectOut struct {
 // connectionRoutes are the /api/v1/connections routes. They exist when
 // downstream providers are configured (IDFLOW_PROVIDERS_FILE, or the dev
 // provider in --dev); without any there is nothing to connect to.
-func (s *Server) connectionRoutes() []route {
-	if s.conns == nil {
+func connectionRoutes(conns Connections) []route {
+	if conns == nil {
 		return nil
 	}
 	return []route{
-		{method: "GET", pattern: "/api/v1/connections", access: accessUser, summary: "Your downstream connections (their tokens are never shown)", out: connectionsOut{}, serve: s.handleListConnections},
-		{method: "POST", pattern: "/api/v1/connections/{provider}/connect", access: accessUser, summary: "Start connecting a provider: authorization code + PKCE, the state bound to you; answers {authorize_url}", out: connectOut{}, serve: s.handleConnect},
-		{method: "GET", pattern: "/api/v1/connections/{provider}/callback", access: accessUser, summary: "The provider's redirect (?code&state): the state must be yours; stores your sealed tokens", out: idflow.Connection{}, serve: s.handleConnectCallback},
-		{method: "DELETE", pattern: "/api/v1/connections/{provider}", access: accessUser, summary: "Revoke at the provider (best effort) and forget the connection", status: http.StatusNoContent, serve: s.handleDisconnect},
+		{method: "GET", pattern: "/api/v1/connections", access: accessUser, summary: "Your downstream connections (their tokens are never shown)", out: connectionsOut{}, serve: handleListConnections(conns)},
+		{method: "POST", pattern: "/api/v1/connections/{provider}/connect", access: accessUser, summary: "Start connecting a provider: authorization code + PKCE, the state bound to you; answers {authorize_url}", out: connectOut{}, serve: handleConnect(conns)},
+		{method: "GET", pattern: "/api/v1/connections/{provider}/callback", access: accessUser, summary: "The provider's redirect (?code&state): the state must be yours; stores your sealed tokens", out: idflow.Connection{}, serve: handleConnectCallback(conns)},
+		{method: "DELETE", pattern: "/api/v1/connections/{provider}", access: accessUser, summary: "Revoke at the provider (best effort) and forget the connection", status: http.StatusNoContent, serve: handleDisconnect(conns)},
 	}
 }
 
-func (s *Server) handleListConnections(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	items, err := s.conns.ListConnections(r.Context(), p)
-	if err != nil {
-		return err
+func handleListConnections(conns Connections) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		items, err := conns.ListConnections(r.Context(), p)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, connectionsOut{Items: items})
 	}
-	return writeJSON(w, http.StatusOK, connectionsOut{Items: items})
 }
 
-func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	u, err := s.conns.Connect(r.Context(), p, r.PathValue("provider"))
-	if err != nil {
-		return err
+func handleConnect(conns Connections) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		u, err := conns.Connect(r.Context(), p, r.PathValue("provider"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, connectOut{AuthorizeURL: u})
 	}
-	return writeJSON(w, http.StatusOK, connectOut{AuthorizeURL: u})
 }
 
-func (s *Server) handleConnectCallback(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	c, err := s.conns.Callback(r.Context(), p, r.PathValue("provider"), r.URL.Query())
-	if err != nil {
-		return err
+func handleConnectCallback(conns Connections) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		c, err := conns.Callback(r.Context(), p, r.PathValue("provider"), r.URL.Query())
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, c)
 	}
-	return writeJSON(w, http.StatusOK, c)
 }
 
-func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	if err := s.conns.Disconnect(r.Context(), p, r.PathValue("provider")); err != nil {
-		return err
+func handleDisconnect(conns Connections) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		if err := conns.Disconnect(r.Context(), p, r.PathValue("provider")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }
 
 // bearerOf returns the token of r's Authorization: Bearer header.

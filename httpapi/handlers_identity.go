@@ -2,36 +2,43 @@ package httpapi
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/web"
 )
 
-func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
+func handleHealthz(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
-	if s.ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.ready(ctx); err != nil {
-			s.log.WarnContext(ctx, "not ready", "err", err)
-			return idflow.Errorf(idflow.EUNAVAILABLE, "not ready")
+// handleReadyz answers 503 while ready fails (nil: always ready).
+func handleReadyz(ready func(ctx context.Context) error, log *slog.Logger) openHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := ready(ctx); err != nil {
+				log.WarnContext(ctx, "not ready", "err", err)
+				return idflow.Errorf(idflow.EUNAVAILABLE, "not ready")
+			}
 		}
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Server) handleAssertionJWKS(w http.ResponseWriter, r *http.Request) error {
-	if s.signer == nil {
-		return idflow.Errorf(idflow.ENOTFOUND, "no assertion keys")
+func handleAssertionJWKS(signer *auth.Signer) openHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if signer == nil {
+			return idflow.Errorf(idflow.ENOTFOUND, "no assertion keys")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		return writeJSONNoStore(w, signer.JWKS())
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	return writeJSONNoStore(w, s.signer.JWKS())
 }
 
 // me is the JSON shape of GET /api/v1/me (DESIGN §4).
@@ -51,45 +58,53 @@ type me struct {
 	CSRFToken     string     `json:"csrf_token,omitempty"` // browser sessions only: send it as X-CSRF-Token on writes
 }
 
-func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	out := me{UserID: p.UserID, TenantID: p.TenantID, Email: p.Email, Name: p.Name,
-		Roles: nonNil(p.Roles), Groups: nonNil(p.Groups), GroupsOverage: p.GroupsOverage, Scopes: nonNil(p.Scopes),
-		Issuer: p.Issuer, Kind: string(p.Kind), AuthMethod: string(p.AuthMethod), CSRFToken: s.sessionCSRF(r, p)}
-	if !p.ExpiresAt.IsZero() {
-		t := p.ExpiresAt.UTC()
-		out.ExpiresAt = &t
+// handleMe answers the caller's Principal; with a browser session, its
+// CSRF token too.
+func handleMe(login *web.Login) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		out := me{UserID: p.UserID, TenantID: p.TenantID, Email: p.Email, Name: p.Name,
+			Roles: nonNil(p.Roles), Groups: nonNil(p.Groups), GroupsOverage: p.GroupsOverage, Scopes: nonNil(p.Scopes),
+			Issuer: p.Issuer, Kind: string(p.Kind), AuthMethod: string(p.AuthMethod), CSRFToken: sessionCSRF(login, r, p)}
+		if !p.ExpiresAt.IsZero() {
+			t := p.ExpiresAt.UTC()
+			out.ExpiresAt = &t
+		}
+		return writeJSON(w, http.StatusOK, out)
 	}
-	return writeJSON(w, http.StatusOK, out)
 }
 
 // handleValidate is forward-auth: the proxy asks whether the request it holds
-// is authenticated, and forwards the identity headers we answer with.
-func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	// Lists of names, quoted where a name needs it ("Sales, EMEA"); the
-	// proxy reader of auth decodes the same way.
-	vals := [...]string{p.UserID, p.Email, p.Name, p.TenantID, auth.FormatList(p.Roles), auth.FormatList(p.Groups), "no-store", ""}
-	if s.signer != nil {
-		a, err := s.authn.Assertion(r, p, s.signer, s.cfg.PublicURL)
-		if err != nil {
-			return err
+// is authenticated, and forwards the identity headers we answer with, and
+// an assertion signed for audience (nil signer: none). authn caches the
+// assertion per verified token (auth/assertion.go).
+func handleValidate(authn *auth.Authenticator, signer *auth.Signer, audience string) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		// Lists of names, quoted where a name needs it ("Sales, EMEA"); the
+		// proxy reader of auth decodes the same way.
+		vals := [...]string{p.UserID, p.Email, p.Name, p.TenantID, auth.FormatList(p.Roles), auth.FormatList(p.Groups), "no-store", ""}
+		if signer != nil {
+			a, err := authn.Assertion(r, p, signer, audience)
+			if err != nil {
+				return err
+			}
+			vals[7] = a
 		}
-		vals[7] = a
+		// Every value a slice of one array: one allocation instead of eight.
+		v := vals[:]
+		h := w.Header()
+		h["X-Authenticated-User"] = v[0:1:1]
+		h["X-Authenticated-Email"] = v[1:2:2]
+		h["X-Authenticated-Name"] = v[2:3:3]
+		h["X-Authenticated-Tenant"] = v[3:4:4]
+		h["X-Authenticated-Roles"] = v[4:5:5]
+		h["X-Authenticated-Groups"] = v[5:6:6]
+		h["Cache-Control"] = v[6:7:7]
+		if signer != nil {
+			h["X-Idflow-Assertion"] = v[7:8:8]
+		}
+		w.WriteHeader(http.StatusOK)
+		return nil
 	}
-	// Every value a slice of one array: one allocation instead of eight.
-	v := vals[:]
-	h := w.Header()
-	h["X-Authenticated-User"] = v[0:1:1]
-	h["X-Authenticated-Email"] = v[1:2:2]
-	h["X-Authenticated-Name"] = v[2:3:3]
-	h["X-Authenticated-Tenant"] = v[3:4:4]
-	h["X-Authenticated-Roles"] = v[4:5:5]
-	h["X-Authenticated-Groups"] = v[5:6:6]
-	h["Cache-Control"] = v[6:7:7]
-	if s.signer != nil {
-		h["X-Idflow-Assertion"] = v[7:8:8]
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
 }
 
 func nonNil(s []string) []string {

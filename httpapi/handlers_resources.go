@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -94,259 +95,329 @@ func answer[T any](w http.ResponseWriter, status int, v T, err error) error {
 
 // Apps.
 
-func (s *Server) handleListApps(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.App], error) { return s.svc.ListApps(r.Context(), p, pg) })
-}
-
-func (s *Server) handleCreateApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in appIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleListApps(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.App], error) { return svc.ListApps(r.Context(), p, pg) })
 	}
-	a, err := s.svc.CreateApp(r.Context(), p, in.Name, in.Description)
-	return answer(w, http.StatusCreated, a, err)
 }
 
-func (s *Server) handleGetApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	a, err := s.svc.GetApp(r.Context(), p, r.PathValue("app_id"))
-	return answer(w, http.StatusOK, a, err)
-}
-
-func (s *Server) handleUpdateApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in idflow.AppPatch
-	if err := decode(r, &in); err != nil {
-		return err
+func handleCreateApp(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in appIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		a, err := svc.CreateApp(r.Context(), p, in.Name, in.Description)
+		return answer(w, http.StatusCreated, a, err)
 	}
-	a, err := s.svc.UpdateApp(r.Context(), p, r.PathValue("app_id"), in)
-	return answer(w, http.StatusOK, a, err)
 }
 
-func (s *Server) handleDeleteApp(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return noContent(w, s.svc.DeleteApp(r.Context(), p, r.PathValue("app_id")))
+func handleGetApp(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		a, err := svc.GetApp(r.Context(), p, r.PathValue("app_id"))
+		return answer(w, http.StatusOK, a, err)
+	}
+}
+
+func handleUpdateApp(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in idflow.AppPatch
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		a, err := svc.UpdateApp(r.Context(), p, r.PathValue("app_id"), in)
+		return answer(w, http.StatusOK, a, err)
+	}
+}
+
+func handleDeleteApp(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, svc.DeleteApp(r.Context(), p, r.PathValue("app_id")))
+	}
 }
 
 // Chat sessions and messages.
 
-func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	f := idflow.SessionFilter{AppID: r.URL.Query().Get("app_id")}
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.ChatSession], error) {
-		return s.svc.ListSessions(r.Context(), p, f, pg)
-	})
-}
-
-func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in sessionIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleListSessions(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		f := idflow.SessionFilter{AppID: r.URL.Query().Get("app_id")}
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.ChatSession], error) {
+			return svc.ListSessions(r.Context(), p, f, pg)
+		})
 	}
-	c, err := s.svc.CreateSession(r.Context(), p, service.SessionInput{Title: in.Title, AppID: in.AppID, AgentID: in.AgentID})
-	return answer(w, http.StatusCreated, c, err)
 }
 
-func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	c, err := s.svc.GetSession(r.Context(), p, r.PathValue("session_id"))
-	return answer(w, http.StatusOK, c, err)
-}
-
-func (s *Server) handleUpdateSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in idflow.SessionPatch
-	if err := decode(r, &in); err != nil {
-		return err
+func handleCreateSession(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in sessionIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		c, err := svc.CreateSession(r.Context(), p, service.SessionInput{Title: in.Title, AppID: in.AppID, AgentID: in.AgentID})
+		return answer(w, http.StatusCreated, c, err)
 	}
-	c, err := s.svc.UpdateSession(r.Context(), p, r.PathValue("session_id"), in)
-	return answer(w, http.StatusOK, c, err)
 }
 
-func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return noContent(w, s.svc.DeleteSession(r.Context(), p, r.PathValue("session_id")))
-}
-
-func (s *Server) handleListMessages(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Message], error) {
-		return s.svc.ListMessages(r.Context(), p, r.PathValue("session_id"), pg)
-	})
-}
-
-func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in messageIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleGetSession(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		c, err := svc.GetSession(r.Context(), p, r.PathValue("session_id"))
+		return answer(w, http.StatusOK, c, err)
 	}
-	if acceptsEventStream(r) {
-		return s.streamMessage(w, r, p, in.Content) // stream.go
+}
+
+func handleUpdateSession(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in idflow.SessionPatch
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		c, err := svc.UpdateSession(r.Context(), p, r.PathValue("session_id"), in)
+		return answer(w, http.StatusOK, c, err)
 	}
-	t, err := s.svc.SendMessage(r.Context(), p, r.PathValue("session_id"), in.Content)
-	return answer(w, http.StatusCreated, t, err)
+}
+
+func handleDeleteSession(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, svc.DeleteSession(r.Context(), p, r.PathValue("session_id")))
+	}
+}
+
+func handleListMessages(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Message], error) {
+			return svc.ListMessages(r.Context(), p, r.PathValue("session_id"), pg)
+		})
+	}
+}
+
+// handleSendMessage runs an agent turn; with Accept: text/event-stream, as
+// Server-Sent Events (stream.go).
+func handleSendMessage(svc *service.Service, log *slog.Logger) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in messageIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		if acceptsEventStream(r) {
+			return streamMessage(svc, log, w, r, p, in.Content)
+		}
+		t, err := svc.SendMessage(r.Context(), p, r.PathValue("session_id"), in.Content)
+		return answer(w, http.StatusCreated, t, err)
+	}
 }
 
 // Agents.
 
-func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Agent], error) { return s.svc.ListAgents(r.Context(), p, pg) })
-}
-
-func (s *Server) handleCreateAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in agentIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleListAgents(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Agent], error) { return svc.ListAgents(r.Context(), p, pg) })
 	}
-	a, err := s.svc.CreateAgent(r.Context(), p, service.AgentInput{Name: in.Name, Instructions: in.Instructions, Model: in.Model, Tools: in.Tools})
-	return answer(w, http.StatusCreated, a, err)
 }
 
-func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	a, err := s.svc.GetAgent(r.Context(), p, r.PathValue("agent_id"))
-	return answer(w, http.StatusOK, a, err)
-}
-
-func (s *Server) handleUpdateAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in idflow.AgentPatch
-	if err := decode(r, &in); err != nil {
-		return err
+func handleCreateAgent(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in agentIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		a, err := svc.CreateAgent(r.Context(), p, service.AgentInput{Name: in.Name, Instructions: in.Instructions, Model: in.Model, Tools: in.Tools})
+		return answer(w, http.StatusCreated, a, err)
 	}
-	a, err := s.svc.UpdateAgent(r.Context(), p, r.PathValue("agent_id"), in)
-	return answer(w, http.StatusOK, a, err)
 }
 
-func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return noContent(w, s.svc.DeleteAgent(r.Context(), p, r.PathValue("agent_id")))
+func handleGetAgent(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		a, err := svc.GetAgent(r.Context(), p, r.PathValue("agent_id"))
+		return answer(w, http.StatusOK, a, err)
+	}
+}
+
+func handleUpdateAgent(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in idflow.AgentPatch
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		a, err := svc.UpdateAgent(r.Context(), p, r.PathValue("agent_id"), in)
+		return answer(w, http.StatusOK, a, err)
+	}
+}
+
+func handleDeleteAgent(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, svc.DeleteAgent(r.Context(), p, r.PathValue("agent_id")))
+	}
 }
 
 // Workflows.
 
-func (s *Server) handleListWorkflows(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Workflow], error) {
-		return s.svc.ListWorkflows(r.Context(), p, pg)
-	})
-}
-
-func (s *Server) handleCreateWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in workflowIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleListWorkflows(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Workflow], error) {
+			return svc.ListWorkflows(r.Context(), p, pg)
+		})
 	}
-	wf, err := s.svc.CreateWorkflow(r.Context(), p, in.Name, in.Definition)
-	return answer(w, http.StatusCreated, wf, err)
 }
 
-func (s *Server) handleGetWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	wf, err := s.svc.GetWorkflow(r.Context(), p, r.PathValue("workflow_id"))
-	return answer(w, http.StatusOK, wf, err)
-}
-
-func (s *Server) handleReplaceWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in workflowIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleCreateWorkflow(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in workflowIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		wf, err := svc.CreateWorkflow(r.Context(), p, in.Name, in.Definition)
+		return answer(w, http.StatusCreated, wf, err)
 	}
-	wf, err := s.svc.ReplaceWorkflow(r.Context(), p, r.PathValue("workflow_id"), in.Name, in.Definition)
-	return answer(w, http.StatusOK, wf, err)
 }
 
-func (s *Server) handleDeleteWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return noContent(w, s.svc.DeleteWorkflow(r.Context(), p, r.PathValue("workflow_id")))
+func handleGetWorkflow(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		wf, err := svc.GetWorkflow(r.Context(), p, r.PathValue("workflow_id"))
+		return answer(w, http.StatusOK, wf, err)
+	}
 }
 
-func (s *Server) handlePublishWorkflow(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	wf, err := s.svc.PublishWorkflow(r.Context(), p, r.PathValue("workflow_id"))
-	return answer(w, http.StatusOK, wf, err)
+func handleReplaceWorkflow(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in workflowIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		wf, err := svc.ReplaceWorkflow(r.Context(), p, r.PathValue("workflow_id"), in.Name, in.Definition)
+		return answer(w, http.StatusOK, wf, err)
+	}
+}
+
+func handleDeleteWorkflow(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, svc.DeleteWorkflow(r.Context(), p, r.PathValue("workflow_id")))
+	}
+}
+
+func handlePublishWorkflow(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		wf, err := svc.PublishWorkflow(r.Context(), p, r.PathValue("workflow_id"))
+		return answer(w, http.StatusOK, wf, err)
+	}
 }
 
 // Documents.
 
 // handleIngest accepts JSON {filename, content, app_id?} or a multipart form
 // with a `file` part (and an optional `app_id` field).
-func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var in service.IngestInput
-	switch {
-	case mt == "multipart/form-data":
-		mr, err := multipartReader(r, params)
+func handleIngest(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		var in service.IngestInput
+		switch {
+		case mt == "multipart/form-data":
+			mr, err := multipartReader(r, params)
+			if err != nil {
+				return err
+			}
+			if in, err = readIngestForm(mr); err != nil {
+				return err
+			}
+		case r.ContentLength == 0 || jsonMediaType(r.Header.Get("Content-Type")):
+			var body ingestIn
+			if err := decode(r, &body); err != nil {
+				return err
+			}
+			in = service.IngestInput{Filename: body.Filename, Content: []byte(body.Content), ContentType: body.ContentType, AppID: body.AppID}
+		default:
+			return unsupportedMediaType("application/json or multipart/form-data")
+		}
+		d, err := svc.Ingest(r.Context(), p, in)
+		return answer(w, http.StatusCreated, d, err)
+	}
+}
+
+func handleListDocuments(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Document], error) {
+			return svc.ListDocuments(r.Context(), p, pg)
+		})
+	}
+}
+
+func handleGetDocument(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		d, err := svc.GetDocument(r.Context(), p, r.PathValue("document_id"))
+		return answer(w, http.StatusOK, d, err)
+	}
+}
+
+func handleDocumentContent(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		d, b, err := svc.DocumentContent(r.Context(), p, r.PathValue("document_id"))
 		if err != nil {
 			return err
 		}
-		if in, err = readIngestForm(mr); err != nil {
-			return err
-		}
-	case r.ContentLength == 0 || jsonMediaType(r.Header.Get("Content-Type")):
-		var body ingestIn
-		if err := decode(r, &body); err != nil {
-			return err
-		}
-		in = service.IngestInput{Filename: body.Filename, Content: []byte(body.Content), ContentType: body.ContentType, AppID: body.AppID}
-	default:
-		return unsupportedMediaType("application/json or multipart/form-data")
-	}
-	d, err := s.svc.Ingest(r.Context(), p, in)
-	return answer(w, http.StatusCreated, d, err)
-}
-
-func (s *Server) handleListDocuments(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Document], error) {
-		return s.svc.ListDocuments(r.Context(), p, pg)
-	})
-}
-
-func (s *Server) handleGetDocument(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	d, err := s.svc.GetDocument(r.Context(), p, r.PathValue("document_id"))
-	return answer(w, http.StatusOK, d, err)
-}
-
-func (s *Server) handleDocumentContent(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	d, b, err := s.svc.DocumentContent(r.Context(), p, r.PathValue("document_id"))
-	if err != nil {
+		// Served as an attachment so a browser never renders a user's upload inline.
+		w.Header().Set("Content-Type", d.ContentType)
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": d.Filename}))
+		w.Header().Set("Content-Security-Policy", "sandbox")
+		w.Header().Set("Cache-Control", "private, no-store")
+		_, err = w.Write(b)
 		return err
 	}
-	// Served as an attachment so a browser never renders a user's upload inline.
-	w.Header().Set("Content-Type", d.ContentType)
-	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": d.Filename}))
-	w.Header().Set("Content-Security-Policy", "sandbox")
-	w.Header().Set("Cache-Control", "private, no-store")
-	_, err = w.Write(b)
-	return err
 }
 
-func (s *Server) handleDeleteDocument(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return noContent(w, s.svc.DeleteDocument(r.Context(), p, r.PathValue("document_id")))
+func handleDeleteDocument(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, svc.DeleteDocument(r.Context(), p, r.PathValue("document_id")))
+	}
 }
 
 // Facts and memory.
 
-func (s *Server) handleListFacts(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) { return s.svc.ListFacts(r.Context(), p, pg) })
-}
-
-func (s *Server) handleCreateFact(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in factIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleListFacts(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) { return svc.ListFacts(r.Context(), p, pg) })
 	}
-	f, err := s.svc.CreateFact(r.Context(), p, in.Content)
-	return answer(w, http.StatusCreated, f, err)
 }
 
-func (s *Server) handleGetFact(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	f, err := s.svc.GetFact(r.Context(), p, r.PathValue("fact_id"))
-	return answer(w, http.StatusOK, f, err)
-}
-
-func (s *Server) handleDeleteFact(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return noContent(w, s.svc.DeleteFact(r.Context(), p, r.PathValue("fact_id")))
-}
-
-func (s *Server) handleSearchMemory(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in searchIn
-	if err := decode(r, &in); err != nil {
-		return err
+func handleCreateFact(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in factIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		f, err := svc.CreateFact(r.Context(), p, in.Content)
+		return answer(w, http.StatusCreated, f, err)
 	}
-	items, err := s.svc.SearchMemory(r.Context(), p, in.Query, in.Limit)
-	return answer(w, http.StatusOK, searchOut{Items: items}, err)
 }
 
-func (s *Server) handleUserFacts(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) {
-		return s.svc.UserFacts(r.Context(), p, r.PathValue("user_id"), pg)
-	})
+func handleGetFact(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		f, err := svc.GetFact(r.Context(), p, r.PathValue("fact_id"))
+		return answer(w, http.StatusOK, f, err)
+	}
+}
+
+func handleDeleteFact(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, svc.DeleteFact(r.Context(), p, r.PathValue("fact_id")))
+	}
+}
+
+func handleSearchMemory(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in searchIn
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		items, err := svc.SearchMemory(r.Context(), p, in.Query, in.Limit)
+		return answer(w, http.StatusOK, searchOut{Items: items}, err)
+	}
+}
+
+func handleUserFacts(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) {
+			return svc.UserFacts(r.Context(), p, r.PathValue("user_id"), pg)
+		})
+	}
 }
 
 // Lookups: static, but like every route only for authenticated callers (seed 000).
@@ -382,12 +453,14 @@ func staticList[T any](w http.ResponseWriter, r *http.Request, all []T) error {
 	})
 }
 
-func (s *Server) handleLLMs(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var items []lookupItem
-	for _, m := range s.svc.Models() {
-		items = append(items, lookupItem{ID: m, Name: m})
+func handleLLMs(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var items []lookupItem
+		for _, m := range svc.Models() {
+			items = append(items, lookupItem{ID: m, Name: m})
+		}
+		return staticList(w, r, items)
 	}
-	return staticList(w, r, items)
 }
 
 var personas = []lookupItem{
@@ -396,7 +469,7 @@ var personas = []lookupItem{
 	{ID: "reviewer", Name: "Reviewer", Description: "Critiques drafts and points out risks."},
 }
 
-func (s *Server) handlePersonas(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+func handlePersonas(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	return staticList(w, r, personas)
 }
 
@@ -405,22 +478,26 @@ var tags = []lookupItem{
 	{ID: "engineering", Name: "Engineering"}, {ID: "sales", Name: "Sales"},
 }
 
-func (s *Server) handleTags(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+func handleTags(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 	return staticList(w, r, tags)
 }
 
 // Audit, admin, internal.
 
-func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-		return s.svc.ListAudit(r.Context(), p, pg)
-	})
+func handleAudit(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
+			return svc.ListAudit(r.Context(), p, pg)
+		})
+	}
 }
 
-func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-		return s.svc.AdminListAudit(r.Context(), p, pg)
-	})
+func handleAdminAudit(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
+			return svc.AdminListAudit(r.Context(), p, pg)
+		})
+	}
 }
 
 type auditVerifyOut struct {
@@ -433,25 +510,31 @@ type auditVerifyOut struct {
 // handleAuditVerify checks the chain's links and the hashes of the events
 // of the admin's scope. A broken chain is a finding, not a failure of the
 // request: it answers 200 with ok=false.
-func (s *Server) handleAuditVerify(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	v, err := s.svc.VerifyAuditChain(r.Context(), p)
-	if err != nil && idflow.ErrorCode(err) == idflow.EFORBIDDEN {
-		return err
+func handleAuditVerify(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		v, err := svc.VerifyAuditChain(r.Context(), p)
+		if err != nil && idflow.ErrorCode(err) == idflow.EFORBIDDEN {
+			return err
+		}
+		out := auditVerifyOut{OK: err == nil, Checked: v.Checked, AllTenants: v.AllTenants}
+		if err != nil {
+			out.Error = idflow.ErrorMessage(err) // never the cause: it may name SQL
+		}
+		return writeJSON(w, http.StatusOK, out)
 	}
-	out := auditVerifyOut{OK: err == nil, Checked: v.Checked, AllTenants: v.AllTenants}
-	if err != nil {
-		out.Error = idflow.ErrorMessage(err) // never the cause: it may name SQL
-	}
-	return writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.User], error) {
-		return s.svc.AdminListUsers(r.Context(), p, pg)
-	})
+func handleAdminUsers(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.User], error) {
+			return svc.AdminListUsers(r.Context(), p, pg)
+		})
+	}
 }
 
-func (s *Server) handleStats(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	st, err := s.svc.Stats(r.Context(), p)
-	return answer(w, http.StatusOK, st, err)
+func handleStats(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		st, err := svc.Stats(r.Context(), p)
+		return answer(w, http.StatusOK, st, err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/service"
 )
 
 // Runs starts and cancels runs (package runner).
@@ -24,52 +25,62 @@ type eventsOut struct {
 	Items []idflow.Event `json:"items"`
 }
 
-func (s *Server) handleStartRun(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var in runIn
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	if in.Version < 0 {
-		return idflow.Errorf(idflow.EINVALID, "version must be 0 (the draft) or a published version")
-	}
-	run, err := s.runs.Start(r.Context(), p, r.PathValue("workflow_id"), in.Input, in.Version)
-	return answer(w, http.StatusAccepted, run, err)
-}
-
-func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Run], error) { return s.svc.ListRuns(r.Context(), p, pg) })
-}
-
-func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	run, err := s.svc.GetRun(r.Context(), p, r.PathValue("run_id"))
-	return answer(w, http.StatusOK, run, err)
-}
-
-func (s *Server) handleRunEvents(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	var after int64
-	if v := r.URL.Query().Get("after_seq"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return idflow.Errorf(idflow.EINVALID, "after_seq must be a non-negative integer")
+func handleStartRun(runs Runs) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in runIn
+		if err := decode(r, &in); err != nil {
+			return err
 		}
-		after = n
-	}
-	limit := 1000
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return idflow.Errorf(idflow.EINVALID, "limit must be within 1..1000")
+		if in.Version < 0 {
+			return idflow.Errorf(idflow.EINVALID, "version must be 0 (the draft) or a published version")
 		}
-		limit = n
+		run, err := runs.Start(r.Context(), p, r.PathValue("workflow_id"), in.Input, in.Version)
+		return answer(w, http.StatusAccepted, run, err)
 	}
-	evs, err := s.svc.ListEvents(r.Context(), p, r.PathValue("run_id"), after, limit)
-	if evs == nil {
-		evs = []idflow.Event{}
-	}
-	return answer(w, http.StatusOK, eventsOut{Items: evs}, err)
 }
 
-func (s *Server) handleCancelRun(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	run, err := s.runs.Cancel(r.Context(), p, r.PathValue("run_id"))
-	return answer(w, http.StatusOK, run, err)
+func handleListRuns(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Run], error) { return svc.ListRuns(r.Context(), p, pg) })
+	}
+}
+
+func handleGetRun(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		run, err := svc.GetRun(r.Context(), p, r.PathValue("run_id"))
+		return answer(w, http.StatusOK, run, err)
+	}
+}
+
+func handleRunEvents(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var after int64
+		if v := r.URL.Query().Get("after_seq"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return idflow.Errorf(idflow.EINVALID, "after_seq must be a non-negative integer")
+			}
+			after = n
+		}
+		limit := 1000
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return idflow.Errorf(idflow.EINVALID, "limit must be within 1..1000")
+			}
+			limit = n
+		}
+		evs, err := svc.ListEvents(r.Context(), p, r.PathValue("run_id"), after, limit)
+		if evs == nil {
+			evs = []idflow.Event{}
+		}
+		return answer(w, http.StatusOK, eventsOut{Items: evs}, err)
+	}
+}
+
+func handleCancelRun(runs Runs) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		run, err := runs.Cancel(r.Context(), p, r.PathValue("run_id"))
+		return answer(w, http.StatusOK, run, err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/service"
 )
 
 // toolsOut is the tool catalog as the caller may use it. It is not paged:
@@ -15,10 +16,12 @@ type toolsOut struct {
 
 // handleListTools answers the tools the caller may use: the built-ins the
 // policy opens to them and the downstream servers' (`server` names those).
-func (s *Server) handleListTools(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	specs, err := s.svc.ToolsFor(r.Context(), p)
-	if err != nil {
-		return err
+func handleListTools(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		specs, err := svc.ToolsFor(r.Context(), p)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, toolsOut{Items: specs})
 	}
-	return writeJSON(w, http.StatusOK, toolsOut{Items: specs})
 }

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"time"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/service"
 )
 
 const (
@@ -21,18 +23,26 @@ type usageOut struct {
 	Items []idflow.UsageDay `json:"items"`
 }
 
+// usageReader reads a caller's own usage (owner-scoped, like every store
+// read).
+type usageReader interface {
+	ListUsage(ctx context.Context, p idflow.Principal, from, to time.Time) ([]idflow.UsageDay, error)
+}
+
 // handleUsage answers the caller's own token usage per day (UTC) and model,
 // ?from= and ?to= being days (YYYY-MM-DD), both included.
-func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	from, to, err := usageRange(r, time.Now())
-	if err != nil {
-		return err
+func handleUsage(usage usageReader) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		from, to, err := usageRange(r, time.Now())
+		if err != nil {
+			return err
+		}
+		items, err := usage.ListUsage(r.Context(), p, from, to)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items})
 	}
-	items, err := s.store.ListUsage(r.Context(), p, from, to)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items})
 }
 
 // usageRange reads ?from= and ?to= (defaults: the last usageDefaultDays
@@ -72,14 +82,16 @@ func usageRange(r *http.Request, now time.Time) (time.Time, time.Time, error) {
 // handleAdminUsage answers the usage of the admin's tenant (every tenant for
 // the platform admin role): totals by day and model, or one user's with
 // ?user_id=.
-func (s *Server) handleAdminUsage(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	from, to, err := usageRange(r, time.Now())
-	if err != nil {
-		return err
+func handleAdminUsage(svc *service.Service) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		from, to, err := usageRange(r, time.Now())
+		if err != nil {
+			return err
+		}
+		items, err := svc.AdminListUsage(r.Context(), p, r.URL.Query().Get("user_id"), from, to)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items})
 	}
-	items, err := s.svc.AdminListUsage(r.Context(), p, r.URL.Query().Get("user_id"), from, to)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items})
 }

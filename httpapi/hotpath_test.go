@@ -17,7 +17,6 @@ import (
 // need: an assertion signer, and a logger that formats every line (into
 // io.Discard) as serve's does.
 func hotPathServer(tb testing.TB) (*Server, string) {
-	s, tok := benchServer(tb)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
@@ -26,7 +25,7 @@ func hotPathServer(tb testing.TB) (*Server, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.signer = signer
+	s, tok := benchServerWith(tb, Deps{Signer: signer})
 	s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return s, tok
 }

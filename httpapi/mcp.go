@@ -33,29 +33,33 @@ func (s *Server) mcpAudiences() []string {
 	return auds
 }
 
-func (s *Server) handleMCP(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	if s.mcp == nil {
-		return idflow.Errorf(idflow.ENOTFOUND, "no such route")
-	}
-	// The MCP SDK refuses any other type itself, but in plain text: say it
-	// as problem+json, like every other route.
-	if r.Method == http.MethodPost {
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			return unsupportedMediaType("application/json")
+func handleMCP(m MCP) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		if m == nil {
+			return idflow.Errorf(idflow.ENOTFOUND, "no such route")
 		}
+		// The MCP SDK refuses any other type itself, but in plain text: say it
+		// as problem+json, like every other route.
+		if r.Method == http.MethodPost {
+			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+				return unsupportedMediaType("application/json")
+			}
+		}
+		err := m.ServeMCP(w, r, p)
+		if err != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {
+			w.Header().Set("WWW-Authenticate", m.Challenge(r, err))
+		}
+		return err
 	}
-	err := s.mcp.ServeMCP(w, r, p)
-	if err != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {
-		w.Header().Set("WWW-Authenticate", s.mcp.Challenge(r, err))
-	}
-	return err
 }
 
-func (s *Server) handleMCPMetadata(w http.ResponseWriter, r *http.Request) error {
-	if s.mcp == nil {
-		return idflow.Errorf(idflow.ENOTFOUND, "no such route")
+func handleMCPMetadata(m MCP) openHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if m == nil {
+			return idflow.Errorf(idflow.ENOTFOUND, "no such route")
+		}
+		return m.ServeMetadata(w, r)
 	}
-	return s.mcp.ServeMetadata(w, r)
 }
 
 // checkMCPOrigin refuses a request to /mcp whose Origin is neither the

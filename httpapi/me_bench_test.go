@@ -14,6 +14,11 @@ import (
 // benchServer is a server whose only credential source is a dev-issuer
 // token verified by the real Verifier (cache on, as in production).
 func benchServer(b testing.TB) (*Server, string) {
+	return benchServerWith(b, Deps{})
+}
+
+// benchServerWith is benchServer with d's dependencies (its Authn set here).
+func benchServerWith(b testing.TB, d Deps) (*Server, string) {
 	b.Helper()
 	iss, err := devidp.New(devidp.Config{Issuer: "http://127.0.0.1/dev/idp", Audience: "idflow",
 		KeyFile: filepath.Join(b.TempDir(), "k.pem")})
@@ -29,7 +34,8 @@ func benchServer(b testing.TB) (*Server, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := New(Config{PublicURL: "http://127.0.0.1", APIAudiences: []string{"idflow"}}, Deps{Authn: auth.New(auth.Config{Bearer: v})})
+	d.Authn = auth.New(auth.Config{Bearer: v})
+	s := New(Config{PublicURL: "http://127.0.0.1", APIAudiences: []string{"idflow"}}, d)
 	return s, tok
 }
 

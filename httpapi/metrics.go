@@ -195,10 +195,12 @@ func (s *Server) OpenWebSockets() int {
 
 // handleMetrics serves the Prometheus exposition to allowlisted app-only
 // callers; without a metrics handler the route does not exist.
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ idflow.Principal) error {
-	if s.metrics == nil {
-		return idflow.Errorf(idflow.ENOTFOUND, "no such route")
+func handleMetrics(metrics http.Handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, _ idflow.Principal) error {
+		if metrics == nil {
+			return idflow.Errorf(idflow.ENOTFOUND, "no such route")
+		}
+		metrics.ServeHTTP(w, r)
+		return nil
 	}
-	s.metrics.ServeHTTP(w, r)
-	return nil
 }

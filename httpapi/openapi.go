@@ -26,7 +26,7 @@ func (s *Server) openAPI() map[string]any {
 	b := &openAPIBuilder{schemas: map[string]any{}}
 	b.schemas["Problem"] = b.schemaOf(reflect.TypeOf(problem{}))
 	paths := map[string]map[string]any{}
-	for _, rt := range s.routes() {
+	for _, rt := range s.api {
 		path := openAPIPath(rt.pattern)
 		if paths[path] == nil {
 			paths[path] = map[string]any{}

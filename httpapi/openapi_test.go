@@ -59,7 +59,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 
 	// Every route is documented, with its method and access level.
-	routes := s.routes()
+	routes := s.api
 	byPath := map[string]route{}
 	seen := map[string]bool{}
 	for _, rt := range routes {

@@ -45,8 +45,10 @@ type route struct {
 	open    openHandler
 }
 
-// routes is the whole API surface of idflow.
-func (s *Server) routes() []route {
+// routes is the whole API surface of idflow. Each handler is built with
+// only the dependencies it uses.
+func (s *Server) routes(d Deps) []route {
+	svc := d.Svc
 	type (
 		apps      = idflow.List[idflow.App]
 		sessions  = idflow.List[idflow.ChatSession]
@@ -61,88 +63,88 @@ func (s *Server) routes() []route {
 		lookups   = idflow.List[lookupItem]
 	)
 	rs := []route{
-		{method: "GET", pattern: "/healthz", access: accessOpen, summary: "Liveness", open: s.handleHealthz},
-		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers", open: s.handleReadyz},
-		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: s.handleAssertionJWKS},
+		{method: "GET", pattern: "/healthz", access: accessOpen, summary: "Liveness", open: handleHealthz},
+		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers", open: handleReadyz(d.Ready, s.log)},
+		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: handleAssertionJWKS(d.Signer)},
 		{method: "GET", pattern: "/openapi.json", access: accessAny, summary: "This API as OpenAPI 3.1", serve: s.handleOpenAPI},
 
-		{method: "GET", pattern: "/auth/login", access: accessOpen, summary: "Browser sign-in: redirects to the identity provider (code + PKCE)", open: s.handleLogin},
-		{method: "GET", pattern: "/auth/callback", access: accessOpen, summary: "Browser sign-in: the identity provider's redirect", open: s.handleCallback},
-		{method: "POST", pattern: "/auth/logout", access: accessOpen, summary: "Sign out (needs the session's CSRF token; acts only on the caller's own session)", open: s.handleLogout},
-		{method: "GET", pattern: "/{$}", access: accessUser, browser: true, summary: "The web UI", serve: s.handleUI},
-		{method: "GET", pattern: "/static/{file}", access: accessUser, browser: true, summary: "The web UI's scripts and styles", serve: s.handleUI},
+		{method: "GET", pattern: "/auth/login", access: accessOpen, summary: "Browser sign-in: redirects to the identity provider (code + PKCE)", open: handleLogin(d.Login)},
+		{method: "GET", pattern: "/auth/callback", access: accessOpen, summary: "Browser sign-in: the identity provider's redirect", open: handleCallback(d.Login, s.audit)},
+		{method: "POST", pattern: "/auth/logout", access: accessOpen, summary: "Sign out (needs the session's CSRF token; acts only on the caller's own session)", open: handleLogout(d.Login, s.audit)},
+		{method: "GET", pattern: "/{$}", access: accessUser, browser: true, summary: "The web UI", serve: handleUI},
+		{method: "GET", pattern: "/static/{file}", access: accessUser, browser: true, summary: "The web UI's scripts and styles", serve: handleUI},
 
-		{method: "GET", pattern: "/api/v1/me", access: accessAny, summary: "The caller's Principal", out: me{}, serve: s.handleMe},
-		{method: "GET", pattern: "/auth/validate", access: accessUser, summary: "Forward-auth for nginx auth_request, Caddy forward_auth, Traefik ForwardAuth", serve: s.handleValidate},
+		{method: "GET", pattern: "/api/v1/me", access: accessAny, summary: "The caller's Principal", out: me{}, serve: handleMe(d.Login)},
+		{method: "GET", pattern: "/auth/validate", access: accessUser, summary: "Forward-auth for nginx auth_request, Caddy forward_auth, Traefik ForwardAuth", serve: handleValidate(d.Authn, d.Signer, s.cfg.PublicURL)},
 
-		{method: "GET", pattern: "/api/v1/apps", access: accessUser, summary: "List your apps", out: apps{}, serve: s.handleListApps},
-		{method: "POST", pattern: "/api/v1/apps", access: accessUser, summary: "Create an app", in: appIn{}, out: idflow.App{}, status: 201, serve: s.handleCreateApp},
-		{method: "GET", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Get an app", out: idflow.App{}, serve: s.handleGetApp},
-		{method: "PATCH", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Update an app", in: idflow.AppPatch{}, out: idflow.App{}, serve: s.handleUpdateApp},
-		{method: "DELETE", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Delete an app", status: 204, serve: s.handleDeleteApp},
+		{method: "GET", pattern: "/api/v1/apps", access: accessUser, summary: "List your apps", out: apps{}, serve: handleListApps(svc)},
+		{method: "POST", pattern: "/api/v1/apps", access: accessUser, summary: "Create an app", in: appIn{}, out: idflow.App{}, status: 201, serve: handleCreateApp(svc)},
+		{method: "GET", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Get an app", out: idflow.App{}, serve: handleGetApp(svc)},
+		{method: "PATCH", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Update an app", in: idflow.AppPatch{}, out: idflow.App{}, serve: handleUpdateApp(svc)},
+		{method: "DELETE", pattern: "/api/v1/apps/{app_id}", access: accessUser, summary: "Delete an app", status: 204, serve: handleDeleteApp(svc)},
 
-		{method: "GET", pattern: "/api/v1/sessions", access: accessUser, summary: "List your chat sessions (?app_id= filters)", out: sessions{}, serve: s.handleListSessions},
-		{method: "POST", pattern: "/api/v1/sessions", access: accessUser, summary: "Create a chat session", in: sessionIn{}, out: idflow.ChatSession{}, status: 201, serve: s.handleCreateSession},
-		{method: "GET", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Get a chat session", out: idflow.ChatSession{}, serve: s.handleGetSession},
-		{method: "PATCH", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Update a chat session", in: idflow.SessionPatch{}, out: idflow.ChatSession{}, serve: s.handleUpdateSession},
-		{method: "DELETE", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Delete a chat session and its messages", status: 204, serve: s.handleDeleteSession},
-		{method: "GET", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "A session's history, oldest first", out: messages{}, serve: s.handleListMessages},
-		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, serve: s.handleSendMessage},
+		{method: "GET", pattern: "/api/v1/sessions", access: accessUser, summary: "List your chat sessions (?app_id= filters)", out: sessions{}, serve: handleListSessions(svc)},
+		{method: "POST", pattern: "/api/v1/sessions", access: accessUser, summary: "Create a chat session", in: sessionIn{}, out: idflow.ChatSession{}, status: 201, serve: handleCreateSession(svc)},
+		{method: "GET", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Get a chat session", out: idflow.ChatSession{}, serve: handleGetSession(svc)},
+		{method: "PATCH", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Update a chat session", in: idflow.SessionPatch{}, out: idflow.ChatSession{}, serve: handleUpdateSession(svc)},
+		{method: "DELETE", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Delete a chat session and its messages", status: 204, serve: handleDeleteSession(svc)},
+		{method: "GET", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "A session's history, oldest first", out: messages{}, serve: handleListMessages(svc)},
+		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, serve: handleSendMessage(svc, s.log)},
 
-		{method: "GET", pattern: "/api/v1/agents", access: accessUser, summary: "List your agents", out: agents{}, serve: s.handleListAgents},
-		{method: "POST", pattern: "/api/v1/agents", access: accessUser, summary: "Create an agent", in: agentIn{}, out: idflow.Agent{}, status: 201, serve: s.handleCreateAgent},
-		{method: "GET", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Get an agent", out: idflow.Agent{}, serve: s.handleGetAgent},
-		{method: "PATCH", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Update an agent", in: idflow.AgentPatch{}, out: idflow.Agent{}, serve: s.handleUpdateAgent},
-		{method: "DELETE", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Delete an agent", status: 204, serve: s.handleDeleteAgent},
+		{method: "GET", pattern: "/api/v1/agents", access: accessUser, summary: "List your agents", out: agents{}, serve: handleListAgents(svc)},
+		{method: "POST", pattern: "/api/v1/agents", access: accessUser, summary: "Create an agent", in: agentIn{}, out: idflow.Agent{}, status: 201, serve: handleCreateAgent(svc)},
+		{method: "GET", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Get an agent", out: idflow.Agent{}, serve: handleGetAgent(svc)},
+		{method: "PATCH", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Update an agent", in: idflow.AgentPatch{}, out: idflow.Agent{}, serve: handleUpdateAgent(svc)},
+		{method: "DELETE", pattern: "/api/v1/agents/{agent_id}", access: accessUser, summary: "Delete an agent", status: 204, serve: handleDeleteAgent(svc)},
 
-		{method: "GET", pattern: "/api/v1/workflows", access: accessUser, summary: "List your workflows", out: workflows{}, serve: s.handleListWorkflows},
-		{method: "POST", pattern: "/api/v1/workflows", access: accessUser, summary: "Create a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, status: 201, serve: s.handleCreateWorkflow},
-		{method: "GET", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Get a workflow", out: idflow.Workflow{}, serve: s.handleGetWorkflow},
-		{method: "PUT", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Replace a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, serve: s.handleReplaceWorkflow},
-		{method: "DELETE", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Delete a workflow", status: 204, serve: s.handleDeleteWorkflow},
-		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/publish", access: accessUser, summary: "Freeze the draft as a new version", out: idflow.Workflow{}, serve: s.handlePublishWorkflow},
+		{method: "GET", pattern: "/api/v1/workflows", access: accessUser, summary: "List your workflows", out: workflows{}, serve: handleListWorkflows(svc)},
+		{method: "POST", pattern: "/api/v1/workflows", access: accessUser, summary: "Create a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, status: 201, serve: handleCreateWorkflow(svc)},
+		{method: "GET", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Get a workflow", out: idflow.Workflow{}, serve: handleGetWorkflow(svc)},
+		{method: "PUT", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Replace a workflow draft", in: workflowIn{}, out: idflow.Workflow{}, serve: handleReplaceWorkflow(svc)},
+		{method: "DELETE", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Delete a workflow", status: 204, serve: handleDeleteWorkflow(svc)},
+		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/publish", access: accessUser, summary: "Freeze the draft as a new version", out: idflow.Workflow{}, serve: handlePublishWorkflow(svc)},
 
-		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/runs", access: accessUser, summary: "Start a run (202 with the run); version 0 or absent runs the draft", in: runIn{}, out: idflow.Run{}, status: 202, serve: s.handleStartRun},
-		{method: "GET", pattern: "/api/v1/runs", access: accessUser, summary: "List your runs", out: runs{}, serve: s.handleListRuns},
-		{method: "GET", pattern: "/api/v1/runs/{run_id}", access: accessUser, summary: "Get a run", out: idflow.Run{}, serve: s.handleGetRun},
-		{method: "GET", pattern: "/api/v1/runs/{run_id}/events", access: accessUser, summary: "A run's events (?after_seq=)", out: eventsOut{}, serve: s.handleRunEvents},
-		{method: "POST", pattern: "/api/v1/runs/{run_id}/cancel", access: accessUser, summary: "Cancel a run", out: idflow.Run{}, serve: s.handleCancelRun},
-		{method: "GET", pattern: "/ws/execution/{run_id}", access: accessUser, ws: true, summary: "WebSocket: the run's events, history then live (subprotocols idflow.v1 + bearer.<JWT>)", serve: s.handleRunSocket},
+		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/runs", access: accessUser, summary: "Start a run (202 with the run); version 0 or absent runs the draft", in: runIn{}, out: idflow.Run{}, status: 202, serve: handleStartRun(d.Runs)},
+		{method: "GET", pattern: "/api/v1/runs", access: accessUser, summary: "List your runs", out: runs{}, serve: handleListRuns(svc)},
+		{method: "GET", pattern: "/api/v1/runs/{run_id}", access: accessUser, summary: "Get a run", out: idflow.Run{}, serve: handleGetRun(svc)},
+		{method: "GET", pattern: "/api/v1/runs/{run_id}/events", access: accessUser, summary: "A run's events (?after_seq=)", out: eventsOut{}, serve: handleRunEvents(svc)},
+		{method: "POST", pattern: "/api/v1/runs/{run_id}/cancel", access: accessUser, summary: "Cancel a run", out: idflow.Run{}, serve: handleCancelRun(d.Runs)},
+		{method: "GET", pattern: "/ws/execution/{run_id}", access: accessUser, ws: true, summary: "WebSocket: the run's events, history then live (subprotocols idflow.v1 + bearer.<JWT>)", serve: s.handleRunSocket(svc, d.Bus)},
 
-		{method: "POST", pattern: "/api/v1/etl/ingest", access: accessUser, summary: "Ingest a document (JSON or multipart `file`); its chunks become facts", in: ingestIn{}, out: idflow.Document{}, status: 201, body: s.cfg.MaxUploadBytes, serve: s.handleIngest},
-		{method: "GET", pattern: "/api/v1/documents", access: accessUser, summary: "List your documents", out: documents{}, serve: s.handleListDocuments},
-		{method: "GET", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Get a document", out: idflow.Document{}, serve: s.handleGetDocument},
-		{method: "DELETE", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Delete a document and its facts", status: 204, serve: s.handleDeleteDocument},
-		{method: "GET", pattern: "/api/v1/documents/{document_id}/content", access: accessUser, summary: "The document's original bytes", serve: s.handleDocumentContent},
+		{method: "POST", pattern: "/api/v1/etl/ingest", access: accessUser, summary: "Ingest a document (JSON or multipart `file`); its chunks become facts", in: ingestIn{}, out: idflow.Document{}, status: 201, body: s.cfg.MaxUploadBytes, serve: handleIngest(svc)},
+		{method: "GET", pattern: "/api/v1/documents", access: accessUser, summary: "List your documents", out: documents{}, serve: handleListDocuments(svc)},
+		{method: "GET", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Get a document", out: idflow.Document{}, serve: handleGetDocument(svc)},
+		{method: "DELETE", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Delete a document and its facts", status: 204, serve: handleDeleteDocument(svc)},
+		{method: "GET", pattern: "/api/v1/documents/{document_id}/content", access: accessUser, summary: "The document's original bytes", serve: handleDocumentContent(svc)},
 
-		{method: "GET", pattern: "/api/v1/facts", access: accessUser, summary: "List your facts", out: facts{}, serve: s.handleListFacts},
-		{method: "POST", pattern: "/api/v1/facts", access: accessUser, summary: "Remember a fact", in: factIn{}, out: idflow.Fact{}, status: 201, serve: s.handleCreateFact},
-		{method: "GET", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Get a fact", out: idflow.Fact{}, serve: s.handleGetFact},
-		{method: "DELETE", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Forget a fact", status: 204, serve: s.handleDeleteFact},
-		{method: "POST", pattern: "/api/v1/memory/search", access: accessUser, summary: "Search your facts", in: searchIn{}, out: searchOut{}, serve: s.handleSearchMemory},
-		{method: "GET", pattern: "/api/v1/users/{user_id}/facts", access: accessUser, summary: "Seed-compatible: `me` or your own id; an admin may read a user of their own tenant, a platform admin any user (audited)", out: facts{}, serve: s.handleUserFacts},
+		{method: "GET", pattern: "/api/v1/facts", access: accessUser, summary: "List your facts", out: facts{}, serve: handleListFacts(svc)},
+		{method: "POST", pattern: "/api/v1/facts", access: accessUser, summary: "Remember a fact", in: factIn{}, out: idflow.Fact{}, status: 201, serve: handleCreateFact(svc)},
+		{method: "GET", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Get a fact", out: idflow.Fact{}, serve: handleGetFact(svc)},
+		{method: "DELETE", pattern: "/api/v1/facts/{fact_id}", access: accessUser, summary: "Forget a fact", status: 204, serve: handleDeleteFact(svc)},
+		{method: "POST", pattern: "/api/v1/memory/search", access: accessUser, summary: "Search your facts", in: searchIn{}, out: searchOut{}, serve: handleSearchMemory(svc)},
+		{method: "GET", pattern: "/api/v1/users/{user_id}/facts", access: accessUser, summary: "Seed-compatible: `me` or your own id; an admin may read a user of their own tenant, a platform admin any user (audited)", out: facts{}, serve: handleUserFacts(svc)},
 
-		{method: "GET", pattern: "/api/v1/tools", access: accessUser, summary: "The tools you may use, built in and downstream (`server` names a downstream tool's MCP server); not paged (docs/AGENTS.md)", out: toolsOut{}, serve: s.handleListTools},
-		{method: "GET", pattern: "/api/v1/llms", access: accessUser, summary: "Models you may name", out: lookups{}, serve: s.handleLLMs},
-		{method: "GET", pattern: "/api/v1/personas", access: accessUser, summary: "Personas", out: lookups{}, serve: s.handlePersonas},
-		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: s.handleTags},
+		{method: "GET", pattern: "/api/v1/tools", access: accessUser, summary: "The tools you may use, built in and downstream (`server` names a downstream tool's MCP server); not paged (docs/AGENTS.md)", out: toolsOut{}, serve: handleListTools(svc)},
+		{method: "GET", pattern: "/api/v1/llms", access: accessUser, summary: "Models you may name", out: lookups{}, serve: handleLLMs(svc)},
+		{method: "GET", pattern: "/api/v1/personas", access: accessUser, summary: "Personas", out: lookups{}, serve: handlePersonas},
+		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: handleTags},
 
-		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: s.handleAudit},
-		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: s.handleUsage},
-		{method: "GET", pattern: "/api/v1/admin/usage", access: accessAdmin, summary: "Model token usage of your tenant by day and model (?user_id= one user's; ?from=&to= as /api/v1/usage; every tenant: platform admin role)", out: usageOut{}, serve: s.handleAdminUsage},
-		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: s.handleAdminUsers},
-		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: s.handleAuditVerify},
-		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: s.handleAdminAudit},
-		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: s.handleMCPMetadata},
-		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: s.handleMCPMetadata},
-		{method: "POST", pattern: "/mcp", access: accessUser, mcp: true, body: s.cfg.MaxUploadBytes, summary: "MCP Streamable HTTP: JSON-RPC messages; tools act as the token's user (aud: the API or <public url>/mcp)", serve: s.handleMCP},
-		{method: "GET", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: the session's server-to-client SSE stream", serve: s.handleMCP},
-		{method: "DELETE", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: end the session", serve: s.handleMCP},
+		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: handleAudit(svc)},
+		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: handleUsage(d.Store)},
+		{method: "GET", pattern: "/api/v1/admin/usage", access: accessAdmin, summary: "Model token usage of your tenant by day and model (?user_id= one user's; ?from=&to= as /api/v1/usage; every tenant: platform admin role)", out: usageOut{}, serve: handleAdminUsage(svc)},
+		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: handleAdminUsers(svc)},
+		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: handleAuditVerify(svc)},
+		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: handleAdminAudit(svc)},
+		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: handleMCPMetadata(d.MCP)},
+		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: handleMCPMetadata(d.MCP)},
+		{method: "POST", pattern: "/mcp", access: accessUser, mcp: true, body: s.cfg.MaxUploadBytes, summary: "MCP Streamable HTTP: JSON-RPC messages; tools act as the token's user (aud: the API or <public url>/mcp)", serve: handleMCP(d.MCP)},
+		{method: "GET", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: the session's server-to-client SSE stream", serve: handleMCP(d.MCP)},
+		{method: "DELETE", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: end the session", serve: handleMCP(d.MCP)},
 
-		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: s.handleStats},
-		{method: "GET", pattern: "/metrics", access: accessInternal, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: s.handleMetrics},
+		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: handleStats(svc)},
+		{method: "GET", pattern: "/metrics", access: accessInternal, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: handleMetrics(d.Metrics)},
 	}
-	return append(rs, s.connectionRoutes()...) // handlers_connections.go; only when providers are configured
+	return append(rs, connectionRoutes(d.Connections)...) // handlers_connections.go; only when providers are configured
 }
 
 // mux registers every route, grouped by path so that a wrong method answers
@@ -151,7 +153,7 @@ func (s *Server) mux() http.Handler {
 	mux := http.NewServeMux()
 	byPath := map[string]map[string]http.Handler{}
 	var order []string
-	for _, rt := range s.routes() {
+	for _, rt := range s.api {
 		if byPath[rt.pattern] == nil {
 			byPath[rt.pattern] = map[string]http.Handler{}
 			order = append(order, rt.pattern)
@@ -262,7 +264,7 @@ func (s *Server) authenticate(r *http.Request, a access, websocket, mcp bool) (p
 		return p, err
 	}
 	if err = s.authorize(p, a); err != nil {
-		s.auditDenial(r, &p, "authorize", idflow.ErrorMessage(err))
+		s.audit.denial(r, &p, "authorize", idflow.ErrorMessage(err))
 		return p, err
 	}
 	s.touchUser(r.Context(), p)
@@ -274,13 +276,13 @@ func (s *Server) authenticate(r *http.Request, a access, websocket, mcp bool) (p
 func (s *Server) auditAuthFailure(r *http.Request, err error) {
 	switch {
 	case errors.Is(err, auth.ErrSpoofedHeader):
-		s.auditAnonymous(r, "authenticate", "spoofed", "spoofed identity header")
+		s.audit.anonymous(r, "authenticate", "spoofed", "spoofed identity header")
 	case errors.Is(err, auth.ErrCSRF):
-		s.auditAnonymous(r, "authenticate", "csrf", "csrf token missing or wrong")
+		s.audit.anonymous(r, "authenticate", "csrf", "csrf token missing or wrong")
 	case errors.Is(err, auth.ErrCrossSite):
-		s.auditAnonymous(r, "authenticate", "cross_site", "cross-site request with an ambient credential")
+		s.audit.anonymous(r, "authenticate", "cross_site", "cross-site request with an ambient credential")
 	case r.Header.Get("Authorization") != "" || idflow.ErrorCode(err) != idflow.EUNAUTHORIZED:
-		s.auditAnonymous(r, "authenticate", idflow.ErrorCode(err), err.Error())
+		s.audit.anonymous(r, "authenticate", idflow.ErrorCode(err), err.Error())
 	default:
 		s.log.DebugContext(r.Context(), "no credentials", "path", r.URL.Path)
 	}
@@ -302,7 +304,7 @@ func (s *Server) authorize(p idflow.Principal, a access) error {
 		}
 		// The service owns the admin rule (which role reaches which
 		// tenants); without a service nobody is an admin.
-		if s.svc == nil || !s.svc.IsAdmin(p) {
+		if s.isAdmin == nil || !s.isAdmin(p) {
 			return idflow.Errorf(idflow.EFORBIDDEN, "an admin role is required")
 		}
 		return nil

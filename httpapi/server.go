@@ -29,7 +29,6 @@ type Config struct {
 	MaxUploadBytes  int64 // document uploads (default 10 MiB)
 	WSQueryToken    bool  // allow ?access_token= on WebSockets
 	WSMaxPerUser    int   // open WebSockets per user (default 50)
-	Dev             bool
 
 	// BodyTimeout is how long a request body of MaxBodyBytes may take to
 	// arrive (default 30 s); a route with a larger limit gets
@@ -44,11 +43,25 @@ type Config struct {
 	AuditDenialsPerMinute int
 }
 
-// Deps are the services the handlers use.
+// Store is what the HTTP layer reads and writes itself, past the service:
+// the audit rows of denials and browser sign-ins, the users seen, and the
+// caller's own usage.
+type Store interface {
+	RecordAudit(ctx context.Context, e idflow.AuditEvent) (idflow.AuditEvent, error)
+	TouchUser(ctx context.Context, p idflow.Principal) error
+	ListUsage(ctx context.Context, p idflow.Principal, from, to time.Time) ([]idflow.UsageDay, error)
+}
+
+type userToucher interface {
+	TouchUser(ctx context.Context, p idflow.Principal) error
+}
+
+// Deps are what the server and its handlers use. Each handler is built
+// with only the ones it needs (routes.go).
 type Deps struct {
 	Log    *slog.Logger
 	Authn  *auth.Authenticator
-	Store  idflow.Store
+	Store  Store
 	Svc    *service.Service
 	Runs   Runs
 	Login  *web.Login // browser sign-in; nil when not configured
@@ -70,37 +83,34 @@ type Deps struct {
 	Observer Observer
 }
 
-// Server serves the API.
+// Server serves the API: it authenticates and authorizes every request,
+// then hands it to the route's handler. It holds what that takes, and the
+// state shared by all requests; the handlers hold their own dependencies.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	authn   *auth.Authenticator
-	store   idflow.Store
-	svc     *service.Service
-	runs    Runs
-	login   *web.Login
-	bus     idflow.EventBus
-	signer  *auth.Signer
-	devIdP  http.Handler
-	conns   Connections
-	mcp     MCP
-	ready   func(ctx context.Context) error
-	handler http.Handler
-
-	metrics http.Handler // GET /metrics
+	isAdmin func(idflow.Principal) bool // the service's admin rule; nil: nobody is an admin
+	users   userToucher                 // nil: users seen are not recorded
+	audit   *auditor
+	login   *web.Login   // a signed-out browser is sent to sign in
+	mcp     MCP          // the WWW-Authenticate challenge of /mcp
+	devIdP  http.Handler // /dev/idp and /dev/downstream
 	obs     Observer     // request samples; nil: none
+	api     []route      // routes.go
+	handler http.Handler
 
 	openAPIOnce sync.Once
 	openAPIDoc  []byte
 
 	wsMu   sync.Mutex
-	wsOpen map[string]int // open WebSockets per user
+	wsOpen map[string]int  // open WebSockets per user
+	events *eventEncodings // events encoded once for every socket streaming them
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
 
-	denials *denialLimiter // unauthenticated denials audited per peer and reason
-	bodies  peerBodies     // request bodies in flight per peer
+	bodies peerBodies // request bodies in flight per peer
 }
 
 // New builds the server and its routes.
@@ -120,18 +130,26 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.AuditDenialsPerMinute <= 0 {
 		cfg.AuditDenialsPerMinute = 10
 	}
-	s := &Server{cfg: cfg, log: d.Log, authn: d.Authn, store: d.Store, svc: d.Svc, runs: d.Runs, login: d.Login, bus: d.Bus, signer: d.Signer,
-		devIdP: d.DevIdP, conns: d.Connections, mcp: d.MCP, ready: d.Ready, touched: map[string]time.Time{}, wsOpen: map[string]int{}}
-	s.metrics, s.obs = d.Metrics, d.Observer
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	now := d.Now
 	if now == nil {
 		now = time.Now
 	}
-	s.denials = &denialLimiter{now: now, perWindow: cfg.AuditDenialsPerMinute, log: s.log, keys: map[denialKey]*denialCount{}}
+	s := &Server{cfg: cfg, log: log, authn: d.Authn, login: d.Login, mcp: d.MCP, devIdP: d.DevIdP, obs: d.Observer,
+		touched: map[string]time.Time{}, wsOpen: map[string]int{}, events: newEventEncodings()}
+	s.audit = &auditor{log: log,
+		denials: &denialLimiter{now: now, perWindow: cfg.AuditDenialsPerMinute, log: log, keys: map[denialKey]*denialCount{}}}
+	if d.Store != nil { // a nil Store must not become a non-nil interface
+		s.audit.store, s.users = d.Store, d.Store
+	}
+	if d.Svc != nil {
+		s.isAdmin = d.Svc.IsAdmin
+	}
 	s.bodies = peerBodies{limit: cfg.MaxBodiesPerPeer, n: map[string]int{}}
+	s.api = s.routes(d)
 	s.handler = s.middleware(s.mux())
 	return s
 }
@@ -140,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // touchUser records a user as seen, at most every few minutes per process.
 func (s *Server) touchUser(ctx context.Context, p idflow.Principal) {
-	if s.store == nil || p.Kind != idflow.KindUser {
+	if s.users == nil || p.Kind != idflow.KindUser {
 		return
 	}
 	now := time.Now()
@@ -155,7 +173,7 @@ func (s *Server) touchUser(ctx context.Context, p idflow.Principal) {
 	}
 	s.touched[p.UserID] = now
 	s.touchMu.Unlock()
-	if err := s.store.TouchUser(ctx, p); err != nil {
+	if err := s.users.TouchUser(ctx, p); err != nil {
 		s.log.WarnContext(ctx, "touch user", "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -35,10 +36,10 @@ func acceptsEventStream(r *http.Request) bool {
 // content, another user's session) is an ordinary problem+json answer. The
 // turn runs on the request's context, so a client that disconnects cancels
 // the model call; the service bounds the turn's whole time.
-func (s *Server) streamMessage(w http.ResponseWriter, r *http.Request, p idflow.Principal, content string) error {
+func streamMessage(svc *service.Service, log *slog.Logger, w http.ResponseWriter, r *http.Request, p idflow.Principal, content string) error {
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
 	defer sse.close()
-	_, err := s.svc.StreamMessage(r.Context(), p, r.PathValue("session_id"), content, sse.event)
+	_, err := svc.StreamMessage(r.Context(), p, r.PathValue("session_id"), content, sse.event)
 	switch {
 	case err == nil:
 		_ = sse.send("done", struct{}{})
@@ -51,7 +52,7 @@ func (s *Server) streamMessage(w http.ResponseWriter, r *http.Request, p idflow.
 	code := idflow.ErrorCode(err)
 	status := statusOf(code)
 	if status >= 500 {
-		s.log.ErrorContext(r.Context(), "agent turn failed", "err", err, "request_id", requestID(r.Context()))
+		log.ErrorContext(r.Context(), "agent turn failed", "err", err, "request_id", requestID(r.Context()))
 	}
 	_ = sse.send("error", newProblem(status, code, idflow.ErrorMessage(err)))
 	return nil

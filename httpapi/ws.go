@@ -18,6 +18,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/service"
 )
 
 // WebSocket protocol constants (DESIGN §2).
@@ -120,62 +121,71 @@ func (s *Server) acquireWS(userID string) (release func(), err error) {
 // its own and the handler returns: the request's goroutine, whose stack grew
 // through authentication and the store, is not kept for the socket's life.
 // (The access log therefore times the handshake, not the socket.)
-func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-	runID := r.PathValue("run_id")
-	if _, err := s.svc.GetRun(r.Context(), p, runID); err != nil {
-		return err
-	}
-	release, err := s.acquireWS(p.UserID)
-	if err != nil {
-		return err
-	}
-	// Subscribe before replaying, so no event falls between the two.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	var sub idflow.Subscription
-	handedOff := false // to the stream goroutine, which then releases all this
-	defer func() {
-		if !handedOff {
-			if sub != nil {
-				sub.Close()
-			}
-			cancel()
-			release()
+func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		runID := r.PathValue("run_id")
+		if _, err := svc.GetRun(r.Context(), p, runID); err != nil {
+			return err
 		}
-	}()
-	if sub, err = s.bus.Subscribe(ctx, p, runID); err != nil {
-		return err
-	}
-	history, err := s.svc.ListEvents(ctx, p, runID, 0, wsReplayPage)
-	if err != nil {
-		return err
-	}
+		release, err := s.acquireWS(p.UserID)
+		if err != nil {
+			return err
+		}
+		// Subscribe before replaying, so no event falls between the two.
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		var sub idflow.Subscription
+		handedOff := false // to the stream goroutine, which then releases all this
+		defer func() {
+			if !handedOff {
+				if sub != nil {
+					sub.Close()
+				}
+				cancel()
+				release()
+			}
+		}()
+		if sub, err = bus.Subscribe(ctx, p, runID); err != nil {
+			return err
+		}
+		history, err := svc.ListEvents(ctx, p, runID, 0, wsReplayPage)
+		if err != nil {
+			return err
+		}
 
-	out := &batchWriter{}
-	conn, err := websocket.Accept(smallBuffers{w, out}, r, &websocket.AcceptOptions{
-		Subprotocols:   []string{wsSubprotocol},
-		OriginPatterns: originHosts(s.cfg.CORSOrigins),
-	})
-	if err != nil {
-		return nil // Accept has answered the client
+		out := &batchWriter{}
+		conn, err := websocket.Accept(smallBuffers{w, out}, r, &websocket.AcceptOptions{
+			Subprotocols:   []string{wsSubprotocol},
+			OriginPatterns: originHosts(s.cfg.CORSOrigins),
+		})
+		if err != nil {
+			return nil // Accept has answered the client
+		}
+		handedOff = true
+		go func() {
+			defer release()
+			defer cancel()
+			defer sub.Close()
+			defer conn.CloseNow()
+			conn.SetReadLimit(4096)
+			ctx := conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
+			rs := &runSocket{conn: conn, out: out, events: s.events}
+			first := history
+			history = nil // not kept for the socket's life
+			code, reason, ended := rs.replay(ctx, first, func(ctx context.Context, afterSeq int64) ([]idflow.Event, error) {
+				return svc.ListEvents(ctx, p, runID, afterSeq, wsReplayPage)
+			})
+			if !ended {
+				code, reason = rs.live(ctx, p, sub)
+			}
+			_ = conn.Close(code, reason)
+		}()
+		return nil
 	}
-	handedOff = true
-	go func() {
-		defer release()
-		defer cancel()
-		defer sub.Close()
-		defer conn.CloseNow()
-		conn.SetReadLimit(4096)
-		ctx := conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
-		first := history
-		history = nil // not kept for the socket's life
-		code, reason := s.streamRun(ctx, conn, out, p, runID, sub, first)
-		_ = conn.Close(code, reason)
-	}()
-	return nil
 }
 
-// streamRun sends history (the first page of the run's events), the rest
-// of the stored history, then live events until the run ends.
+// runSocket is one WebSocket streaming one run's events. Replay and live
+// streaming share lastSeq, so an event both read from the store and
+// received from the bus is sent once.
 //
 // Events go out in bursts: every event already waiting is framed into out's
 // batch and the batch leaves in one write system call, bounded by out's
@@ -183,50 +193,66 @@ func (s *Server) handleRunSocket(w http.ResponseWriter, r *http.Request, p idflo
 // most of a 1,000-subscriber fan-out's CPU). Each event is still one
 // WebSocket message. The writes' context has no deadline of its own, so
 // coder/websocket arms no timer per message: out's deadline bounds them.
-func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, out *batchWriter, p idflow.Principal, runID string, sub idflow.Subscription, history []idflow.Event) (websocket.StatusCode, string) {
-	var lastSeq int64
-	wctx := context.WithoutCancel(ctx)
-	// write frames e into the batch unless it was sent already.
-	write := func(e idflow.Event) error {
-		if e.Seq <= lastSeq {
-			return nil // already replayed
-		}
-		b, err := eventJSON.encode(e)
-		if err != nil {
-			return err
-		}
-		lastSeq = e.Seq
-		return conn.Write(wctx, websocket.MessageText, b)
+type runSocket struct {
+	conn    *websocket.Conn
+	out     *batchWriter
+	events  *eventEncodings
+	lastSeq int64 // the last event sent
+}
+
+// write frames e into the batch unless it was sent already.
+func (c *runSocket) write(ctx context.Context, e idflow.Event) error {
+	if e.Seq <= c.lastSeq {
+		return nil // already replayed
 	}
-	for evs := history; ; {
-		out.hold()
+	b, err := c.events.encode(e)
+	if err != nil {
+		return err
+	}
+	c.lastSeq = e.Seq
+	return c.conn.Write(context.WithoutCancel(ctx), websocket.MessageText, b)
+}
+
+// replay sends the run's stored events: first (the page read before the
+// upgrade), then the pages after it, read with next, one batch per page.
+// ended reports that the socket must close with code and reason: the run
+// ended, the client went away, or the history could not be read.
+func (c *runSocket) replay(ctx context.Context, first []idflow.Event, next func(ctx context.Context, afterSeq int64) ([]idflow.Event, error)) (code websocket.StatusCode, reason string, ended bool) {
+	for evs := first; ; {
+		c.out.hold()
 		for _, e := range evs {
-			if err := write(e); err != nil {
-				out.release()
-				return websocket.StatusGoingAway, ""
+			if err := c.write(ctx, e); err != nil {
+				c.out.release()
+				return websocket.StatusGoingAway, "", true
 			}
 			if e.Terminal() {
-				if out.release() != nil {
-					return websocket.StatusGoingAway, ""
+				if c.out.release() != nil {
+					return websocket.StatusGoingAway, "", true
 				}
-				return websocket.StatusNormalClosure, "run ended"
+				return websocket.StatusNormalClosure, "run ended", true
 			}
 		}
-		if out.release() != nil {
-			return websocket.StatusGoingAway, ""
+		if c.out.release() != nil {
+			return websocket.StatusGoingAway, "", true
 		}
 		if len(evs) < wsReplayPage {
-			break
+			return 0, "", false
 		}
 		var err error
-		if evs, err = s.svc.ListEvents(ctx, p, runID, lastSeq, wsReplayPage); err != nil {
-			return websocket.StatusInternalError, "could not read the run's history"
+		if evs, err = next(ctx, c.lastSeq); err != nil {
+			return websocket.StatusInternalError, "could not read the run's history", true
 		}
 	}
+}
+
+// live sends the events of sub as they come until the run ends, p's token
+// expires, the client goes away or falls behind, and answers the code and
+// reason to close with. It pings the client every wsPingInterval.
+func (c *runSocket) live(ctx context.Context, p idflow.Principal, sub idflow.Subscription) (websocket.StatusCode, string) {
 	// burst writes e and every event already waiting behind it in one
 	// batch. end reports that the socket must close with code and reason.
 	burst := func(e idflow.Event, ok bool) (code websocket.StatusCode, reason string, end bool) {
-		out.hold()
+		c.out.hold()
 		code, reason, end = func() (websocket.StatusCode, string, bool) {
 			for {
 				if !ok {
@@ -235,7 +261,7 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, out *batch
 					}
 					return websocket.StatusGoingAway, "", true
 				}
-				if err := write(e); err != nil {
+				if err := c.write(ctx, e); err != nil {
 					return websocket.StatusGoingAway, "", true
 				}
 				if e.Terminal() {
@@ -248,7 +274,7 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, out *batch
 				}
 			}
 		}()
-		if err := out.release(); err != nil {
+		if err := c.out.release(); err != nil {
 			return websocket.StatusGoingAway, "", true
 		}
 		return code, reason, end
@@ -271,7 +297,7 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, out *batch
 			return wsCloseExpired, "token expired"
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
-			err := conn.Ping(pctx)
+			err := c.conn.Ping(pctx)
 			cancel()
 			if err != nil {
 				return websocket.StatusGoingAway, "ping timeout"
@@ -285,13 +311,8 @@ func (s *Server) streamRun(ctx context.Context, conn *websocket.Conn, out *batch
 	}
 }
 
-// eventJSON shares the encoding of an event among the sockets streaming
-// it: a run watched by 1,000 sockets is encoded once, not 1,000 times.
-// (user, run, seq) names exactly one event and a stored event never
-// changes, so the key cannot hand one user's event to another. Only small
-// encodings are kept: at most eventJSONEntries of eventJSONMaxBytes.
-var eventJSON = &eventEncodings{m: map[eventKey][]byte{}}
-
+// Bounds of eventEncodings: at most eventJSONEntries encodings of at most
+// eventJSONMaxBytes each are kept.
 const (
 	eventJSONEntries  = 1024
 	eventJSONMaxBytes = 4 << 10
@@ -302,11 +323,20 @@ type eventKey struct {
 	seq       int64
 }
 
+// eventEncodings shares the encoding of an event among the sockets
+// streaming it: a run watched by 1,000 sockets is encoded once, not 1,000
+// times. (user, run, seq) names exactly one event and a stored event never
+// changes, so the key cannot hand one user's event to another. Only small
+// encodings are kept. Each Server has its own.
 type eventEncodings struct {
 	mu   sync.Mutex
 	m    map[eventKey][]byte
 	ring [eventJSONEntries]eventKey // insertion order, for eviction
 	next int
+}
+
+func newEventEncodings() *eventEncodings {
+	return &eventEncodings{m: map[eventKey][]byte{}}
 }
 
 func (c *eventEncodings) encode(e idflow.Event) ([]byte, error) {

@@ -30,12 +30,14 @@ func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idfl
 		lp.disc, access, store, keys, log.With("component", "browser-login"))
 }
 
-// authConfig wires the credential sources; with a browser login, its
-// sessions are read from the cookie it sets, named once for the public URL.
-func authConfig(bearer *auth.Verifier, proxy *auth.ProxyConfig, l *web.Login) auth.Config {
-	c := auth.Config{Bearer: bearer, Proxy: proxy}
+// authenticator reads every credential source: bearer tokens, trusted
+// proxies' headers and, with a browser login, the session cookie it sets,
+// named once for the public URL. Cookies and WebSockets are accepted from
+// the public URL's origin and IDFLOW_CORS_ORIGINS.
+func authenticator(cfg *config, bearer *auth.Verifier, proxy *auth.ProxyConfig, l *web.Login) *auth.Authenticator {
+	c := auth.Config{Bearer: bearer, Proxy: proxy, Origins: append([]string{cfg.PublicURL}, splitComma(cfg.CORSOrigins)...)}
 	if l != nil { // a nil *web.Login must not become a non-nil auth.Sessions
 		c.Sessions, c.SessionCookie = l, l.Cookies().Session
 	}
-	return c
+	return auth.New(c)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/internal/cliauth"
 	"github.com/idflow/idflow/internal/testsvc"
 )
 
@@ -39,8 +40,8 @@ func newCLIWorld(t *testing.T, browser func(ctx context.Context, u string) error
 	w := &cliWorld{dir: filepath.Join(t.TempDir(), "config"), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	w.c = newCLI(envOf(map[string]string{"IDFLOW_CONFIG_DIR": w.dir}), w.stdout, w.stderr)
 	w.c.openBrowser = browser
-	w.c.now = func() time.Time { return time.Now().Add(time.Duration(w.offset.Load())) }
-	w.c.sleep = func(ctx context.Context, d time.Duration) error {
+	w.c.oauth.Now = func() time.Time { return time.Now().Add(time.Duration(w.offset.Load())) }
+	w.c.oauth.Sleep = func(ctx context.Context, d time.Duration) error {
 		w.mu.Lock()
 		w.sleeps = append(w.sleeps, d)
 		w.mu.Unlock()
@@ -50,6 +51,11 @@ func newCLIWorld(t *testing.T, browser func(ctx context.Context, u string) error
 		return ctx.Err()
 	}
 	return w
+}
+
+// loadCredentials opens the world's credentials file.
+func (w *cliWorld) loadCredentials() (cliauth.Credentials, error) {
+	return cliauth.Store{Dir: w.dir}.Load()
 }
 
 func (w *cliWorld) run(t *testing.T, args ...string) (string, error) {
@@ -113,20 +119,20 @@ func TestCLILoginDev(t *testing.T) {
 	}
 
 	// Stored sealed, 0600, in a 0700 directory.
-	cr, err := w.c.loadCredentials()
+	cr, err := w.loadCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cr.AccessToken == "" || cr.RefreshToken == "" || cr.Server != srv.URL || cr.ClientID != devidp.PublicClientID {
 		t.Fatalf("stored credentials: server %q client %q", cr.Server, cr.ClientID)
 	}
-	for name, want := range map[string]os.FileMode{"": 0o700, credentialsFile: 0o600, credentialsKey: 0o600} {
+	for name, want := range map[string]os.FileMode{"": 0o700, cliauth.CredentialsFile: 0o600, cliauth.KeyFile: 0o600} {
 		fi, err := os.Stat(filepath.Join(w.dir, name))
 		if err != nil || fi.Mode().Perm() != want {
 			t.Fatalf("%s: mode %v, %v; want %v", filepath.Join(w.dir, name), fi.Mode().Perm(), err, want)
 		}
 	}
-	raw, _ := os.ReadFile(filepath.Join(w.dir, credentialsFile))
+	raw, _ := os.ReadFile(filepath.Join(w.dir, cliauth.CredentialsFile))
 	for _, secret := range []string{cr.AccessToken, cr.RefreshToken, cr.AccessToken[len(cr.AccessToken)-20:]} {
 		if strings.Contains(string(raw), secret) {
 			t.Fatal("the credentials file holds a token in the clear")
@@ -157,7 +163,7 @@ func TestCLILoginDev(t *testing.T) {
 	if got := srv.me(t, fresh); got.UserID != "dev-alice" {
 		t.Fatalf("the refreshed token belongs to %q", got.UserID)
 	}
-	cr2, _ := w.c.loadCredentials()
+	cr2, _ := w.loadCredentials()
 	if cr2.AccessToken != fresh || cr2.RefreshToken == cr.RefreshToken || !cr2.Expiry.After(cr.Expiry) {
 		t.Fatal("the refreshed tokens were not stored")
 	}
@@ -175,13 +181,13 @@ func TestCLILoginDev(t *testing.T) {
 	if _, err := w.run(t, "logout"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(w.dir, credentialsFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(w.dir, cliauth.CredentialsFile)); !os.IsNotExist(err) {
 		t.Fatalf("credentials after logout: %v", err)
 	}
 	if status := refreshWith(t, cr2.TokenEndpoint, cr2.RefreshToken); status != http.StatusBadRequest {
 		t.Fatalf("the refresh token survived logout (%d)", status)
 	}
-	if _, err := w.run(t, "whoami"); !errors.Is(err, errNotLoggedIn) {
+	if _, err := w.run(t, "whoami"); !errors.Is(err, cliauth.ErrNotLoggedIn) {
 		t.Fatalf("whoami after logout: %v", err)
 	}
 	if _, err := w.run(t, "logout"); err != nil {
@@ -238,7 +244,7 @@ func TestCLILoopbackChecksState(t *testing.T) {
 	if _, err := denied.run(t, "login", "--server", srv.URL); err == nil || !strings.Contains(err.Error(), "access_denied") {
 		t.Fatalf("a refused sign-in: %v", err)
 	}
-	if _, err := denied.c.loadCredentials(); !errors.Is(err, errNotLoggedIn) {
+	if _, err := denied.loadCredentials(); !errors.Is(err, cliauth.ErrNotLoggedIn) {
 		t.Fatalf("a refused sign-in stored credentials: %v", err)
 	}
 }
@@ -299,7 +305,7 @@ func TestCLIWithOIDCProvider(t *testing.T) {
 		if err != nil || !strings.Contains(out, `"user_id": "bob"`) {
 			t.Fatalf("whoami: %v\n%s", err, out)
 		}
-		cr, _ := w.c.loadCredentials()
+		cr, _ := w.loadCredentials()
 		if cr.RefreshToken == "" || cr.RevocationEndpoint == "" {
 			t.Fatal("no refresh token or revocation endpoint stored")
 		}
@@ -311,7 +317,7 @@ func TestCLIWithOIDCProvider(t *testing.T) {
 		if out, err := w.run(t, "token"); err != nil || strings.TrimSpace(out) == cr.AccessToken {
 			t.Fatalf("token with 4 minutes left: %v", err)
 		}
-		cr2, _ := w.c.loadCredentials()
+		cr2, _ := w.loadCredentials()
 		if cr2.RefreshToken == cr.RefreshToken || op.Active(t, cr.RefreshToken, testsvc.OIDCWebClientID, testsvc.OIDCWebClientSecret) {
 			t.Fatal("the refresh token was not rotated")
 		}
@@ -393,7 +399,7 @@ func TestCLIDevicePolling(t *testing.T) {
 		if !strings.Contains(w.stderr.String(), "ABCD-EFGH") || !strings.Contains(w.stderr.String(), base+"/activate") {
 			t.Fatalf("the user code and URI were not printed:\n%s", w.stderr)
 		}
-		if cr, err := w.c.loadCredentials(); (c.err == "") != (err == nil) || (err == nil && cr.AccessToken != "at") {
+		if cr, err := w.loadCredentials(); (c.err == "") != (err == nil) || (err == nil && cr.AccessToken != "at") {
 			t.Fatalf("answers %v: stored %v", c.answers, err)
 		}
 	}

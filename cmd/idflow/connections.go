@@ -80,12 +80,12 @@ func (l *lateRuns) Start(ctx context.Context, p idflow.Principal, workflowID str
 	return l.runs.Start(ctx, p, workflowID, input, version)
 }
 
-// buildDownstream reads the providers (IDFLOW_PROVIDERS_FILE, or the dev
-// provider in --dev) and the vault keys (IDFLOW_VAULT_KEY, or in --dev only
+// buildDownstream reads the providers (IDFLOW_PROVIDERS_FILE, or in --dev
+// the dev issuer's downstream provider) and the vault keys (IDFLOW_VAULT_KEY, or in --dev only
 // a key generated into the data dir). Without any provider there is nothing
 // to build, and no key is needed; with providers, production refuses to
 // start without IDFLOW_VAULT_KEY.
-func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, m *metrics.Metrics, log *slog.Logger) (downstreamParts, error) {
+func buildDownstream(cfg *config, dev *devIssuer, store idflow.Store, svc *service.Service, m *metrics.Metrics, log *slog.Logger) (downstreamParts, error) {
 	var reg *connections.Registry
 	switch {
 	case cfg.ProvidersFile != "":
@@ -95,9 +95,8 @@ func buildDownstream(cfg *config, store idflow.Store, svc *service.Service, m *m
 		}
 		reg = r
 	case devProviderActive(cfg):
-		iss := cfg.PublicURL + devidp.Path
 		r, err := connections.NewRegistry([]connections.Provider{{
-			Name: devProviderName, AuthorizeURL: iss + "/authorize", TokenURL: iss + "/token", RevocationURL: iss + "/revoke",
+			Name: devProviderName, AuthorizeURL: dev.disc.AuthorizationEndpoint, TokenURL: dev.disc.TokenEndpoint, RevocationURL: dev.disc.RevocationEndpoint,
 			ClientID: devidp.DownstreamClientID, ClientSecret: devDownstreamSecret, Scopes: []string{"openid", "profile"},
 			APIBaseURL: cfg.PublicURL + devidp.DownstreamPath,
 		}}, cfg.getenv)

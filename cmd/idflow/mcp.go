@@ -5,18 +5,18 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/mcp"
 	"github.com/idflow/idflow/service"
 )
 
 // devMCPScope is the API scope the dev issuer grants; MCP clients of a dev
-// server are told to ask for it.
+// server are told to ask for it, and the browser login asks for it.
 const devMCPScope = "idflow"
 
 // newMCP builds the /mcp server from the configuration; its tools are
-// those of the catalog.
-func newMCP(cfg *config, svc *service.Service, catalog mcp.Catalog, log *slog.Logger) (*mcp.Server, error) {
+// those of the catalog. Its metadata names the trusted issuer, and the API
+// scope when IDFLOW_MCP_SCOPES names none.
+func newMCP(cfg *config, id identity, svc *service.Service, catalog mcp.Catalog, log *slog.Logger) (*mcp.Server, error) {
 	toolScopes, err := parseToolScopes(cfg.MCPToolScopes)
 	if err != nil {
 		return nil, err
@@ -28,17 +28,11 @@ func newMCP(cfg *config, svc *service.Service, catalog mcp.Catalog, log *slog.Lo
 		}
 	}
 	var issuers []string
-	switch {
-	case cfg.Dev:
-		issuers = []string{cfg.PublicURL + devidp.Path}
-		if len(scopes) == 0 {
-			scopes = []string{devMCPScope}
-		}
-	case cfg.OIDCIssuer != "":
-		issuers = splitComma(cfg.OIDCIssuer)[:1]
+	if id.issuer != "" {
+		issuers = []string{id.issuer}
 	}
-	if len(scopes) == 0 && cfg.OIDCRequiredScope != "" {
-		scopes = []string{cfg.OIDCRequiredScope}
+	if len(scopes) == 0 && id.scope != "" {
+		scopes = []string{id.scope}
 	}
 	return mcp.New(mcp.Config{
 		PublicURL: cfg.PublicURL, AuthorizationServers: issuers, ToolScopes: toolScopes, Scopes: scopes,

@@ -32,13 +32,6 @@ import (
 	"github.com/idflow/idflow/service"
 )
 
-// devAudience is the API audience of dev tokens.
-const devAudience = "idflow"
-
-// devAppSecret is the client_credentials secret of the dev app client. It is
-// only ever accepted by the dev issuer, which only exists on loopback.
-const devAppSecret = "idflow-dev-secret"
-
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, _, err := loadConfig("serve", args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -117,194 +110,173 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 type application struct {
 	handler    http.Handler
 	metrics    http.Handler // the Prometheus exposition, for IDFLOW_METRICS_LISTEN
-	closers    []func() error
-	onShutdown []func() // run when the HTTP server starts shutting down
+	cleanups   cleanups     // what build opened
+	onShutdown []func()     // run when the HTTP server starts shutting down
 }
 
-func (a *application) Close() {
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		_ = a.closers[i]()
+// Close closes everything build opened.
+func (a *application) Close() { a.cleanups.run() }
+
+// cleanups close what was opened, the last first.
+type cleanups []func() error
+
+// add registers close (nil: nothing to close).
+func (c *cleanups) add(close func() error) {
+	if close != nil {
+		*c = append(*c, close)
 	}
 }
 
-func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, error) {
+func (c cleanups) run() {
+	for i := len(c) - 1; i >= 0; i-- {
+		_ = c[i]()
+	}
+}
+
+// build wires idflow together, one step after the other. Each step that
+// opens something registers how to close it on app.cleanups; when a step
+// fails, everything opened before it is closed, in one place.
+func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, err error) {
 	app := &application{}
+	defer func() {
+		if err != nil {
+			app.Close()
+		}
+	}()
 	m := metrics.New(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	apiAudiences := splitComma(cfg.OIDCAudience)
-	mcpAudience := cfg.PublicURL + "/mcp"
-
-	var verifier *auth.Verifier
-	var devIssuer *devidp.Issuer
-	var login *loginParts // the browser login's issuer, when one is configured
-	internalClients := splitComma(cfg.InternalClients)
-	if cfg.Dev {
-		if len(apiAudiences) == 0 {
-			apiAudiences = []string{devAudience}
-		}
-		var err error
-		devIssuer, err = devidp.New(devidp.Config{
-			Issuer: cfg.PublicURL + devidp.Path, Audience: apiAudiences[0], ExtraAudience: mcpAudience,
-			AppSecret: devAppSecret, KeyFile: filepath.Join(cfg.DataDir, "dev-issuer-key.pem"),
-			Downstream: devDownstream(cfg), // connections.go
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(internalClients) == 0 {
-			internalClients = []string{devidp.AppClientID}
-		}
-		verifier, err = auth.NewVerifier(auth.VerifierConfig{
-			Issuers:        []string{cfg.PublicURL + devidp.Path},
-			Audiences:      append(append([]string{}, apiAudiences...), mcpAudience),
-			UserClaims:     splitComma(cfg.OIDCUserClaim),
-			AcceptIDTokens: cfg.OIDCAcceptIDTokens,
-			RequiredScope:  cfg.OIDCRequiredScope,
-			OnCacheLookup:  m.TokenCacheLookups(),
-		}, auth.NewStaticKeySet(devIssuer.PublicJWK()))
-		if err != nil {
-			return nil, err
-		}
-		iss := cfg.PublicURL + devidp.Path
-		login = &loginParts{clientID: devidp.PublicClientID,
-			scopes: []string{"openid", "profile", "email", "offline_access", "idflow"},
-			disc: auth.Discovery{Issuer: iss, AuthorizationEndpoint: iss + "/authorize", TokenEndpoint: iss + "/token",
-				EndSessionEndpoint: iss + "/logout", JWKSURI: iss + "/jwks.json"}}
-	} else if cfg.OIDCIssuer != "" {
-		var disc auth.Discovery
-		var err error
-		verifier, disc, err = productionVerifier(ctx, cfg, apiAudiences, mcpAudience, m, log)
-		if err != nil {
-			return nil, err
-		}
-		if cfg.OIDCClientID != "" {
-			scopes := []string{"openid", "profile", "email", "offline_access"}
-			if cfg.OIDCRequiredScope != "" {
-				scopes = append(scopes, cfg.OIDCRequiredScope)
-			}
-			login = &loginParts{clientID: cfg.OIDCClientID, secret: cfg.OIDCClientSecret, disc: disc, scopes: scopes}
-		}
+	id, err := trustedIdentity(ctx, cfg, m, log) // identity.go: the dev issuer, an OpenID issuer, or none
+	if err != nil {
+		return nil, err
 	}
-
 	proxy, err := proxyConfig(cfg, m, log)
 	if err != nil {
 		return nil, err
 	}
-
 	signer, signingKey, err := assertionSigner(cfg)
 	if err != nil {
 		return nil, err
 	}
-
 	be, err := openBackend(ctx, cfg, log) // SQLite by default, PostgreSQL for postgres:// (postgres.go)
 	if err != nil {
 		return nil, err
 	}
-	app.closers = append(app.closers, be.close)
-	db, blobs := be.store, be.blobs
-	if blobs == nil {
-		if blobs, err = files.New(filepath.Join(cfg.DataDir, "files")); err != nil {
-			app.Close()
-			return nil, err
-		}
+	app.cleanups.add(be.close)
+	db := be.store
+	blobs, err := blobStore(cfg, be)
+	if err != nil {
+		return nil, err
 	}
 	policy, err := authz.Load(cfg.PolicyFile)
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	webLogin, err := browserLogin(cfg, login, verifier, db, log) // browser.go
+	webLogin, err := browserLogin(cfg, id.login, id.verifier, db, log) // browser.go
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	authCfg := authConfig(verifier, proxy, webLogin) // browser.go
-	authCfg.Origins = append([]string{cfg.PublicURL}, splitComma(cfg.CORSOrigins)...)
-	authn := auth.New(authCfg)
-	cacheBackend, bus, cacheClosers, err := cacheAndBus(ctx, cfg, log)
+	authn := authenticator(cfg, id.verifier, proxy, webLogin) // browser.go
+	cacheBackend, bus, closeCache, err := cacheAndBus(ctx, cfg, log)
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	app.closers = append(app.closers, cacheClosers...)
-	model, models, err := chatModel(cfg, signingKey, db, log) // metered into the usage store
+	app.cleanups.add(closeCache)
+	svc, err := newService(cfg, db, blobs, cacheBackend, policy, signingKey, log)
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	svc := service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(), DefaultModel: models[0], Models: models,
-		AgentMaxSteps: cfg.agentMaxSteps, AgentMemoryK: noneIfZero(cfg.agentMemoryK),
-		AgentHistoryTokens: noneIfZero(cfg.agentHistoryTokens), AgentTurnTimeout: cfg.agentTurnTimeout}, service.Deps{
-		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
-		Model: model, Policy: policy, Log: log,
-	})
-	downstream, err := buildDownstream(cfg, db, svc, m, log) // connections.go: vault, providers, connect flow
+	downstream, err := buildDownstream(cfg, id.dev, db, svc, m, log) // connections.go: vault, providers, connect flow
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
 	mcpServers, err := buildMCPServers(cfg, signer, downstream, log) // mcpservers.go: a tools.Source
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	app.closers = append(app.closers, mcpServers.Close)
-	startRuns := &lateRuns{} // connections.go
+	app.cleanups.add(mcpServers.Close)
+	startRuns := &lateRuns{} // connections.go: start_workflow reaches the runner, built below
 	catalog, err := downstream.Catalog(svc, startRuns, log, mcpServers)
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
 	svc.SetToolCatalog(catalog)
 	ex := runner.NewExecutor(svc, m.CountRunStates(db), bus, catalog, log)
-	runs, client, err := be.runner(ex)
+	runs, stopRuns, err := startRunner(ctx, be, ex, startRuns, m)
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	runs = m.CountRunStarts(runs)
-	startRuns.runs = runs
-	if err := client.Start(ctx); err != nil {
-		app.Close()
-		return nil, fmt.Errorf("river start: %w", err)
-	}
-	app.closers = append(app.closers, func() error {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return client.Stop(stopCtx)
-	})
-
-	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping, Login: webLogin}
-	deps.Connections = downstream.HTTP()
-	deps.Metrics, deps.Observer = m.Handler(), m
-	mcpServer, err := newMCP(cfg, svc, catalog, log)
+	app.cleanups.add(stopRuns)
+	mcpServer, err := newMCP(cfg, id, svc, catalog, log) // mcp.go
 	if err != nil {
-		app.Close()
 		return nil, err
 	}
-	deps.MCP = mcpServer
 	app.onShutdown = append(app.onShutdown, mcpServer.Close)
-	if devIssuer != nil {
-		deps.DevIdP = devIssuer.Handler()
+	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping,
+		Login: webLogin, Connections: downstream.HTTP(), MCP: mcpServer, Metrics: m.Handler(), Observer: m}
+	if id.dev != nil {
+		deps.DevIdP = id.dev.Handler()
 	}
 	srv := httpapi.New(httpapi.Config{
-		PublicURL: cfg.PublicURL, APIAudiences: apiAudiences, MCPAudience: mcpAudience,
-		InternalClients: internalClients, InternalRole: cfg.InternalRole,
-		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
+		PublicURL: cfg.PublicURL, APIAudiences: id.apiAudiences, MCPAudience: id.mcpAudience,
+		InternalClients: id.internalClients, InternalRole: cfg.InternalRole,
+		CORSOrigins:  splitComma(cfg.CORSOrigins),
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
 	}, deps)
-	app.handler = srv
-	app.metrics = m.Handler()
 	if err := errors.Join(m.Gauge(metrics.GaugeWebSockets, srv.OpenWebSockets),
 		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing),
 		m.AuditDenialsDropped(srv.AuditDenialsDropped)); err != nil {
-		app.Close()
 		return nil, err
 	}
+	app.handler, app.metrics = srv, m.Handler()
 	return app, nil
+}
+
+// blobStore is where document bytes live: the database's own store when it
+// has one (PostgreSQL), else files in the data dir.
+func blobStore(cfg *config, be *backend) (idflow.BlobStore, error) {
+	if be.blobs != nil {
+		return be.blobs, nil
+	}
+	return files.New(filepath.Join(cfg.DataDir, "files"))
+}
+
+// newService builds the use cases over the store, with the configured
+// model (metered into the usage store) and the policy.
+func newService(cfg *config, db idflow.Store, blobs idflow.BlobStore, cacheBackend idflow.CacheBackend, policy *authz.Policy,
+	signingKey *ecdsa.PrivateKey, log *slog.Logger) (*service.Service, error) {
+	model, models, err := chatModel(cfg, signingKey, db, log)
+	if err != nil {
+		return nil, err
+	}
+	return service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(),
+		DefaultModel: models[0], Models: models,
+		AgentMaxSteps: cfg.agentMaxSteps, AgentMemoryK: noneIfZero(cfg.agentMemoryK),
+		AgentHistoryTokens: noneIfZero(cfg.agentHistoryTokens), AgentTurnTimeout: cfg.agentTurnTimeout}, service.Deps{
+		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
+		Model: model, Policy: policy, Log: log,
+	}), nil
+}
+
+// startRunner builds River's client on the database for ex, hands its runs
+// to late, and starts working them; stop stops River.
+func startRunner(ctx context.Context, be *backend, ex *runner.Executor, late *lateRuns, m *metrics.Metrics) (_ httpapi.Runs, stop func() error, _ error) {
+	runs, river, err := be.runner(ex)
+	if err != nil {
+		return nil, nil, err
+	}
+	runs = m.CountRunStarts(runs)
+	late.runs = runs // before River starts: a resumed run's tool step may start a run
+	if err := river.Start(ctx); err != nil {
+		return nil, nil, fmt.Errorf("river start: %w", err)
+	}
+	return runs, func() error {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return river.Stop(stopCtx)
+	}, nil
 }
 
 // metricsServer serves /metrics without authentication, for the listener
@@ -368,73 +340,6 @@ func redactURL(s string) string {
 		return "(unparsable)"
 	}
 	return u.Redacted()
-}
-
-// productionVerifier discovers the issuer (retrying while it is down at
-// start) and verifies against its JWKS.
-func productionVerifier(ctx context.Context, cfg *config, apiAudiences []string, mcpAudience string, m *metrics.Metrics, log *slog.Logger) (*auth.Verifier, auth.Discovery, error) {
-	issuers := splitComma(cfg.OIDCIssuer)
-	client := &http.Client{Timeout: 10 * time.Second}
-	var disc auth.Discovery
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		disc, err = auth.Discover(ctx, client, issuers[0])
-		if err == nil {
-			break
-		}
-		log.Warn("oidc discovery failed; retrying", "issuer", issuers[0], "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, disc, ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * time.Second):
-		}
-	}
-	if err != nil {
-		return nil, disc, fmt.Errorf("oidc discovery: %w", err)
-	}
-	accepted := append([]string{disc.Issuer}, issuers[1:]...)
-	keys := auth.NewRemoteKeySet(disc.JWKSURI, client, 0, log).ObserveFetches(m.JWKSFetches("oidc"))
-	if err := keys.Refresh(ctx); err != nil {
-		log.Warn("initial jwks fetch failed; will retry on demand", "err", err)
-	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{
-		Issuers:        accepted,
-		Audiences:      append(append([]string{}, apiAudiences...), mcpAudience),
-		UserClaims:     splitComma(cfg.OIDCUserClaim),
-		AcceptIDTokens: cfg.OIDCAcceptIDTokens,
-		Tenants:        splitComma(cfg.OIDCTenants),
-		RequiredScope:  cfg.OIDCRequiredScope,
-		OnCacheLookup:  m.TokenCacheLookups(),
-	}, keys)
-	return v, disc, err
-}
-
-func proxyConfig(cfg *config, m *metrics.Metrics, log *slog.Logger) (*auth.ProxyConfig, error) {
-	trusted, err := auth.ParsePrefixes(cfg.TrustedProxies)
-	if err != nil {
-		return nil, err
-	}
-	pc := &auth.ProxyConfig{Trusted: trusted, UserHeader: cfg.ProxyUserHeader, AssertionHeader: cfg.ProxyAssertionHeader}
-	if cfg.ProxyAssertionHeader != "" {
-		iss := cfg.ProxyAssertionIssuer
-		if iss == "" {
-			u, err := url.Parse(cfg.ProxyAssertionJWKSURL)
-			if err != nil {
-				return nil, fmt.Errorf("IDFLOW_PROXY_ASSERTION_JWKS_URL: %w", err)
-			}
-			iss = u.Scheme + "://" + u.Host
-		}
-		aud := cfg.ProxyAssertionAudience
-		if aud == "" {
-			aud = cfg.PublicURL
-		}
-		keys := auth.NewRemoteKeySet(cfg.ProxyAssertionJWKSURL, nil, 0, log).ObserveFetches(m.JWKSFetches("proxy_assertion"))
-		pc.Assertions, err = auth.NewAssertionVerifier(iss, aud, keys)
-		if err != nil {
-			return nil, err
-		}
-	}
-	return pc, nil
 }
 
 // assertionSigner answers the signer of X-Idflow-Assertion and its key.
