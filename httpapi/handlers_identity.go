@@ -22,7 +22,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 			return idflow.Errorf(idflow.EUNAVAILABLE, "not ready")
 		}
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	verify := "off"
+	if s.cfg.AllowVerify {
+		verify = "allowed" // idflow verify refuses to run unless it reads this
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "verify": verify})
 }
 
 func (s *Server) handleAssertionJWKS(w http.ResponseWriter, r *http.Request) error {

@@ -42,6 +42,9 @@ type Config struct {
 	// AuditDenialsPerMinute bounds the audit rows of unauthenticated
 	// denials per (peer address, reason) and minute (default 10).
 	AuditDenialsPerMinute int
+	// AllowVerify makes /readyz say that `idflow verify` may run against
+	// this server (IDFLOW_ALLOW_VERIFY).
+	AllowVerify bool
 }
 
 // Deps are the services the handlers use.

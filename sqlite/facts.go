@@ -181,7 +181,7 @@ func (db *DB) GetFact(ctx context.Context, p idflow.Principal, id string) (idflo
 	if err != nil {
 		return idflow.Fact{}, err
 	}
-	return getOne(ctx, db.r, "fact", `SELECT `+factCols+` FROM facts WHERE user_id = ? AND id = ?`, scanFact, owner, id)
+	return getOne(ctx, db.r, "fact", `SELECT `+factCols+` FROM facts WHERE `+factOwnerPredicate+` AND id = ?`, scanFact, owner, id)
 }
 
 func (db *DB) ListFacts(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Fact], error) {

@@ -84,6 +84,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		printDevBanner(stdout, cfg, ln.Addr().String())
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "dev", cfg.Dev)
+	if cfg.allowVerify {
+		log.Warn("IDFLOW_ALLOW_VERIFY is on: /readyz invites `idflow verify`, which creates and removes test objects as the users whose tokens it is given")
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if mln != nil {
@@ -289,6 +292,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*application, er
 		CORSOrigins: splitComma(cfg.CORSOrigins), Dev: cfg.Dev,
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
+		AllowVerify: cfg.allowVerify,
 	}, deps)
 	app.handler = srv
 	app.metrics = m.Handler()

@@ -1,0 +1,9 @@
+//go:build idflow_broken_owner
+
+package sqlite
+
+// factOwnerPredicate, in this deliberately broken build, no longer scopes
+// GetFact to its owner: any user reads any fact by its id. It exists so
+// that the self-test of `idflow verify` can show the verifier catches it
+// (docs/VERIFY.md). Never ship it.
+const factOwnerPredicate = "(user_id = ? OR 1 = 1)"
