@@ -146,9 +146,9 @@ func randomLike(id string) string {
 		case c >= 'A' && c <= 'F':
 			b[i] = pick("ABCDEF")
 		case c >= 'g' && c <= 'z':
-			b[i] = pick("abcdefghijklmnopqrstuvwxyz")
+			b[i] = pick("ghijklmnopqrstuvwxyz")
 		case c >= 'G' && c <= 'Z':
-			b[i] = pick("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+			b[i] = pick("GHIJKLMNOPQRSTUVWXYZ")
 		}
 	}
 	if string(b) == id {

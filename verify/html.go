@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -82,6 +83,11 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			}
 		}
 	}
+	rank := map[string]int{}
+	for i, c := range categories {
+		rank[c.name] = i
+	}
+	sort.SliceStable(view.Rows, func(i, j int) bool { return rank[view.Rows[i].Category] < rank[view.Rows[j].Category] })
 	return reportTemplate.Execute(w, view)
 }
 

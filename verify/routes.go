@@ -414,6 +414,18 @@ func (v *verifier) probeFilters(ctx context.Context, op operation, c *caller, pa
 	var problems []string
 	var evidence []Exchange
 	sameTenantAdmin := sc == scopeTenant && c.tenant == v.a.tenant
+	// A list that changes between two identical reads (an audit trail
+	// that records its own reads) cannot be compared item by item.
+	compare := !sameTenantAdmin
+	var note []string
+	if compare {
+		r1, err1 := v.cl.do(ctx, c, "GET", path+sep(path)+"limit=200", nil)
+		r2, err2 := v.cl.do(ctx, c, "GET", path+sep(path)+"limit=200", nil)
+		if err1 != nil || err2 != nil || r1.status != r2.status || !slices.Equal(itemsOf(r1.body), itemsOf(r2.body)) {
+			compare = false
+			note = append(note, "The list changes between two identical reads (it records them), so its filtered answers were checked for leaks, not compared item by item.")
+		}
+	}
 	for _, p := range v.filterParams() {
 		aID := v.a.userID
 		if p != "user_id" {
@@ -433,16 +445,16 @@ func (v *verifier) probeFilters(ctx context.Context, op operation, c *caller, pa
 		for _, l := range v.leaks(c, ra, sc) {
 			found = append(found, "?"+p+"=<A's>: "+l)
 		}
-		if !sameTenantAdmin {
-			if ra.status != rr.status {
-				found = append(found, fmt.Sprintf("?%s=<A's> answers %d, ?%s=<missing> %d: the status tells them apart", p, ra.status, p, rr.status))
-			} else if ra.status < 300 {
-				if ia, ir := itemsOf(ra.body), itemsOf(rr.body); !slices.Equal(ia, ir) {
-					found = append(found, fmt.Sprintf("?%s=<A's> answers %d items, ?%s=<missing> %d other ones: the filter tells A's object apart", p, len(ia), p, len(ir)))
-				}
-			} else if !bytes.Equal(ra.body, rr.body) {
-				found = append(found, fmt.Sprintf("?%s=<A's> and ?%s=<missing> are refused differently", p, p))
+		switch {
+		case ra.status != rr.status && !sameTenantAdmin:
+			found = append(found, fmt.Sprintf("?%s=<A's> answers %d, ?%s=<missing> %d: the status tells them apart", p, ra.status, p, rr.status))
+		case !compare:
+		case ra.status < 300:
+			if ia, ir := itemsOf(ra.body), itemsOf(rr.body); !slices.Equal(ia, ir) {
+				found = append(found, fmt.Sprintf("?%s=<A's> answers %d items, ?%s=<missing> %d other ones: the filter tells A's object apart", p, len(ia), p, len(ir)))
 			}
+		case !bytes.Equal(ra.body, rr.body):
+			found = append(found, fmt.Sprintf("?%s=<A's> and ?%s=<missing> are refused differently", p, p))
 		}
 		if len(found) > 0 {
 			evidence = append(evidence, ra.ex, rr.ex)
@@ -454,7 +466,7 @@ func (v *verifier) probeFilters(ctx context.Context, op operation, c *caller, pa
 	if sameTenantAdmin {
 		expected = "nothing of another tenant's"
 	}
-	v.verdict(category, op.key(), c, expected, fmt.Sprintf("%d filters", len(v.filterParams())), problems, evidence)
+	v.verdict(category, op.key(), c, expected, fmt.Sprintf("%d filters", len(v.filterParams())), problems, evidence, note...)
 }
 
 // itemsOf is a list answer's items, each as canonical JSON, sorted.

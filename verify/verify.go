@@ -127,6 +127,7 @@ type verifier struct {
 	leftovers   []cleanup    // objects to remove at the end, in order
 	mcpSessions []mcpSession // to end at the end
 	rpcID       int          // the last JSON-RPC id sent
+	wsHeader    bool         // run sockets carry the token in the Authorization header
 }
 
 // Run verifies the deployment at cfg.Server. It returns an error, and

@@ -72,11 +72,16 @@ func (v *verifier) dialRun(ctx context.Context, c *caller, runID string, window 
 		u.Scheme = "ws"
 	}
 	protocols := []string{"idflow.v1"}
-	if c.token != "" {
+	reqHeader := http.Header{}
+	switch {
+	case c.token == "":
+	case v.wsHeader:
+		reqHeader.Set("Authorization", "Bearer "+c.token)
+	default:
 		protocols = append(protocols, "bearer."+c.token)
 	}
 	v.noteSent(c, u.Path)
-	reqHeader := http.Header{"Sec-Websocket-Protocol": {strings.Join(protocols, ", ")}}
+	reqHeader.Set("Sec-Websocket-Protocol", strings.Join(protocols, ", "))
 	a := &wsAnswer{ex: Exchange{Caller: c.Name, Method: "GET (WebSocket)", URL: v.cl.red.String(u.String()), RequestHeaders: v.cl.red.headers(reqHeader)}}
 	if err := v.cl.wait(ctx); err != nil {
 		return a, err
@@ -84,7 +89,8 @@ func (v *verifier) dialRun(ctx context.Context, c *caller, runID string, window 
 	v.cl.sent++
 	dctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	conn, resp, err := websocket.Dial(dctx, u.String(), &websocket.DialOptions{HTTPClient: v.cl.hc, Subprotocols: protocols})
+	conn, resp, err := websocket.Dial(dctx, u.String(), &websocket.DialOptions{HTTPClient: v.cl.hc, Subprotocols: protocols,
+		HTTPHeader: http.Header{"Authorization": reqHeader.Values("Authorization")}})
 	if resp != nil {
 		a.status, a.header = resp.StatusCode, resp.Header
 		if resp.Body != nil {
@@ -126,6 +132,20 @@ func (v *verifier) dialRun(ctx context.Context, c *caller, runID string, window 
 // and closes normally; the server answers idflow.v1, never the token.
 func (v *verifier) wsControl(ctx context.Context) {
 	a, err := v.dialRun(ctx, v.a, v.fx.ids["run"], wsOwnWindow)
+	if err == nil && !a.opened && refused(a.status) {
+		// A proxy in front (oauth2-proxy) may only pass the token in the
+		// Authorization header, which a browser cannot send but the
+		// verifier can: if A's own socket opens that way, every caller's
+		// is tried that way.
+		v.wsHeader = true
+		h, herr := v.dialRun(ctx, v.a, v.fx.ids["run"], wsOwnWindow)
+		if herr == nil && h.opened {
+			v.note(fmt.Sprintf("A's run socket with the token as the bearer.<token> subprotocol was refused (%d), with the token in the Authorization header it opened: every socket was tried that way (the proxy in front does not pass the subprotocol's token).", a.status))
+			a = h
+		} else {
+			v.wsHeader = false
+		}
+	}
 	expected := "A's socket opens (101, subprotocol idflow.v1) and replays A's run"
 	if err != nil {
 		v.fail("controls", wsTarget, nameA, expected, v.cl.red.String(err.Error()), []Exchange{a.ex})
