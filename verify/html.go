@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 )
@@ -18,8 +19,9 @@ import (
 var reportHTML string
 
 var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"lower": strings.ToLower,
-	"add1":  func(i int) int { return i + 1 },
+	"lower":      strings.ToLower,
+	"add1":       func(i int) int { return i + 1 },
+	"statusText": func(code int) string { return fmt.Sprintf("%d %s", code, http.StatusText(code)) },
 	"means": func(category string) string {
 		for _, c := range categories {
 			if c.name == category {

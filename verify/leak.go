@@ -71,7 +71,7 @@ func (v *verifier) leaks(c *caller, r *response, sc scope) []string {
 		}
 		who := fmt.Sprintf("%q", str)
 		if l, ok := fx.labels[str]; ok {
-			who = l + " " + who
+			who += " (" + l + ")"
 		}
 		switch {
 		case key == "user_id" && sc == scopeOwn && str != c.userID:

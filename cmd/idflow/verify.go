@@ -212,11 +212,11 @@ func newProgress(w io.Writer) func(verify.Progress) {
 		if tty {
 			const width = 28
 			n := width * pct / 100
-			cur := p.Current
+			cur := []rune(p.Current)
 			if len(cur) > 48 {
-				cur = cur[:47] + "…"
+				cur = append(cur[:47], '…')
 			}
-			fmt.Fprintf(w, "\r\033[K%-9s [%s%s] %3d%% %d/%d %s", p.Phase, strings.Repeat("█", n), strings.Repeat("░", width-n), pct, p.Done, p.Total, cur)
+			fmt.Fprintf(w, "\r\033[K%-9s [%s%s] %3d%% %d/%d %s", p.Phase, strings.Repeat("█", n), strings.Repeat("░", width-n), pct, p.Done, p.Total, string(cur))
 			drawn = true
 			return
 		}
