@@ -231,6 +231,37 @@ func TestVerifyThroughAnAuthProxy(t *testing.T) {
 	}
 }
 
+// TestVerifyCleansUpWhenInterrupted: a run stopped in the middle (Ctrl-C,
+// --timeout) still removes A's objects, and fails.
+func TestVerifyCleansUpWhenInterrupted(t *testing.T) {
+	t.Parallel()
+	s := startProdIdflow(t, map[string]string{"IDFLOW_ALLOW_VERIFY": "true"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	routes := 0
+	rep, err := verify.Run(ctx, verify.Config{Server: s.URL, Rate: verify.MaxRate,
+		Tokens: verify.Tokens{A: s.Token(t, callerAlice), B: s.Token(t, callerBob), C: s.Token(t, callerCarol)},
+		Progress: func(p verify.Progress) {
+			if p.Phase == "routes" {
+				if routes++; routes == 5 {
+					cancel() // as Ctrl-C would
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Passed || !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, "Interrupted") }) {
+		t.Errorf("an interrupted run: passed=%v, notes %v; want a failure that says it was interrupted", rep.Passed, rep.Notes)
+	}
+	if routes < 5 {
+		t.Fatalf("the run stopped before the routes (%d route steps): nothing was interrupted", routes)
+	}
+	if left := verifyLeftovers(t, s, rep.Marker); len(left) > 0 {
+		t.Errorf("an interrupted run left objects of alice's behind in %v", left)
+	}
+}
+
 // TestVerifyRefuses: a server without IDFLOW_ALLOW_VERIFY is left alone
 // (nothing is created), and so is a remote server without --yes.
 func TestVerifyRefuses(t *testing.T) {
