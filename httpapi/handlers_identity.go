@@ -16,7 +16,13 @@ func handleHealthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleReadyz answers 503 while ready fails (nil: always ready).
-func handleReadyz(ready func(ctx context.Context) error, log *slog.Logger) openHandler {
+// handleReadyz answers whether the server is ready, and whether `idflow
+// verify` may run against it (allowVerify: IDFLOW_ALLOW_VERIFY).
+func handleReadyz(ready func(ctx context.Context) error, allowVerify bool, log *slog.Logger) openHandler {
+	verify := "off"
+	if allowVerify {
+		verify = "allowed" // idflow verify refuses to run unless it reads this
+	}
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if ready != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -26,7 +32,7 @@ func handleReadyz(ready func(ctx context.Context) error, log *slog.Logger) openH
 				return idflow.Errorf(idflow.EUNAVAILABLE, "not ready")
 			}
 		}
-		return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "verify": verify})
 	}
 }
 

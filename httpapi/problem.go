@@ -19,7 +19,7 @@ func statusOf(code string) int {
 	case idflow.EFORBIDDEN:
 		return http.StatusForbidden
 	case idflow.ENOTFOUND:
-		return http.StatusNotFound
+		return notFoundStatus
 	case idflow.ECONFLICT:
 		return http.StatusConflict
 	case idflow.ETOOLARGE:

@@ -64,7 +64,7 @@ func (s *Server) routes(d Deps) []route {
 	)
 	rs := []route{
 		{method: "GET", pattern: "/healthz", access: accessOpen, summary: "Liveness", open: handleHealthz},
-		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers", open: handleReadyz(d.Ready, s.log)},
+		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers; `verify` says whether `idflow verify` may run", open: handleReadyz(d.Ready, s.cfg.AllowVerify, s.log)},
 		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: handleAssertionJWKS(d.Signer)},
 		{method: "GET", pattern: "/openapi.json", access: accessAny, summary: "This API as OpenAPI 3.1", serve: s.handleOpenAPI},
 

@@ -41,6 +41,9 @@ type Config struct {
 	// AuditDenialsPerMinute bounds the audit rows of unauthenticated
 	// denials per (peer address, reason) and minute (default 10).
 	AuditDenialsPerMinute int
+	// AllowVerify makes /readyz say that `idflow verify` may run against
+	// this server (IDFLOW_ALLOW_VERIFY).
+	AllowVerify bool
 }
 
 // Store is what the HTTP layer reads and writes itself, past the service:

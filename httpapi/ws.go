@@ -124,7 +124,7 @@ func (s *Server) acquireWS(userID string) (release func(), err error) {
 func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		runID := r.PathValue("run_id")
-		if _, err := svc.GetRun(r.Context(), p, runID); err != nil {
+		if _, err := svc.GetRun(r.Context(), p, runID); err != nil && !wsAnyRun {
 			return err
 		}
 		release, err := s.acquireWS(p.UserID)
@@ -148,7 +148,7 @@ func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) hand
 			return err
 		}
 		history, err := svc.ListEvents(ctx, p, runID, 0, wsReplayPage)
-		if err != nil {
+		if err != nil && !wsAnyRun {
 			return err
 		}
 

@@ -72,6 +72,7 @@ type config struct {
 	AgentMemoryK           string
 	AgentHistoryTokens     string
 	AgentTurnTimeout       string
+	AllowVerify            string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -87,6 +88,7 @@ type config struct {
 	llmMaxRetries                                   int
 	agentMaxSteps, agentMemoryK, agentHistoryTokens int
 	agentTurnTimeout                                time.Duration
+	allowVerify                                     bool // IDFLOW_ALLOW_VERIFY: /readyz invites `idflow verify`
 }
 
 type setting struct {
@@ -154,6 +156,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_AGENT_MEMORY_K", "agent-memory-k", strconv.Itoa(service.DefaultAgentMemoryK), "the caller's matching facts given to the model per turn (0-50; 0: none)", &c.AgentMemoryK),
 		s("IDFLOW_AGENT_HISTORY_TOKENS", "agent-history-tokens", strconv.Itoa(service.DefaultAgentHistoryTokens), "estimated tokens of a session's history sent per turn (0: none)", &c.AgentHistoryTokens),
 		s("IDFLOW_AGENT_TURN_TIMEOUT", "agent-turn-timeout", service.DefaultAgentTurnTimeout.String(), "longest an agent turn (model calls and tools) may take", &c.AgentTurnTimeout),
+		s("IDFLOW_ALLOW_VERIFY", "allow-verify", "", "let `idflow verify` run against this server (it creates and removes test objects as the users whose tokens it is given): true or false; default false, true in --dev", &c.AllowVerify),
 	}
 }
 
@@ -228,6 +231,14 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.agentTurnTimeout, err = time.ParseDuration(c.AgentTurnTimeout); err != nil || c.agentTurnTimeout <= 0 {
 		return nil, nil, fmt.Errorf("IDFLOW_AGENT_TURN_TIMEOUT: %q is not a positive duration", c.AgentTurnTimeout)
+	}
+	// Verification is off unless asked for; the loopback-only dev mode
+	// invites it unless told otherwise (docs/VERIFY.md).
+	c.allowVerify = c.Dev
+	if c.AllowVerify != "" {
+		if c.allowVerify, err = strconv.ParseBool(c.AllowVerify); err != nil {
+			return nil, nil, fmt.Errorf("IDFLOW_ALLOW_VERIFY: %q is not true or false", c.AllowVerify)
+		}
 	}
 	return c, fs, nil
 }

@@ -31,6 +31,7 @@ commands:
   whoami      show who the stored token belongs to (GET /api/v1/me)
   token       print a fresh access token (refreshed when < 5 min remain)
   logout      revoke the refresh token and delete the stored credentials
+  verify      prove against a live deployment that no user sees another's data (docs/VERIFY.md)
   version     print the version
 `
 
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "dev-token":
 		return cmdDevToken(ctx, args[1:], getenv, stdout, stderr)
+	case "verify":
+		return cmdVerify(ctx, args[1:], getenv, stdout, stderr) // verify.go
 	case "login", "whoami", "token", "logout":
 		return newCLI(getenv, stdout, stderr).cmd(ctx, args[0], args[1:]) // cli_login.go, cli_token.go
 	case "version", "--version", "-version":

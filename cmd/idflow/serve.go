@@ -82,6 +82,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		printDevBanner(stdout, cfg, ln.Addr().String())
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "dev", cfg.Dev)
+	if cfg.allowVerify {
+		log.Warn("IDFLOW_ALLOW_VERIFY is on: /readyz invites `idflow verify`, which creates and removes test objects as the users whose tokens it is given")
+	}
 	_ = logw.Flush() // everything said at start-up is out before the first request
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -224,6 +227,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		CORSOrigins:  splitComma(cfg.CORSOrigins),
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
+		AllowVerify: cfg.allowVerify,
 	}, deps)
 	if err := errors.Join(m.Gauge(metrics.GaugeWebSockets, srv.OpenWebSockets),
 		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing),

@@ -44,7 +44,7 @@ func (s *Store) CreateFact(ctx context.Context, p idflow.Principal, f idflow.Fac
 }
 
 func (s *Store) GetFact(ctx context.Context, p idflow.Principal, id string) (idflow.Fact, error) {
-	return getOwned(ctx, s, p, "fact", `SELECT `+factCols+` FROM facts WHERE user_id = $1 AND id = $2`, scanFact, id)
+	return getOwned(ctx, s, p, "fact", `SELECT `+factCols+` FROM facts WHERE `+factOwnerPredicate+` AND id = $2`, scanFact, id)
 }
 
 func (s *Store) ListFacts(ctx context.Context, p idflow.Principal, page idflow.Page) (idflow.List[idflow.Fact], error) {
