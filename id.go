@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Id prefixes (DESIGN §4). Ids are random, at least 96 bits.
+// Id prefixes, part of the API's JSON (docs/ARCHITECTURE.md). Ids are random, at least 96 bits.
 const (
 	PrefixApp      = "app_"
 	PrefixSession  = "ses_"

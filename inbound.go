@@ -6,7 +6,7 @@ import "context"
 // It exists for one purpose: a token exchange (RFC 8693, Entra
 // on-behalf-of), where it is the subject_token sent to the token endpoint of
 // a downstream provider. It is never logged, never stored, never put in a
-// job, and never sent to a downstream API (DESIGN §1 invariant 8).
+// job, and never sent to a downstream API (docs/SECURITY.md).
 
 type inboundKey struct{}
 

@@ -6,7 +6,7 @@ type Page struct {
 	Cursor string
 }
 
-// Page limits (DESIGN §4).
+// Page limits of every list route (docs/ARCHITECTURE.md).
 const (
 	DefaultPageLimit = 50
 	MaxPageLimit     = 200

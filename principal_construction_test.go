@@ -17,7 +17,7 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// DESIGN §1.2: a Principal can only be built by the authentication layer,
+// A Principal can only be built by the authentication layer,
 // and there is no shared, default or anonymous user id anywhere. This test
 // reads every non-test Go file of the module and reports, as file:line:
 //

@@ -15,7 +15,7 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// SessionCookie is the browser session cookie (DESIGN §2).
+// SessionCookie is the browser session cookie (docs/SECURITY.md, cookies).
 const SessionCookie = "idflow_session"
 
 // CSRFHeader must echo the session's CSRF token on cookie-authenticated writes.

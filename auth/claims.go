@@ -132,7 +132,7 @@ func (c *claims) idToken() bool {
 }
 
 // appOnly reports whether the token was issued to an application acting for
-// itself (DESIGN §2): idtyp=app; an Entra token (ver 1.0/2.0) with neither
+// itself (docs/SECURITY.md): idtyp=app; an Entra token (ver 1.0/2.0) with neither
 // idtyp nor scp; or sub equal to client_id (RFC 9068). ID tokens are sorted
 // out before (kind).
 func (c *claims) appOnly() bool {
@@ -167,17 +167,6 @@ func EntraIssuer(iss string) bool {
 	}
 	sub, ok := strings.CutSuffix(host, ".ciamlogin.com")
 	return ok && sub != "" && !strings.Contains(sub, ".")
-}
-
-// DefaultUserClaim is the claim that names the user when none is
-// configured: oid for Entra issuers (sub is pairwise there: one user, one
-// sub per app), sub for every other issuer, where an oid claim is just a
-// claim.
-func DefaultUserClaim(iss string) string {
-	if EntraIssuer(iss) {
-		return "oid"
-	}
-	return "sub"
 }
 
 // mutableClaims can change for the same user (a rename, a new mail

@@ -41,14 +41,15 @@ type VerifierConfig struct {
 	// Audiences: the token's aud must contain one of them.
 	Audiences []string
 	// UserClaims are tried in order for the user id. Default: per token,
-	// oid for an Entra issuer, sub for any other (DefaultUserClaim).
+	// oid for an Entra issuer (sub is pairwise there: one user, one sub per
+	// app), sub for any other, where an oid claim is just a claim.
 	// Mutable claims (MutableClaim) are refused.
 	UserClaims []string
-	// AcceptIDTokens lets an OpenID Connect ID token act as its user (a
+	// InsecureAcceptIDTokens lets an OpenID Connect ID token act as its user (a
 	// weaker mode for SPAs that cannot get an access token: an ID token is
 	// proof of a sign-in at some client, not a grant to call this API). Off,
 	// an ID token is refused with a message that says so.
-	AcceptIDTokens bool
+	InsecureAcceptIDTokens bool
 	// Tenants, when set, are the only tid values accepted.
 	Tenants []string
 	// RequiredScope, when set, must be among a user token's delegated scopes.
@@ -107,7 +108,7 @@ func NewVerifier(cfg VerifierConfig, keys KeySet) (*Verifier, error) {
 			return nil, errors.New("auth: an empty user claim name")
 		}
 	}
-	if cfg.AcceptIDTokens && cfg.RequiredScope != "" {
+	if cfg.InsecureAcceptIDTokens && cfg.RequiredScope != "" {
 		return nil, errors.New("auth: ID tokens carry no scope, so with a required scope accepting them would accept none")
 	}
 	if cfg.Leeway == 0 {
@@ -202,7 +203,7 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	// Before the audience: an ID token is refused with a message that
 	// says what to send instead, whatever its aud.
 	kind := c.kind()
-	if kind == kindIDToken && !v.cfg.AcceptIDTokens {
+	if kind == kindIDToken && !v.cfg.InsecureAcceptIDTokens {
 		return Token{}, idflow.WrapError(idflow.EUNAUTHORIZED, "send an access token for "+v.cfg.Audiences[0]+", not an ID token", ErrIDToken)
 	}
 	aud := v.matchAudiences(c.Aud)
@@ -256,7 +257,7 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (Token, error) {
 	if len(names) == 0 {
 		names = []string{"sub"}
 		if c.entraIss {
-			names = []string{"oid"} // DefaultUserClaim, without parsing iss again
+			names = []string{"oid"}
 		}
 	}
 	// The first claim present names the user; one present but malformed is

@@ -1,5 +1,5 @@
 // Package authz decides what a verified Principal may do beyond owning its
-// data: group- and role-gated features (seed 003), read from a policy file.
+// data: group- and role-gated features (a tool or server open only to some groups), read from a policy file.
 package authz
 
 import (

@@ -1,6 +1,7 @@
 // Package cache holds the scoped cache every handler uses and the bounded
 // in-memory backend. Keys are built here, from the Principal, and nowhere
-// else: u:{user}:{kind}:{id} (seed 000's fix).
+// else: u:{user}:{kind}:{id}, so no
+// key built for one user can name another user's entry.
 package cache
 
 import (

@@ -35,7 +35,7 @@ type User struct {
 	Groups []string
 }
 
-// Users are the dev users (DESIGN §3).
+// Users are the dev users (docs/CONFIGURATION.md).
 var Users = []User{
 	{Login: "alice", ID: "dev-alice", Tenant: "t-one", Name: "Alice Example", Email: "alice@t-one.example", Roles: []string{}, Groups: []string{"engineering"}},
 	{Login: "bob", ID: "dev-bob", Tenant: "t-one", Name: "Bob Example", Email: "bob@t-one.example", Roles: []string{}, Groups: []string{"sales"}},

@@ -47,7 +47,7 @@ func handleAssertionJWKS(signer *auth.Signer) openHandler {
 	}
 }
 
-// me is the JSON shape of GET /api/v1/me (DESIGN §4).
+// me is the JSON shape of GET /api/v1/me (its fields: docs/ARCHITECTURE.md).
 type me struct {
 	UserID        string     `json:"user_id"`
 	TenantID      string     `json:"tenant_id"`

@@ -420,7 +420,7 @@ func handleUserFacts(svc *service.Service) handler {
 	}
 }
 
-// Lookups: static, but like every route only for authenticated callers (seed 000).
+// Lookups: static, but like every route only for authenticated callers.
 
 type lookupItem struct {
 	ID          string `json:"id"`

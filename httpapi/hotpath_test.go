@@ -75,7 +75,7 @@ func BenchmarkHotPath(b *testing.B) {
 // benchmark: allocations per request are exact and do not depend on the
 // machine's load. Measured (docs/BENCHMARKS.md, "Hot path"): healthz 15,
 // /api/v1/me 18, /auth/validate 16 with its assertion cached (36 before the
-// work of issue 14). A bound of twice that fails only when something adds
+// hot-path work). A bound of twice that fails only when something adds
 // work per request on the scale of what was removed.
 func TestHotPathAllocations(t *testing.T) {
 	s, tok := hotPathServer(t)

@@ -13,7 +13,7 @@ import (
 type access int
 
 const (
-	accessOpen     access = iota + 1 // no credentials (DESIGN §1 invariant 1 lists them)
+	accessOpen     access = iota + 1 // no credentials (docs/SECURITY.md lists them)
 	accessAny                        // any verified Principal, user or app
 	accessUser                       // a verified user; app-only tokens get 403
 	accessAdmin                      // a user with the admin or the platform admin role

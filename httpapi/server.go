@@ -19,16 +19,16 @@ import (
 
 // Config is the HTTP layer's configuration.
 type Config struct {
-	PublicURL       string
-	APIAudiences    []string // audiences accepted on API routes
-	MCPAudience     string   // additionally accepted on /mcp
-	InternalClients []string
-	InternalRole    string
-	CORSOrigins     []string
-	MaxBodyBytes    int64 // JSON bodies (default 1 MiB)
-	MaxUploadBytes  int64 // document uploads (default 10 MiB)
-	WSQueryToken    bool  // allow ?access_token= on WebSockets
-	WSMaxPerUser    int   // open WebSockets per user (default 50)
+	PublicURL            string
+	APIAudiences         []string // audiences accepted on API routes
+	MCPAudience          string   // additionally accepted on /mcp
+	InternalClients      []string
+	InternalRole         string
+	CORSOrigins          []string
+	MaxBodyBytes         int64 // JSON bodies (default 1 MiB)
+	MaxUploadBytes       int64 // document uploads (default 10 MiB)
+	InsecureWSQueryToken bool  // allow ?access_token= on WebSockets
+	WSMaxPerUser         int   // open WebSockets per user (default 50)
 
 	// BodyTimeout is how long a request body of MaxBodyBytes may take to
 	// arrive (default 30 s); a route with a larger limit gets

@@ -21,7 +21,7 @@ import (
 	"github.com/idflow/idflow/service"
 )
 
-// WebSocket protocol constants (DESIGN §2).
+// WebSocket protocol constants (docs/ARCHITECTURE.md, the run socket).
 const (
 	wsSubprotocol    = "idflow.v1"
 	wsBearerPrefix   = "bearer."
@@ -51,7 +51,7 @@ func (s *Server) authenticateWS(r *http.Request) (idflow.Principal, error) {
 		}
 	}
 	if tok := r.URL.Query().Get("access_token"); tok != "" {
-		if !s.cfg.WSQueryToken {
+		if !s.cfg.InsecureWSQueryToken {
 			return none, idflow.Errorf(idflow.EUNAUTHORIZED, "tokens in the query string are disabled (IDFLOW_WS_QUERY_TOKEN)")
 		}
 		return s.authn.AuthenticateToken(r, tok, s.cfg.APIAudiences)

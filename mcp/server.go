@@ -2,8 +2,9 @@
 // github.com/modelcontextprotocol/go-sdk mounted at /mcp, acting as an OAuth
 // protected resource (RFC 9728, the MCP authorization spec).
 //
-// The identity rule of seed 004 — one static token shared by every user —
-// is answered three ways:
+// MCP servers are often deployed with one static token shared by every
+// user, so every tool acts as one identity. Here each call acts as its
+// caller, three ways:
 //
 //   - every HTTP request to /mcp is authenticated by httpapi before it gets
 //     here (a bearer token whose aud is an API audience or <public url>/mcp);

@@ -10,7 +10,7 @@ import (
 )
 
 // The BlobStore on PostgreSQL: when idflow runs on more than one machine,
-// documents' original bytes live in document_blobs (DESIGN §6), a user table
+// documents' original bytes live in document_blobs (replicas share no disk), a user table
 // like any other: keyed by (user_id, document_id), behind the owner
 // predicate and the owner_rows policy. A document id can only ever name one
 // of the caller's own blobs.

@@ -60,14 +60,6 @@ func Open(ctx context.Context, rawURL string) (*Client, error) {
 	return &Client{rdb: rdb}, nil
 }
 
-// Ping checks that the server answers (readiness).
-func (c *Client) Ping(ctx context.Context) error {
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: ping: %w", err)
-	}
-	return nil
-}
-
 // Close closes the pool. Close the Bus built on c first.
 func (c *Client) Close() error {
 	if err := c.rdb.Close(); err != nil {
@@ -92,22 +84,4 @@ func newConfig(opts []Option) config {
 		o(&c)
 	}
 	return c
-}
-
-// WithPrefix starts every key (Cache) or channel (Bus) with prefix instead
-// of DefaultPrefix. Every replica of one deployment must use the same one.
-func WithPrefix(prefix string) Option { return func(c *config) { c.prefix = prefix } }
-
-// WithBuffer sets how many events a Bus subscriber may fall behind before it
-// is dropped (default events.DefaultBuffer).
-func WithBuffer(n int) Option { return func(c *config) { c.buffer = n } }
-
-// WithSubscribeTimeout bounds how long Bus.Subscribe waits for Redis to
-// confirm a new channel subscription (default 10s).
-func WithSubscribeTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.subscribeTimeout = d
-		}
-	}
 }

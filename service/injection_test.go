@@ -10,7 +10,7 @@ import (
 	"github.com/idflow/idflow"
 )
 
-// TestPromptInjectionCannotMoveIdentity (DESIGN §7, issue 11 item 6):
+// TestPromptInjectionCannotMoveIdentity (docs/AGENTS.md):
 // alice's own fact, alice's own document and a downstream tool's result
 // each tell the model to act for bob, and the scripted model obeys every
 // time, naming bob in the arguments. Every tool still runs as alice's

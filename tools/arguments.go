@@ -15,7 +15,7 @@ import (
 )
 
 // identityNames are the argument names that try to say whom a tool acts
-// for (DESIGN §7). They are removed from the arguments of every tool, at
+// for (docs/TOOLS.md). They are removed from the arguments of every tool, at
 // every depth.
 var identityNames = []string{"userid", "owner", "ownerid", "asuser", "onbehalfof", "impersonate"}
 

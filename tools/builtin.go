@@ -16,7 +16,7 @@ import (
 	"github.com/idflow/idflow/service"
 )
 
-// builtinNames are every built-in tool's name (DESIGN §7), whether or not
+// builtinNames are every built-in tool's name (docs/TOOLS.md), whether or not
 // this server offers it: no source may take one.
 var builtinNames = []string{
 	"add_fact", "downstream_get", "get_run", "ingest_document", "list_connections",

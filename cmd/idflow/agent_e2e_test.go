@@ -24,7 +24,7 @@ import (
 	"github.com/idflow/idflow/internal/testsvc"
 )
 
-// End-to-end tests of the agent runtime (issue 11) with real components
+// End-to-end tests of the agent runtime (docs/AGENTS.md) with real components
 // only: the idflow binary's run() in production mode, the scripted
 // OpenAI-compatible model server (internal/llmtest) reached through the
 // real openai-go client (IDFLOW_LLM_URL), and the downstream MCP server of
@@ -933,7 +933,7 @@ func (s *prodServer) listAllAs(t testing.TB, token, path string) []json.RawMessa
 	return nil
 }
 
-// TestDevAgentSearchMemoryFlow is the "done when" of issue 11 in
+// TestDevAgentSearchMemoryFlow is the agent runtime's whole path in
 // `serve --dev` with the built-in echo model: alice saves a fact with a
 // unique word, makes an agent with the tool search_memory, and streams
 // `/tool search_memory {"query":"<word>"}`: the events come in the order

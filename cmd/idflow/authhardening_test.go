@@ -17,9 +17,10 @@ import (
 	"github.com/idflow/idflow/internal/testsvc"
 )
 
-// HTTP-level proofs of issue 10's authentication items (8, 9, 10, 12a,
-// 12d): idflow serving for real, attacked over HTTP. docs/SECURITY.md
-// names each test.
+// HTTP-level proofs of the authentication rules (ID tokens as bearers,
+// the user claim, mutable claims, cookie and proxy-header writes):
+// idflow serving for real, attacked over HTTP. docs/SECURITY.md names
+// each test.
 
 // rawDo sends exactly the headers given (repeated ones too) and no others
 // but the transport's own: no default Content-Type.
@@ -55,8 +56,8 @@ func rawDo(t testing.TB, method, target string, hdr http.Header, body string) re
 
 // ---- item 8: an ID token sent as a bearer ----
 
-// TestIDTokenAsBearerRefused: seed 000's SPA sent its Entra ID token, and
-// it was taken for an app-only token. It is refused with 401 and a message
+// TestIDTokenAsBearerRefused: a single-page app may send its Entra ID
+// token, which could be taken for an app-only token. It is refused with 401 and a message
 // saying what to send — whether its aud is the SPA's or, with one app
 // registration for both, the API's — and writes nothing.
 func TestIDTokenAsBearerRefused(t *testing.T) {

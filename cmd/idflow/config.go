@@ -18,61 +18,61 @@ import (
 )
 
 // config is every setting of `idflow serve`. Each field has an environment
-// variable (DESIGN §3) and a flag of the same name; the flag wins.
+// variable (docs/CONFIGURATION.md) and a flag of the same name; the flag wins.
 type config struct {
-	Dev                    bool
-	Listen                 string
-	PublicURL              string
-	DataDir                string
-	DatabaseURL            string
-	MigrateDatabaseURL     string
-	CacheURL               string
-	OIDCIssuer             string
-	OIDCAudience           string
-	OIDCUserClaim          string
-	OIDCAcceptIDTokens     bool
-	OIDCTenants            string
-	OIDCRequiredScope      string
-	OIDCClientID           string
-	OIDCClientSecret       string
-	AdminRole              string
-	PlatformAdminRole      string
-	InternalClients        string
-	InternalRole           string
-	TrustedProxies         string
-	ProxyUserHeader        string
-	ProxyAssertionHeader   string
-	ProxyAssertionJWKSURL  string
-	ProxyAssertionIssuer   string
-	ProxyAssertionAudience string
-	WSQueryToken           bool
-	VaultKey               string
-	LLMURL                 string
-	LLMAPIKey              string
-	LLMModel               string
-	LLMTimeout             string
-	LLMMaxRetries          string
-	CORSOrigins            string
-	AssertionKey           string
-	LogLevel               string
-	RunTimeout             string
-	WSMaxPerUser           string
-	RunsPerUser            string
-	ProvidersFile          string
-	PolicyFile             string
-	MCPToolScopes          string
-	MCPScopes              string
-	MetricsListen          string
-	MCPMaxSessionsPerUser  string
-	MCPSessionIdleTimeout  string
-	BodyTimeout            string
-	MaxBodiesPerPeer       string
-	MCPServersFile         string
-	AgentMaxSteps          string
-	AgentMemoryK           string
-	AgentHistoryTokens     string
-	AgentTurnTimeout       string
-	AllowVerify            string
+	Dev                        bool
+	Listen                     string
+	PublicURL                  string
+	DataDir                    string
+	DatabaseURL                string
+	MigrateDatabaseURL         string
+	CacheURL                   string
+	OIDCIssuer                 string
+	OIDCAudience               string
+	OIDCUserClaim              string
+	InsecureOIDCAcceptIDTokens bool
+	OIDCTenants                string
+	OIDCRequiredScope          string
+	OIDCClientID               string
+	OIDCClientSecret           string
+	AdminRole                  string
+	PlatformAdminRole          string
+	InternalClients            string
+	InternalRole               string
+	TrustedProxies             string
+	ProxyUserHeader            string
+	ProxyAssertionHeader       string
+	ProxyAssertionJWKSURL      string
+	ProxyAssertionIssuer       string
+	ProxyAssertionAudience     string
+	InsecureWSQueryToken       bool
+	VaultKey                   string
+	LLMURL                     string
+	LLMAPIKey                  string
+	LLMModel                   string
+	LLMTimeout                 string
+	LLMMaxRetries              string
+	CORSOrigins                string
+	AssertionKey               string
+	LogLevel                   string
+	RunTimeout                 string
+	WSMaxPerUser               string
+	RunsPerUser                string
+	ProvidersFile              string
+	PolicyFile                 string
+	MCPToolScopes              string
+	MCPScopes                  string
+	MetricsListen              string
+	MCPMaxSessionsPerUser      string
+	MCPSessionIdleTimeout      string
+	BodyTimeout                string
+	MaxBodiesPerPeer           string
+	MCPServersFile             string
+	AgentMaxSteps              string
+	AgentMemoryK               string
+	AgentHistoryTokens         string
+	AgentTurnTimeout           string
+	AllowVerify                string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -114,7 +114,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_OIDC_ISSUER", "oidc-issuer", "", "OpenID issuer; more accepted issuers may follow, comma-separated", &c.OIDCIssuer),
 		s("IDFLOW_OIDC_AUDIENCE", "oidc-audience", "", "accepted audiences, comma-separated", &c.OIDCAudience),
 		s("IDFLOW_OIDC_USER_CLAIM", "oidc-user-claim", "", "claims tried in order for the user id (default: oid for Entra ID issuers, sub for others; email, preferred_username, upn, name, unique_name are refused)", &c.OIDCUserClaim),
-		b("IDFLOW_OIDC_ACCEPT_ID_TOKENS", "oidc-accept-id-tokens", "accept OpenID Connect ID tokens as bearer tokens (weaker: for SPAs that cannot get an access token)", &c.OIDCAcceptIDTokens),
+		b("IDFLOW_OIDC_ACCEPT_ID_TOKENS", "oidc-accept-id-tokens", "accept OpenID Connect ID tokens as bearer tokens (weaker: for SPAs that cannot get an access token)", &c.InsecureOIDCAcceptIDTokens),
 		s("IDFLOW_OIDC_TENANTS", "oidc-tenants", "", "allowed tid values, comma-separated", &c.OIDCTenants),
 		s("IDFLOW_OIDC_REQUIRED_SCOPE", "oidc-required-scope", "", "delegated scope user tokens must carry", &c.OIDCRequiredScope),
 		s("IDFLOW_OIDC_CLIENT_ID", "oidc-client-id", "", "client id for the browser login", &c.OIDCClientID),
@@ -129,7 +129,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_PROXY_ASSERTION_JWKS_URL", "proxy-assertion-jwks-url", "", "JWKS that signs the assertion header", &c.ProxyAssertionJWKSURL),
 		s("IDFLOW_PROXY_ASSERTION_ISSUER", "proxy-assertion-issuer", "", "iss of the assertion (default: the JWKS URL's origin)", &c.ProxyAssertionIssuer),
 		s("IDFLOW_PROXY_ASSERTION_AUDIENCE", "proxy-assertion-audience", "", "aud of the assertion (default: the public URL)", &c.ProxyAssertionAudience),
-		b("IDFLOW_WS_QUERY_TOKEN", "ws-query-token", "allow ?access_token= on WebSockets", &c.WSQueryToken),
+		b("IDFLOW_WS_QUERY_TOKEN", "ws-query-token", "allow ?access_token= on WebSockets", &c.InsecureWSQueryToken),
 		s("IDFLOW_VAULT_KEY", "vault-key", "", "base64 32-byte keys, comma-separated; the first seals (prefer the variable)", &c.VaultKey),
 		s("IDFLOW_LLM_URL", "llm-url", "", "OpenAI-compatible base URL (default: the built-in echo model)", &c.LLMURL),
 		s("IDFLOW_LLM_API_KEY", "llm-api-key", "", "API key of the model (prefer the variable)", &c.LLMAPIKey),
@@ -250,7 +250,7 @@ func (c *config) validate() error {
 			return fmt.Errorf("IDFLOW_OIDC_USER_CLAIM: %q can change or be reassigned to another user, so it cannot be the user id; use oid (Entra ID) or sub, or leave it unset", claim)
 		}
 	}
-	if c.OIDCAcceptIDTokens && c.OIDCRequiredScope != "" {
+	if c.InsecureOIDCAcceptIDTokens && c.OIDCRequiredScope != "" {
 		return errors.New("IDFLOW_OIDC_ACCEPT_ID_TOKENS: ID tokens carry no scope, so with IDFLOW_OIDC_REQUIRED_SCOPE none would be accepted; set one or the other")
 	}
 	if c.PlatformAdminRole != "" && c.PlatformAdminRole == c.AdminRole {

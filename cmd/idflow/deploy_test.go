@@ -88,7 +88,7 @@ func deployToken(iss *authtest.Issuer, login string, roles ...string) string {
 }
 
 // deployKeys returns a vault key and an assertion signing key, shared by
-// every replica through configuration (DESIGN §6), never through a data dir.
+// every replica through configuration, never through a data dir.
 func deployKeys(t *testing.T) (vaultKey, assertionKey string) {
 	t.Helper()
 	raw := make([]byte, 32)
@@ -673,7 +673,7 @@ func deployForgedHeaders(t *testing.T, w *deployWorld, nx *deployNginx) {
 		code, _, b = deployDo(t, "", "GET", fa.URL+"/reports", w.alice, nil, "")
 		checkIdentity(echoed(code, b), "alice")
 
-		// A WebSocket handshake is authenticated the same way (seed 003).
+		// A WebSocket handshake is authenticated the same way.
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		hdr := forged.Clone()

@@ -141,12 +141,12 @@ func discoverWithRetry(ctx context.Context, client *http.Client, issuer string, 
 // and the MCP resource's audiences, with the configured claims and scope.
 func verifierConfig(cfg *config, id identity, issuers []string, m *metrics.Metrics) auth.VerifierConfig {
 	return auth.VerifierConfig{
-		Issuers:        issuers,
-		Audiences:      append(append([]string{}, id.apiAudiences...), id.mcpAudience),
-		UserClaims:     splitComma(cfg.OIDCUserClaim),
-		AcceptIDTokens: cfg.OIDCAcceptIDTokens,
-		RequiredScope:  cfg.OIDCRequiredScope,
-		OnCacheLookup:  m.TokenCacheLookups(),
+		Issuers:                issuers,
+		Audiences:              append(append([]string{}, id.apiAudiences...), id.mcpAudience),
+		UserClaims:             splitComma(cfg.OIDCUserClaim),
+		InsecureAcceptIDTokens: cfg.InsecureOIDCAcceptIDTokens,
+		RequiredScope:          cfg.OIDCRequiredScope,
+		OnCacheLookup:          m.TokenCacheLookups(),
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// This file tests the hardening of /mcp (issue 10, item 7) against idflow
+// This file tests the hardening of /mcp (docs/MCP.md) against idflow
 // in production mode: the Origin check, the per-user session and stream
 // limits, the idle timeout, and the SSE priming event with its retry field.
 

@@ -101,7 +101,7 @@ func migratePostgres(ctx context.Context, cfg *config) error {
 
 // openPostgres migrates (as the owner), then opens the store as the app
 // role, which Open refuses when row-level security would not hold it. The
-// document bytes live in PostgreSQL too (DESIGN §6): replicas share no disk.
+// document bytes live in PostgreSQL too: replicas share no disk.
 func openPostgres(ctx context.Context, cfg *config, log *slog.Logger) (*backend, error) {
 	if err := migratePostgres(ctx, cfg); err != nil {
 		return nil, err

@@ -224,8 +224,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	srv := httpapi.New(httpapi.Config{
 		PublicURL: cfg.PublicURL, APIAudiences: id.apiAudiences, MCPAudience: id.mcpAudience,
 		InternalClients: id.internalClients, InternalRole: cfg.InternalRole,
-		CORSOrigins:  splitComma(cfg.CORSOrigins),
-		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
+		CORSOrigins:          splitComma(cfg.CORSOrigins),
+		InsecureWSQueryToken: cfg.InsecureWSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
 		AllowVerify: cfg.allowVerify,
 	}, deps)

@@ -10,7 +10,7 @@ import (
 // The ConnectionStore: users' sealed downstream credentials and pending
 // connect flows, in two user tables behind the owner predicate (and, on
 // PostgreSQL, the owner_rows policy), so that replicas share the vault
-// through the database (DESIGN §6).
+// through the database (replicas share no disk).
 
 // MaxPendingStates bounds the connect flows one user may have in progress;
 // older ones are dropped when a new one starts.
