@@ -15,9 +15,11 @@ import (
 // TestOpenAIReusesConnections: turns streamed at once, round after round,
 // reuse the connections of the first round. With net/http's default of 2
 // idle connections per host, every turn past the second dialed (and, on
-// TLS, shook hands) anew, and left a socket in TIME_WAIT.
+// TLS, shook hands) anew, and left a socket in TIME_WAIT: 8 + 6 per later
+// round. A few extra dials are allowed: a turn can end for its caller just
+// before its connection is back in the idle pool.
 func TestOpenAIReusesConnections(t *testing.T) {
-	const concurrent, rounds = 8, 3
+	const concurrent, rounds, slack = 8, 4, 4
 	var dialed atomic.Int64
 	arrived := make(chan struct{}, concurrent)
 	var mu sync.Mutex
@@ -68,7 +70,7 @@ func TestOpenAIReusesConnections(t *testing.T) {
 			}
 		}
 	}
-	if n := dialed.Load(); n != concurrent {
-		t.Fatalf("%d connections for %d rounds of %d concurrent turns, want %d (one per concurrent turn, reused)", n, rounds, concurrent, concurrent)
+	if n := dialed.Load(); n > concurrent+slack {
+		t.Fatalf("%d connections for %d rounds of %d concurrent turns, want at most %d (one per concurrent turn, reused)", n, rounds, concurrent, concurrent+slack)
 	}
 }

@@ -17,10 +17,13 @@ import (
 // TestCallsReuseConnections: one user's calls in flight at once, round
 // after round, reuse the connections of the first round. With net/http's
 // default of 2 idle connections per host, every call past the second
-// dialed (on TLS: shook hands) anew and left a socket in TIME_WAIT.
+// dialed (on TLS: shook hands) anew and left a socket in TIME_WAIT: 8 + 6
+// per later round. A few extra dials are allowed: a call's result can reach
+// its caller just before its connection is back in the idle pool, and the
+// client's own notification stream may open one late.
 func TestCallsReuseConnections(t *testing.T) {
 	t.Parallel()
-	const concurrent, rounds = 8, 3
+	const concurrent, rounds, slack = 8, 4, 4
 	arrived := make(chan struct{}, concurrent)
 	var mu sync.Mutex
 	gate := make(chan struct{})
@@ -74,8 +77,8 @@ func TestCallsReuseConnections(t *testing.T) {
 			}
 		}
 	}
-	if n := dialed.Load(); n > setUp+concurrent {
+	if n := dialed.Load(); n > setUp+concurrent+slack {
 		t.Fatalf("%d connections (%d to set up the session) for %d rounds of %d concurrent calls, want at most %d",
-			n, setUp, rounds, concurrent, setUp+concurrent)
+			n, setUp, rounds, concurrent, setUp+concurrent+slack)
 	}
 }
