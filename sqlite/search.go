@@ -15,19 +15,11 @@ import (
 // search reads and ranks only the caller's own postings.
 
 // insertFacts writes facts and their full-text entries
-// (sqlstore.Backend), through two statements prepared once for the lot.
+// (sqlstore.Backend), through the writer's statements prepared once.
 func insertFacts(ctx context.Context, t sqlstore.Tx, facts []idflow.Fact) error {
-	tx := t.(txn).tx
-	fact, err := tx.PrepareContext(ctx, `INSERT INTO facts (`+sqlstore.FactInsertCols+`) VALUES (?, ?, ?, ?, ?, ?) RETURNING pk`)
-	if err != nil {
-		return err
-	}
-	defer fact.Close()
-	fts, err := tx.PrepareContext(ctx, `INSERT INTO facts_fts (rowid, body, user_id) VALUES (?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer fts.Close()
+	tx := t.(txn)
+	fact := tx.stmt(ctx, `INSERT INTO facts (`+sqlstore.FactInsertCols+`) VALUES (?, ?, ?, ?, ?, ?) RETURNING pk`)
+	fts := tx.stmt(ctx, `INSERT INTO facts_fts (rowid, body, user_id) VALUES (?, ?, ?)`)
 	for _, f := range facts {
 		var doc any
 		if f.SourceDocumentID != "" {

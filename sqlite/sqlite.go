@@ -41,7 +41,8 @@ type DB struct {
 	*sqlstore.Store
 	w   *sql.DB   // the single writer connection
 	r   *sql.DB   // read-only pool
-	rp  *prepared // the read pool's statements, prepared once (stmtcache.go)
+	wp  *prepared // the writer's statements, prepared once (stmtcache.go)
+	rp  *prepared // the read pool's statements, prepared once
 	log *slog.Logger
 }
 
@@ -85,7 +86,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 
-	db := &DB{w: w, log: log}
+	db := &DB{w: w, wp: &prepared{db: w}, log: log}
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -116,7 +117,9 @@ func (db *DB) backend() sqlstore.Backend {
 		return db.read(ctx, func(tx *sql.Tx) error { return fn(txn{tx: tx, prep: db.rp}) })
 	}
 	write := func(ctx context.Context, fn func(sqlstore.Tx) error) error {
-		return db.WithTx(ctx, func(tx *sql.Tx) error { return fn(txn{tx: tx}) })
+		err := db.WithTx(ctx, func(tx *sql.Tx) error { return fn(txn{tx: tx, prep: db.wp}) })
+		db.wp.prepareMissed(ctx) // the one connection given back first: stmtcache.go
+		return err
 	}
 	either := func(ctx context.Context, w bool, fn func(sqlstore.Tx) error) error {
 		if w {

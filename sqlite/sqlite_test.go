@@ -473,3 +473,25 @@ func TestReadsHoldingEveryConnectionPrepareNothing(t *testing.T) {
 		t.Fatalf("after the reads: %d prepared, %d still missed; want %d prepared", len(db.rp.m), len(db.rp.missed), n)
 	}
 }
+
+// TestWritesReuseTheirStatements: the writer's statements are prepared
+// after the first write that runs them (on its one connection, once the
+// transaction has given it back) and bound to every later one.
+func TestWritesReuseTheirStatements(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	for i := range 3 {
+		if _, err := db.CreateFact(ctx, alice, idflow.Fact{Content: fmt.Sprint("fact ", i)}); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		db.wp.mu.RLock()
+		prepared, missed := len(db.wp.m), len(db.wp.missed)
+		db.wp.mu.RUnlock()
+		if prepared == 0 || missed != 0 {
+			t.Fatalf("after write %d: %d statements prepared, %d missed; want some prepared, none missed", i, prepared, missed)
+		}
+	}
+	if l, err := db.ListFacts(ctx, alice, idflow.Page{Limit: 10}); err != nil || len(l.Items) != 3 {
+		t.Fatalf("ListFacts = %d facts, %v; want 3", len(l.Items), err)
+	}
+}

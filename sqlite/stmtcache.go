@@ -6,19 +6,20 @@ import (
 	"sync"
 )
 
-// prepared holds the read pool's statements, each query prepared once and
-// bound to every read transaction that runs it (txn.stmt; database/sql
-// keeps one prepared statement per connection). Parsing and planning were
-// ~40 % of the store's time in GET /api/v1/sessions (docs/BENCHMARKS.md,
-// "Hot path"). Only queries built from the store's own constants pass
-// through it, so the set is small; past maxPrepared it stops adding and
-// queries unprepared.
+// prepared holds a pool's statements (the read pool's, the writer's),
+// each query prepared once and bound to every transaction that runs it
+// (txn.stmt; database/sql keeps one prepared statement per connection).
+// Parsing and planning were ~40 % of the store's time in GET
+// /api/v1/sessions, and ~7 % of an audited tool call's CPU on the writer
+// (docs/BENCHMARKS.md, "Hot path", "Agent runtime"). Only queries built
+// from the store's own constants pass through it, so the set is small;
+// past maxPrepared it stops adding and queries unprepared.
 //
 // A query seen for the first time runs unprepared and is prepared after
-// its read transaction has given its connection back (prepareMissed):
+// its transaction has given its connection back (prepareMissed):
 // preparing needs a connection of the pool, and a transaction that waited
 // for one while holding its own could wait forever once every connection
-// is held by such a transaction.
+// is held by such a transaction (the writer has only one).
 type prepared struct {
 	db     *sql.DB
 	mu     sync.RWMutex
@@ -26,7 +27,7 @@ type prepared struct {
 	missed map[string]bool
 }
 
-const maxPrepared = 64
+const maxPrepared = 128
 
 // stmt answers the prepared statement of query, or nil if it has none yet
 // (the query is then noted for prepareMissed).

@@ -17,11 +17,11 @@ import (
 // on the same connection, keep their times as text.)
 type txn struct {
 	tx   *sql.Tx
-	prep *prepared // read transactions: statements prepared once per connection
+	prep *prepared // the pool's statements, prepared once per connection (nil: none)
 }
 
 func (t txn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, query, encodeTimes(args)...)
+	res, err := t.stmt(ctx, query).ExecContext(ctx, encodeTimes(args)...)
 	if err != nil {
 		return 0, err
 	}
@@ -40,9 +40,10 @@ func (t txn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.R
 	return txnRow{t.stmt(ctx, query).QueryRowContext(ctx, encodeTimes(args)...)}
 }
 
-// querier is what Query and QueryRow run on: a statement of the read
+// querier is what Exec, Query and QueryRow run on: a statement of the
 // pool's cache bound to this transaction, or the transaction itself.
 type querier interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, args ...any) *sql.Row
 }
@@ -59,6 +60,10 @@ func (t txn) stmt(ctx context.Context, query string) querier {
 type unprepared struct {
 	tx    *sql.Tx
 	query string
+}
+
+func (u unprepared) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	return u.tx.ExecContext(ctx, u.query, args...)
 }
 
 func (u unprepared) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {

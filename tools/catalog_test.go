@@ -130,7 +130,7 @@ type rig struct {
 // startRuns lets the catalog reach the runner built after it.
 type startRuns struct{ tools.Runs }
 
-func newRig(t *testing.T, policy string, cfg tools.Config, extra ...tools.Source) *rig {
+func newRig(t testing.TB, policy string, cfg tools.Config, extra ...tools.Source) *rig {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idflow.db"), nil)
