@@ -10,6 +10,8 @@ require (
 
 require github.com/openai/openai-go/v3 v3.102.0
 
+require github.com/go-redis/redis_rate/v10 v10.0.1 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect
