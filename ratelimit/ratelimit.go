@@ -20,11 +20,12 @@ import (
 )
 
 // Class is a kind of request with a limit of its own (routes.go names one
-// per route).
+// per route). The zero Class is none of them: a route table can tell a
+// class it did not name from None.
 type Class uint8
 
 const (
-	None   Class = iota // never limited: health checks, metrics, keys
+	None   Class = iota + 1 // never limited: health checks, metrics, keys
 	Read                // reads (GET)
 	Write               // writes (POST, PUT, PATCH, DELETE)
 	Turn                // agent turns (POST …/messages)
@@ -34,7 +35,7 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{"none", "read", "write", "turn", "ingest", "mcp", "ws"}
+var classNames = [numClasses]string{"invalid", "none", "read", "write", "turn", "ingest", "mcp", "ws"}
 
 // String is the class's name in IDFLOW_RATE_LIMITS, in metrics and in the
 // RateLimit headers.
@@ -42,7 +43,7 @@ func (c Class) String() string {
 	if c < numClasses {
 		return classNames[c]
 	}
-	return "invalid"
+	return classNames[0]
 }
 
 // Classes are the classes that can be limited, in order.
@@ -248,8 +249,8 @@ func New(limits Limits, store Store, onError func(error)) *Limiter {
 		store = fb
 	}
 	l := &Limiter{limits: limits, store: store, fallback: fb, onError: onError}
-	for c := range numClasses {
-		l.keys[c] = Class(c).String() + ":"
+	for _, c := range Classes() {
+		l.keys[c] = c.String() + ":"
 	}
 	return l
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/idflow/idflow/auth"
 	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/ratelimit"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
 )
@@ -72,6 +73,10 @@ type config struct {
 	AgentMemoryK           string
 	AgentHistoryTokens     string
 	AgentTurnTimeout       string
+	RateLimits             string
+	TurnsPerUser           string
+	StreamsPerUser         string
+	IngestBytesPerUser     string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -87,6 +92,9 @@ type config struct {
 	llmMaxRetries                                   int
 	agentMaxSteps, agentMemoryK, agentHistoryTokens int
 	agentTurnTimeout                                time.Duration
+
+	rateLimits                                ratelimit.Limits
+	turnsPerUser, streamsPerUser, ingestBytes int
 }
 
 type setting struct {
@@ -154,6 +162,10 @@ func (c *config) settings() []setting {
 		s("IDFLOW_AGENT_MEMORY_K", "agent-memory-k", strconv.Itoa(service.DefaultAgentMemoryK), "the caller's matching facts given to the model per turn (0-50; 0: none)", &c.AgentMemoryK),
 		s("IDFLOW_AGENT_HISTORY_TOKENS", "agent-history-tokens", strconv.Itoa(service.DefaultAgentHistoryTokens), "estimated tokens of a session's history sent per turn (0: none)", &c.AgentHistoryTokens),
 		s("IDFLOW_AGENT_TURN_TIMEOUT", "agent-turn-timeout", service.DefaultAgentTurnTimeout.String(), "longest an agent turn (model calls and tools) may take", &c.AgentTurnTimeout),
+		s("IDFLOW_RATE_LIMITS", "rate-limits", "", "request rate limits per user and route class over the defaults, e.g. read=50/s:burst=100,write=10/s,turn=20/m,ingest=off (docs/LIMITS.md)", &c.RateLimits),
+		s("IDFLOW_TURNS_PER_USER", "turns-per-user", "4", "agent turns one user may have in progress at once", &c.TurnsPerUser),
+		s("IDFLOW_STREAMS_PER_USER", "streams-per-user", "8", "event streams (streamed agent turns) one user may have open at once", &c.StreamsPerUser),
+		s("IDFLOW_INGEST_BYTES_PER_USER", "ingest-bytes-per-user", "33554432", "bytes of document ingests one user may have in progress at once (one ingest alone always proceeds)", &c.IngestBytesPerUser),
 	}
 }
 
@@ -228,6 +240,18 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.agentTurnTimeout, err = time.ParseDuration(c.AgentTurnTimeout); err != nil || c.agentTurnTimeout <= 0 {
 		return nil, nil, fmt.Errorf("IDFLOW_AGENT_TURN_TIMEOUT: %q is not a positive duration", c.AgentTurnTimeout)
+	}
+	if c.rateLimits, err = ratelimit.Parse(c.RateLimits); err != nil {
+		return nil, nil, fmt.Errorf("IDFLOW_RATE_LIMITS: %w", err)
+	}
+	if c.turnsPerUser, err = strconv.Atoi(c.TurnsPerUser); err != nil || c.turnsPerUser < 1 || c.turnsPerUser > 1000 {
+		return nil, nil, fmt.Errorf("IDFLOW_TURNS_PER_USER: %q is not an integer from 1 to 1000", c.TurnsPerUser)
+	}
+	if c.streamsPerUser, err = strconv.Atoi(c.StreamsPerUser); err != nil || c.streamsPerUser < 1 || c.streamsPerUser > 1000 {
+		return nil, nil, fmt.Errorf("IDFLOW_STREAMS_PER_USER: %q is not an integer from 1 to 1000", c.StreamsPerUser)
+	}
+	if c.ingestBytes, err = strconv.Atoi(c.IngestBytesPerUser); err != nil || c.ingestBytes < 1 {
+		return nil, nil, fmt.Errorf("IDFLOW_INGEST_BYTES_PER_USER: %q is not a positive integer", c.IngestBytesPerUser)
 	}
 	return c, fs, nil
 }

@@ -215,6 +215,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	app.onShutdown = append(app.onShutdown, mcpServer.Close)
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping,
 		Login: webLogin, Connections: downstream.HTTP(), MCP: mcpServer, Metrics: m.Handler(), Observer: m}
+	if err := fairUse(ctx, cfg, &deps, m, &app.cleanups, log); err != nil { // limits.go
+		return nil, err
+	}
 	if id.dev != nil {
 		deps.DevIdP = id.dev.Handler()
 	}
@@ -224,6 +227,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		CORSOrigins:  splitComma(cfg.CORSOrigins),
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
+		TurnsPerUser: cfg.turnsPerUser, StreamsPerUser: cfg.streamsPerUser, IngestBytesPerUser: int64(cfg.ingestBytes),
 	}, deps)
 	if err := errors.Join(m.Gauge(metrics.GaugeWebSockets, srv.OpenWebSockets),
 		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing),
