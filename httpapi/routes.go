@@ -7,6 +7,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/budget"
 	"github.com/idflow/idflow/ratelimit"
 )
 
@@ -133,8 +134,10 @@ func (s *Server) routes(d Deps) []route {
 		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: handleTags},
 
 		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: handleAudit(svc)},
-		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: handleUsage(d.Store)},
+		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: handleUsage(d.Store, budgetsOf(svc))},
 		{method: "GET", pattern: "/api/v1/admin/usage", access: accessAdmin, summary: "Model token usage of your tenant by day and model (?user_id= one user's; ?from=&to= as /api/v1/usage; every tenant: platform admin role)", out: usageOut{}, serve: handleAdminUsage(svc)},
+		{method: "GET", pattern: "/api/v1/admin/budgets", access: accessAdmin, summary: "Model token budgets and spend of your tenant now (?user_id= also one user's; every tenant: platform admin role, with ?tenant_id=; docs/LIMITS.md)", out: budget.Status{}, serve: handleAdminBudget(svc)},
+		{method: "POST", pattern: "/api/v1/admin/budgets/reset", access: accessAdmin, summary: "Reset the spend of your tenant, or of one of its users (?user_id=), for ?period= day, month, or both when absent (audited; platform admin: ?tenant_id=)", out: budget.Status{}, serve: handleResetBudget(svc)},
 		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: handleAdminUsers(svc)},
 		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: handleAuditVerify(svc)},
 		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: handleAdminAudit(svc)},

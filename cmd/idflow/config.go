@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/budget"
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/ratelimit"
 	"github.com/idflow/idflow/runner"
@@ -77,6 +78,7 @@ type config struct {
 	TurnsPerUser           string
 	StreamsPerUser         string
 	IngestBytesPerUser     string
+	ModelBudget            string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -95,6 +97,7 @@ type config struct {
 
 	rateLimits                                ratelimit.Limits
 	turnsPerUser, streamsPerUser, ingestBytes int
+	modelBudget                               budget.Limits
 }
 
 type setting struct {
@@ -165,6 +168,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_RATE_LIMITS", "rate-limits", "", "request rate limits per user and route class over the defaults, e.g. read=50/s:burst=100,write=10/s,turn=20/m,ingest=off (docs/LIMITS.md)", &c.RateLimits),
 		s("IDFLOW_TURNS_PER_USER", "turns-per-user", "4", "agent turns one user may have in progress at once", &c.TurnsPerUser),
 		s("IDFLOW_STREAMS_PER_USER", "streams-per-user", "8", "event streams (streamed agent turns) one user may have open at once", &c.StreamsPerUser),
+		s("IDFLOW_MODEL_BUDGET", "model-budget", "", "model token budgets, e.g. user.day=200k,user.month=3M,tenant.day=5M,tenant.month=100M (default none; docs/LIMITS.md)", &c.ModelBudget),
 		s("IDFLOW_INGEST_BYTES_PER_USER", "ingest-bytes-per-user", "33554432", "bytes of document ingests one user may have in progress at once (one ingest alone always proceeds)", &c.IngestBytesPerUser),
 	}
 }
@@ -243,6 +247,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	if c.rateLimits, err = ratelimit.Parse(c.RateLimits); err != nil {
 		return nil, nil, fmt.Errorf("IDFLOW_RATE_LIMITS: %w", err)
+	}
+	if c.modelBudget, err = budget.Parse(c.ModelBudget); err != nil {
+		return nil, nil, fmt.Errorf("IDFLOW_MODEL_BUDGET: %w", err)
 	}
 	if c.turnsPerUser, err = strconv.Atoi(c.TurnsPerUser); err != nil || c.turnsPerUser < 1 || c.turnsPerUser > 1000 {
 		return nil, nil, fmt.Errorf("IDFLOW_TURNS_PER_USER: %q is not an integer from 1 to 1000", c.TurnsPerUser)
