@@ -64,3 +64,29 @@ func TestRateStoreDownFallsBack(t *testing.T) {
 		t.Fatalf("first %+v, second %+v, failures %d", first, second, failures)
 	}
 }
+
+// BenchmarkRateStore compares one rate-limit decision on Redis with a bare
+// PING on the same connection pool: the decision is one round trip (the
+// script runs on the server):
+//
+//	go test ./redis -run '^$' -bench BenchmarkRateStore -count 6
+func BenchmarkRateStore(b *testing.B) {
+	c := open(b, testsvc.StartRedis(b))
+	store := NewRateStore(c)
+	lim := ratelimit.Limit{Count: 1_000_000, Per: time.Second, Burst: 1_000_000}
+	ctx := context.Background()
+	b.Run("ping", func(b *testing.B) {
+		for b.Loop() {
+			if err := c.rdb.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("allow", func(b *testing.B) {
+		for b.Loop() {
+			if res, err := store.Allow(ctx, "read:u:alice", lim); err != nil || !res.Allowed {
+				b.Fatal(res, err)
+			}
+		}
+	})
+}
