@@ -26,12 +26,12 @@ type Class uint8
 
 const (
 	None   Class = iota + 1 // never limited: health checks, metrics, keys
-	Read                // reads (GET)
-	Write               // writes (POST, PUT, PATCH, DELETE)
-	Turn                // agent turns (POST …/messages)
-	Ingest              // document ingest
-	MCP                 // MCP messages (tool calls included)
-	WS                  // WebSocket opens
+	Read                    // reads (GET)
+	Write                   // writes (POST, PUT, PATCH, DELETE)
+	Turn                    // agent turns (POST …/messages)
+	Ingest                  // document ingest
+	MCP                     // MCP messages (tool calls included)
+	WS                      // WebSocket opens
 	numClasses
 )
 
