@@ -327,3 +327,30 @@ func TestIngestBytesInFlightPerUser(t *testing.T) {
 		t.Fatalf("%d bytes still counted in flight", n)
 	}
 }
+
+// TestRouteRateClasses: every route counts against a class — its own or
+// its method's — and the heavy ones against their own.
+func TestRouteRateClasses(t *testing.T) {
+	want := map[string]ratelimit.Class{
+		"GET /healthz": ratelimit.None, "GET /readyz": ratelimit.None, "GET /metrics": ratelimit.None,
+		"POST /api/v1/sessions/{session_id}/messages": ratelimit.Turn,
+		"POST /api/v1/etl/ingest":                     ratelimit.Ingest,
+		"POST /mcp":                                   ratelimit.MCP,
+		"GET /ws/execution/{run_id}":                  ratelimit.WS,
+		"GET /api/v1/sessions":                        ratelimit.Read,
+		"DELETE /api/v1/apps/{app_id}":                ratelimit.Write,
+	}
+	for _, rt := range New(Config{}, Deps{}).api {
+		c := classOf(rt)
+		if c.String() == "invalid" {
+			t.Errorf("%s %s: no rate class", rt.method, rt.pattern)
+		}
+		if w, ok := want[rt.method+" "+rt.pattern]; ok && c != w {
+			t.Errorf("%s %s: class %s, want %s", rt.method, rt.pattern, c, w)
+		}
+		delete(want, rt.method+" "+rt.pattern)
+	}
+	if len(want) != 0 {
+		t.Errorf("routes not found: %v", want)
+	}
+}
