@@ -24,6 +24,71 @@ type Rule struct {
 // rule is closed to everyone it does not name.
 type Policy struct {
 	Features map[string]Rule `json:"features"`
+
+	// UserBudgets override IDFLOW_MODEL_BUDGET's per-user token budgets
+	// for members of the groups or holders of the roles they name;
+	// TenantBudgets the per-tenant ones, by tenant id (docs/LIMITS.md).
+	UserBudgets   []BudgetRule            `json:"user_budgets,omitempty"`
+	TenantBudgets map[string]BudgetPeriod `json:"tenant_budgets,omitempty"`
+}
+
+// BudgetPeriod is a token budget per day and per month: 0 keeps the
+// configured one, -1 lifts it, more sets it.
+type BudgetPeriod struct {
+	Day   int64 `json:"day"`
+	Month int64 `json:"month"`
+}
+
+// BudgetRule gives a BudgetPeriod to members of any listed group or
+// holders of any listed role.
+type BudgetRule struct {
+	Groups []string `json:"groups"`
+	Roles  []string `json:"roles"`
+	BudgetPeriod
+}
+
+// UserBudget is the per-user budget override for p: of every rule that
+// names p's groups or roles, the most generous per period (-1, none,
+// beats any number). ok is false when no rule names p.
+func (pol *Policy) UserBudget(p idflow.Principal) (BudgetPeriod, bool) {
+	var out BudgetPeriod
+	ok := false
+	for _, r := range pol.UserBudgets {
+		if !(Rule{Groups: r.Groups, Roles: r.Roles}).admits(p) {
+			continue
+		}
+		ok = true
+		out.Day, out.Month = generous(out.Day, r.Day), generous(out.Month, r.Month)
+	}
+	return out, ok
+}
+
+func generous(a, b int64) int64 {
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return max(a, b)
+}
+
+// TenantBudget is the per-tenant budget override of tenant.
+func (pol *Policy) TenantBudget(tenant string) (BudgetPeriod, bool) {
+	b, ok := pol.TenantBudgets[tenant]
+	return b, ok
+}
+
+// admits reports whether p is in one of r's groups or holds one of its roles.
+func (r Rule) admits(p idflow.Principal) bool {
+	for _, g := range r.Groups {
+		if slices.Contains(p.Groups, g) {
+			return true
+		}
+	}
+	for _, role := range r.Roles {
+		if slices.Contains(p.Roles, role) {
+			return true
+		}
+	}
+	return false
 }
 
 // Load reads a policy file; an empty path is the open policy.
@@ -50,6 +115,19 @@ func Parse(b []byte) (*Policy, error) {
 	if p.Features == nil {
 		p.Features = map[string]Rule{}
 	}
+	for _, r := range p.UserBudgets {
+		if len(r.Groups)+len(r.Roles) == 0 {
+			return nil, fmt.Errorf("policy: a user_budgets rule names no group or role")
+		}
+		if r.Day < -1 || r.Month < -1 {
+			return nil, fmt.Errorf("policy: a user_budgets rule's day and month are -1 (none), 0 (the default) or a token count")
+		}
+	}
+	for t, b := range p.TenantBudgets {
+		if t == "" || b.Day < -1 || b.Month < -1 {
+			return nil, fmt.Errorf("policy: tenant_budgets %q: day and month are -1 (none), 0 (the default) or a token count", t)
+		}
+	}
 	return &p, nil
 }
 
@@ -59,17 +137,7 @@ func (pol *Policy) Allowed(p idflow.Principal, feature string) bool {
 	if !ok {
 		return true
 	}
-	for _, g := range rule.Groups {
-		if slices.Contains(p.Groups, g) {
-			return true
-		}
-	}
-	for _, r := range rule.Roles {
-		if slices.Contains(p.Roles, r) {
-			return true
-		}
-	}
-	return false
+	return rule.admits(p)
 }
 
 // Check is Allowed as an error. When the token's groups overflowed (Entra

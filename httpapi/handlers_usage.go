@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/budget"
 	"github.com/idflow/idflow/service"
 )
 
@@ -21,6 +22,9 @@ type usageOut struct {
 	From  string            `json:"from"`
 	To    string            `json:"to"`
 	Items []idflow.UsageDay `json:"items"`
+	// Budget is the caller's model token budgets, spend and what remains
+	// now (absent when no budget is configured; handlers_budget.go).
+	Budget *budget.Status `json:"budget,omitempty"`
 }
 
 // usageReader reads a caller's own usage (owner-scoped, like every store
@@ -31,7 +35,7 @@ type usageReader interface {
 
 // handleUsage answers the caller's own token usage per day (UTC) and model,
 // ?from= and ?to= being days (YYYY-MM-DD), both included.
-func handleUsage(usage usageReader) handler {
+func handleUsage(usage usageReader, budgets budgetReader) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		from, to, err := usageRange(r, time.Now())
 		if err != nil {
@@ -41,7 +45,13 @@ func handleUsage(usage usageReader) handler {
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items})
+		out := usageOut{From: from.Format(idflow.DayFormat), To: to.Format(idflow.DayFormat), Items: items}
+		if budgets != nil {
+			if out.Budget, err = budgets.BudgetStatus(r.Context(), p); err != nil {
+				return err
+			}
+		}
+		return writeJSON(w, http.StatusOK, out)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/budget"
+	"github.com/idflow/idflow/ratelimit"
 )
 
 // access is who may call a route. Every route names one; there is no default.
@@ -43,6 +45,8 @@ type route struct {
 	browser bool  // a page: without credentials, send the browser to sign in
 	serve   handler
 	open    openHandler
+
+	rate rateClass // the rate limit it counts against; unset: read for GET, write otherwise (limits.go)
 }
 
 // routes is the whole API surface of idflow. Each handler is built with
@@ -63,9 +67,9 @@ func (s *Server) routes(d Deps) []route {
 		lookups   = idflow.List[lookupItem]
 	)
 	rs := []route{
-		{method: "GET", pattern: "/healthz", access: accessOpen, summary: "Liveness", open: handleHealthz},
-		{method: "GET", pattern: "/readyz", access: accessOpen, summary: "Readiness: the store answers; `verify` says whether `idflow verify` may run", open: handleReadyz(d.Ready, s.cfg.AllowVerify, s.log)},
-		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, summary: "Keys that sign X-Idflow-Assertion", open: handleAssertionJWKS(d.Signer)},
+		{method: "GET", pattern: "/healthz", access: accessOpen, rate: ratelimit.None, summary: "Liveness", open: handleHealthz},
+		{method: "GET", pattern: "/readyz", access: accessOpen, rate: ratelimit.None, summary: "Readiness: the store answers; `verify` says whether `idflow verify` may run", open: handleReadyz(d.Ready, s.cfg.AllowVerify, s.log)},
+		{method: "GET", pattern: "/.well-known/idflow/jwks.json", access: accessOpen, rate: ratelimit.None, summary: "Keys that sign X-Idflow-Assertion", open: handleAssertionJWKS(d.Signer)},
 		{method: "GET", pattern: "/openapi.json", access: accessAny, summary: "This API as OpenAPI 3.1", serve: s.handleOpenAPI},
 
 		{method: "GET", pattern: "/auth/login", access: accessOpen, summary: "Browser sign-in: redirects to the identity provider (code + PKCE)", open: handleLogin(d.Login)},
@@ -89,7 +93,7 @@ func (s *Server) routes(d Deps) []route {
 		{method: "PATCH", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Update a chat session", in: idflow.SessionPatch{}, out: idflow.ChatSession{}, serve: handleUpdateSession(svc)},
 		{method: "DELETE", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Delete a chat session and its messages", status: 204, serve: handleDeleteSession(svc)},
 		{method: "GET", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "A session's history, oldest first", out: messages{}, serve: handleListMessages(svc)},
-		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, serve: handleSendMessage(svc, s.log)},
+		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, rate: ratelimit.Turn, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, serve: handleSendMessage(svc, s.log)},
 
 		{method: "GET", pattern: "/api/v1/agents", access: accessUser, summary: "List your agents", out: agents{}, serve: handleListAgents(svc)},
 		{method: "POST", pattern: "/api/v1/agents", access: accessUser, summary: "Create an agent", in: agentIn{}, out: idflow.Agent{}, status: 201, serve: handleCreateAgent(svc)},
@@ -109,9 +113,9 @@ func (s *Server) routes(d Deps) []route {
 		{method: "GET", pattern: "/api/v1/runs/{run_id}", access: accessUser, summary: "Get a run", out: idflow.Run{}, serve: handleGetRun(svc)},
 		{method: "GET", pattern: "/api/v1/runs/{run_id}/events", access: accessUser, summary: "A run's events (?after_seq=)", out: eventsOut{}, serve: handleRunEvents(svc)},
 		{method: "POST", pattern: "/api/v1/runs/{run_id}/cancel", access: accessUser, summary: "Cancel a run", out: idflow.Run{}, serve: handleCancelRun(d.Runs)},
-		{method: "GET", pattern: "/ws/execution/{run_id}", access: accessUser, ws: true, summary: "WebSocket: the run's events, history then live (subprotocols idflow.v1 + bearer.<JWT>)", serve: s.handleRunSocket(svc, d.Bus)},
+		{method: "GET", pattern: "/ws/execution/{run_id}", access: accessUser, rate: ratelimit.WS, ws: true, summary: "WebSocket: the run's events, history then live (subprotocols idflow.v1 + bearer.<JWT>)", serve: s.handleRunSocket(svc, d.Bus)},
 
-		{method: "POST", pattern: "/api/v1/etl/ingest", access: accessUser, summary: "Ingest a document (JSON or multipart `file`); its chunks become facts", in: ingestIn{}, out: idflow.Document{}, status: 201, body: s.cfg.MaxUploadBytes, serve: handleIngest(svc)},
+		{method: "POST", pattern: "/api/v1/etl/ingest", access: accessUser, rate: ratelimit.Ingest, summary: "Ingest a document (JSON or multipart `file`); its chunks become facts", in: ingestIn{}, out: idflow.Document{}, status: 201, body: s.cfg.MaxUploadBytes, serve: handleIngest(svc)},
 		{method: "GET", pattern: "/api/v1/documents", access: accessUser, summary: "List your documents", out: documents{}, serve: handleListDocuments(svc)},
 		{method: "GET", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Get a document", out: idflow.Document{}, serve: handleGetDocument(svc)},
 		{method: "DELETE", pattern: "/api/v1/documents/{document_id}", access: accessUser, summary: "Delete a document and its facts", status: 204, serve: handleDeleteDocument(svc)},
@@ -130,19 +134,21 @@ func (s *Server) routes(d Deps) []route {
 		{method: "GET", pattern: "/api/v1/tags", access: accessUser, summary: "Tags", out: lookups{}, serve: handleTags},
 
 		{method: "GET", pattern: "/api/v1/audit", access: accessUser, summary: "Your own audit events", out: audits{}, serve: handleAudit(svc)},
-		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: handleUsage(d.Store)},
+		{method: "GET", pattern: "/api/v1/usage", access: accessUser, summary: "Your own model token usage by day (UTC) and model (?from=&to= days, YYYY-MM-DD; default the last 30 days; at most 366)", out: usageOut{}, serve: handleUsage(d.Store, budgetsOf(svc))},
 		{method: "GET", pattern: "/api/v1/admin/usage", access: accessAdmin, summary: "Model token usage of your tenant by day and model (?user_id= one user's; ?from=&to= as /api/v1/usage; every tenant: platform admin role)", out: usageOut{}, serve: handleAdminUsage(svc)},
+		{method: "GET", pattern: "/api/v1/admin/budgets", access: accessAdmin, summary: "Model token budgets and spend of your tenant now (?user_id= also one user's; every tenant: platform admin role, with ?tenant_id=; docs/LIMITS.md)", out: budget.Status{}, serve: handleAdminBudget(svc)},
+		{method: "POST", pattern: "/api/v1/admin/budgets/reset", access: accessAdmin, summary: "Reset the spend of your tenant, or of one of its users (?user_id=), for ?period= day, month, or both when absent (audited; platform admin: ?tenant_id=)", out: budget.Status{}, serve: handleResetBudget(svc)},
 		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: handleAdminUsers(svc)},
 		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: handleAuditVerify(svc)},
 		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: handleAdminAudit(svc)},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: handleMCPMetadata(d.MCP)},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: handleMCPMetadata(d.MCP)},
-		{method: "POST", pattern: "/mcp", access: accessUser, mcp: true, body: s.cfg.MaxUploadBytes, summary: "MCP Streamable HTTP: JSON-RPC messages; tools act as the token's user (aud: the API or <public url>/mcp)", serve: handleMCP(d.MCP)},
+		{method: "POST", pattern: "/mcp", access: accessUser, rate: ratelimit.MCP, mcp: true, body: s.cfg.MaxUploadBytes, summary: "MCP Streamable HTTP: JSON-RPC messages; tools act as the token's user (aud: the API or <public url>/mcp)", serve: handleMCP(d.MCP)},
 		{method: "GET", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: the session's server-to-client SSE stream", serve: handleMCP(d.MCP)},
 		{method: "DELETE", pattern: "/mcp", access: accessUser, mcp: true, summary: "MCP Streamable HTTP: end the session", serve: handleMCP(d.MCP)},
 
 		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: handleStats(svc)},
-		{method: "GET", pattern: "/metrics", access: accessInternal, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: handleMetrics(d.Metrics)},
+		{method: "GET", pattern: "/metrics", access: accessInternal, rate: ratelimit.None, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: handleMetrics(d.Metrics)},
 	}
 	return append(rs, connectionRoutes(d.Connections)...) // handlers_connections.go; only when providers are configured
 }
@@ -203,8 +209,12 @@ func (s *Server) wrap(rt route) http.Handler {
 		limit = s.cfg.MaxBodyBytes
 	}
 	bodyTimeout := s.bodyTimeout(rt, limit) // middleware.go
+	class := classOf(rt)                    // limits.go
 	if rt.access == accessOpen {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !s.admitRate(w, r, class, peerKey(r)) {
+				return
+			}
 			setBodyDeadline(r, bodyTimeout)
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			if err := rt.open(w, r); err != nil {
@@ -233,9 +243,22 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		if err != nil {
-			s.writeError(w, r, err)
+			// A caller refused credentials counts against its peer's
+			// bucket, so that guessing tokens is bounded too.
+			if s.admitRate(w, r, class, peerKey(r)) {
+				s.writeError(w, r, err)
+			}
 			return
 		}
+		key := callerKey(p)
+		if !s.admitRate(w, r, class, key) {
+			return
+		}
+		release, ok := s.admitConcurrent(w, r, rt, key)
+		if !ok {
+			return
+		}
+		defer release()
 		ctx := idflow.NewContext(r.Context(), p)
 		if raw, ok := bearerOf(r); ok && p.AuthMethod == idflow.AuthBearer {
 			ctx = idflow.WithInboundToken(ctx, p, raw) // for token exchange only; never logged or stored

@@ -13,6 +13,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/ratelimit"
 	"github.com/idflow/idflow/service"
 	"github.com/idflow/idflow/web"
 )
@@ -38,6 +39,13 @@ type Config struct {
 	// MaxBodiesPerPeer is how many request bodies one peer address may be
 	// sending at once (default 8); beyond it, 429.
 	MaxBodiesPerPeer int
+	// TurnsPerUser bounds the agent turns one user may have in progress
+	// (default 4), StreamsPerUser the event streams (SSE turns; default 8),
+	// and IngestBytesPerUser the bytes of the ingests in progress (default
+	// 32 MiB; one ingest is always let through alone). Beyond each, 429.
+	TurnsPerUser       int
+	StreamsPerUser     int
+	IngestBytesPerUser int64
 	// AuditDenialsPerMinute bounds the audit rows of unauthenticated
 	// denials per (peer address, reason) and minute (default 10).
 	AuditDenialsPerMinute int
@@ -84,6 +92,10 @@ type Deps struct {
 	Metrics http.Handler
 	// Observer receives a sample of every request; nil: none are taken.
 	Observer Observer
+	// Limiter holds the per-caller request rate limits; nil: none.
+	Limiter *ratelimit.Limiter
+	// OnLimit hears of every request a limit refused; nil: nobody.
+	OnLimit LimitObserver
 }
 
 // Server serves the API: it authenticates and authorizes every request,
@@ -114,6 +126,10 @@ type Server struct {
 	touched map[string]time.Time
 
 	bodies peerBodies // request bodies in flight per peer
+
+	limiter                     *ratelimit.Limiter // nil: no rate limits
+	onLimit                     LimitObserver
+	turns, streams, ingestBytes *perUser // in flight per user (limits.go)
 }
 
 // New builds the server and its routes.
@@ -129,6 +145,15 @@ func New(cfg Config, d Deps) *Server {
 	}
 	if cfg.MaxBodiesPerPeer <= 0 {
 		cfg.MaxBodiesPerPeer = 8
+	}
+	if cfg.TurnsPerUser <= 0 {
+		cfg.TurnsPerUser = 4
+	}
+	if cfg.StreamsPerUser <= 0 {
+		cfg.StreamsPerUser = 8
+	}
+	if cfg.IngestBytesPerUser <= 0 {
+		cfg.IngestBytesPerUser = 32 << 20
 	}
 	if cfg.AuditDenialsPerMinute <= 0 {
 		cfg.AuditDenialsPerMinute = 10
@@ -152,6 +177,9 @@ func New(cfg Config, d Deps) *Server {
 		s.isAdmin = d.Svc.IsAdmin
 	}
 	s.bodies = peerBodies{limit: cfg.MaxBodiesPerPeer, n: map[string]int{}}
+	s.limiter, s.onLimit = d.Limiter, d.OnLimit
+	s.turns, s.streams = newPerUser(int64(cfg.TurnsPerUser)), newPerUser(int64(cfg.StreamsPerUser))
+	s.ingestBytes = newPerUser(cfg.IngestBytesPerUser)
 	s.api = s.routes(d)
 	s.handler = s.middleware(s.mux())
 	return s

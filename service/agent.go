@@ -130,6 +130,9 @@ func (s *Service) StreamMessage(ctx context.Context, p idflow.Principal, session
 		}
 		agent = &a
 	}
+	if err := s.checkBudget(ctx, p, content); err != nil {
+		return Turn{}, err
+	}
 	streaming := emit != nil
 	if !streaming {
 		emit = func(TurnEvent) error { return nil }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/authz"
+	"github.com/idflow/idflow/budget"
 	"github.com/idflow/idflow/cache"
 	"github.com/idflow/idflow/llm"
 )
@@ -41,6 +42,8 @@ type Service struct {
 	tools  idflow.ToolCatalog // SetToolCatalog; nil: turns offer no tools
 	policy *authz.Policy
 	log    *slog.Logger
+
+	budgets *budget.Budgets // nil: no model budgets (budget.go)
 }
 
 // Deps are the service's collaborators.
@@ -51,6 +54,10 @@ type Deps struct {
 	Model  idflow.ChatModel
 	Policy *authz.Policy
 	Log    *slog.Logger
+	// Budgets are the model token budgets a turn is checked against
+	// before it begins (the model itself is wrapped in budget.Model);
+	// nil: none.
+	Budgets *budget.Budgets
 }
 
 // New returns a Service.
@@ -83,7 +90,8 @@ func New(cfg Config, d Deps) *Service {
 	if d.Policy == nil {
 		d.Policy, _ = authz.Load("")
 	}
-	return &Service{cfg: cfg, store: d.Store, blobs: d.Blobs, cache: d.Cache, model: d.Model, policy: d.Policy, log: d.Log}
+	return &Service{cfg: cfg, store: d.Store, blobs: d.Blobs, cache: d.Cache, model: d.Model, policy: d.Policy, log: d.Log,
+		budgets: d.Budgets}
 }
 
 // Store exposes the store for components that add their own use cases on

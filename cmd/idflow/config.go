@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/budget"
 	"github.com/idflow/idflow/devidp"
+	"github.com/idflow/idflow/ratelimit"
 	"github.com/idflow/idflow/runner"
 	"github.com/idflow/idflow/service"
 )
@@ -73,6 +75,11 @@ type config struct {
 	AgentHistoryTokens         string
 	AgentTurnTimeout           string
 	AllowVerify                string
+	RateLimits                 string
+	TurnsPerUser               string
+	StreamsPerUser             string
+	IngestBytesPerUser         string
+	ModelBudget                string
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -89,6 +96,10 @@ type config struct {
 	agentMaxSteps, agentMemoryK, agentHistoryTokens int
 	agentTurnTimeout                                time.Duration
 	allowVerify                                     bool // IDFLOW_ALLOW_VERIFY: /readyz invites `idflow verify`
+
+	rateLimits                                ratelimit.Limits
+	turnsPerUser, streamsPerUser, ingestBytes int
+	modelBudget                               budget.Limits
 }
 
 type setting struct {
@@ -157,6 +168,11 @@ func (c *config) settings() []setting {
 		s("IDFLOW_AGENT_HISTORY_TOKENS", "agent-history-tokens", strconv.Itoa(service.DefaultAgentHistoryTokens), "estimated tokens of a session's history sent per turn (0: none)", &c.AgentHistoryTokens),
 		s("IDFLOW_AGENT_TURN_TIMEOUT", "agent-turn-timeout", service.DefaultAgentTurnTimeout.String(), "longest an agent turn (model calls and tools) may take", &c.AgentTurnTimeout),
 		s("IDFLOW_ALLOW_VERIFY", "allow-verify", "", "let `idflow verify` run against this server (it creates and removes test objects as the users whose tokens it is given): true or false; default false, true in --dev", &c.AllowVerify),
+		s("IDFLOW_RATE_LIMITS", "rate-limits", "", "request rate limits per user and route class over the defaults, e.g. read=50/s:burst=100,write=10/s,turn=20/m,ingest=off (docs/LIMITS.md)", &c.RateLimits),
+		s("IDFLOW_TURNS_PER_USER", "turns-per-user", "4", "agent turns one user may have in progress at once", &c.TurnsPerUser),
+		s("IDFLOW_STREAMS_PER_USER", "streams-per-user", "8", "event streams (streamed agent turns) one user may have open at once", &c.StreamsPerUser),
+		s("IDFLOW_MODEL_BUDGET", "model-budget", "", "model token budgets, e.g. user.day=200k,user.month=3M,tenant.day=5M,tenant.month=100M (default none; docs/LIMITS.md)", &c.ModelBudget),
+		s("IDFLOW_INGEST_BYTES_PER_USER", "ingest-bytes-per-user", "33554432", "bytes of document ingests one user may have in progress at once (one ingest alone always proceeds)", &c.IngestBytesPerUser),
 	}
 }
 
@@ -239,6 +255,21 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		if c.allowVerify, err = strconv.ParseBool(c.AllowVerify); err != nil {
 			return nil, nil, fmt.Errorf("IDFLOW_ALLOW_VERIFY: %q is not true or false", c.AllowVerify)
 		}
+	}
+	if c.rateLimits, err = ratelimit.Parse(c.RateLimits); err != nil {
+		return nil, nil, fmt.Errorf("IDFLOW_RATE_LIMITS: %w", err)
+	}
+	if c.modelBudget, err = budget.Parse(c.ModelBudget); err != nil {
+		return nil, nil, fmt.Errorf("IDFLOW_MODEL_BUDGET: %w", err)
+	}
+	if c.turnsPerUser, err = strconv.Atoi(c.TurnsPerUser); err != nil || c.turnsPerUser < 1 || c.turnsPerUser > 1000 {
+		return nil, nil, fmt.Errorf("IDFLOW_TURNS_PER_USER: %q is not an integer from 1 to 1000", c.TurnsPerUser)
+	}
+	if c.streamsPerUser, err = strconv.Atoi(c.StreamsPerUser); err != nil || c.streamsPerUser < 1 || c.streamsPerUser > 1000 {
+		return nil, nil, fmt.Errorf("IDFLOW_STREAMS_PER_USER: %q is not an integer from 1 to 1000", c.StreamsPerUser)
+	}
+	if c.ingestBytes, err = strconv.Atoi(c.IngestBytesPerUser); err != nil || c.ingestBytes < 1 {
+		return nil, nil, fmt.Errorf("IDFLOW_INGEST_BYTES_PER_USER: %q is not a positive integer", c.IngestBytesPerUser)
 	}
 	return c, fs, nil
 }

@@ -152,6 +152,8 @@ func TestDeployKit(t *testing.T) {
 		"IDFLOW_ASSERTION_KEY":        assertionKey,
 		"IDFLOW_LOG_LEVEL":            "warn",
 		"IDFLOW_PLATFORM_ADMIN_ROLE":  "platform-admin",
+		// The write load of c is one user far faster than a person.
+		"IDFLOW_RATE_LIMITS": "read=off,write=off,turn=off,ingest=off,mcp=off,ws=off",
 	}
 
 	// The operator's first step: `idflow migrate` as the schema owner.

@@ -173,10 +173,13 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/usage":                            {},
 	"GET /api/v1/admin/users":                      {},
 	"GET /api/v1/admin/usage":                      {},
-	"GET /api/v1/admin/audit":                      {},
-	"GET /api/v1/admin/audit/verify":               {},
-	"GET /internal/v1/stats":                       {},
-	"GET /metrics":                                 {},
+	// The matrix's server configures no model budget: 404 for every admin.
+	"GET /api/v1/admin/budgets":        {ok: http.StatusNotFound},
+	"POST /api/v1/admin/budgets/reset": {ok: http.StatusNotFound},
+	"GET /api/v1/admin/audit":          {},
+	"GET /api/v1/admin/audit/verify":   {},
+	"GET /internal/v1/stats":           {},
+	"GET /metrics":                     {},
 
 	"GET /.well-known/oauth-protected-resource":     {},
 	"GET /.well-known/oauth-protected-resource/mcp": {},

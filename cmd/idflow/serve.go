@@ -186,10 +186,15 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		return nil, err
 	}
 	app.cleanups.add(closeCache)
-	svc, err := newService(cfg, db, blobs, cacheBackend, policy, signingKey, log)
+	fair, err := newFairUse(ctx, cfg, m, policy, &app.cleanups, log) // limits.go
 	if err != nil {
 		return nil, err
 	}
+	svc, err := newService(cfg, db, blobs, cacheBackend, policy, signingKey, log, fair)
+	if err != nil {
+		return nil, err
+	}
+	fair.audit = svc.BudgetExhausted
 	downstream, err := buildDownstream(cfg, id.dev, db, svc, m, log) // connections.go: vault, providers, connect flow
 	if err != nil {
 		return nil, err
@@ -218,6 +223,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	app.onShutdown = append(app.onShutdown, mcpServer.Close)
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping,
 		Login: webLogin, Connections: downstream.HTTP(), MCP: mcpServer, Metrics: m.Handler(), Observer: m}
+	deps.Limiter, deps.OnLimit = fair.limiter, fair.onLimit
 	if id.dev != nil {
 		deps.DevIdP = id.dev.Handler()
 	}
@@ -227,7 +233,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		CORSOrigins:          splitComma(cfg.CORSOrigins),
 		InsecureWSQueryToken: cfg.InsecureWSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
-		AllowVerify: cfg.allowVerify,
+		AllowVerify:  cfg.allowVerify,
+		TurnsPerUser: cfg.turnsPerUser, StreamsPerUser: cfg.streamsPerUser, IngestBytesPerUser: int64(cfg.ingestBytes),
 	}, deps)
 	if err := errors.Join(m.Gauge(metrics.GaugeWebSockets, srv.OpenWebSockets),
 		m.Gauge(metrics.GaugeMCPSessions, mcpServer.OpenSessions), m.Gauge(metrics.GaugeRunsExecuting, ex.Executing),
@@ -250,17 +257,18 @@ func blobStore(cfg *config, be *backend) (idflow.BlobStore, error) {
 // newService builds the use cases over the store, with the configured
 // model (metered into the usage store) and the policy.
 func newService(cfg *config, db idflow.Store, blobs idflow.BlobStore, cacheBackend idflow.CacheBackend, policy *authz.Policy,
-	signingKey *ecdsa.PrivateKey, log *slog.Logger) (*service.Service, error) {
+	signingKey *ecdsa.PrivateKey, log *slog.Logger, fair *fairUse) (*service.Service, error) {
 	model, models, err := chatModel(cfg, signingKey, db, log)
 	if err != nil {
 		return nil, err
 	}
+	model = fair.model(model) // budgets are checked before the call is metered
 	return service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(),
 		DefaultModel: models[0], Models: models,
 		AgentMaxSteps: cfg.agentMaxSteps, AgentMemoryK: noneIfZero(cfg.agentMemoryK),
 		AgentHistoryTokens: noneIfZero(cfg.agentHistoryTokens), AgentTurnTimeout: cfg.agentTurnTimeout}, service.Deps{
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
-		Model: model, Policy: policy, Log: log,
+		Model: model, Policy: policy, Log: log, Budgets: fair.budgets,
 	}), nil
 }
 

@@ -76,6 +76,11 @@ func startIdflow(t *testing.T, env map[string]string, args ...string) *runningSe
 		if e["IDFLOW_LISTEN"] == "" {
 			e["IDFLOW_LISTEN"] = freeAddr(t)
 		}
+		if _, ok := e["IDFLOW_RATE_LIMITS"]; !ok {
+			// Test suites send requests far faster than a person; the
+			// tests of the limits (limits_test.go) set their own.
+			e["IDFLOW_RATE_LIMITS"] = "read=off,write=off,turn=off,ingest=off,mcp=off,ws=off"
+		}
 		srv, err := tryStartIdflow(t, e, args)
 		if err == nil {
 			return srv

@@ -99,13 +99,32 @@ function onSubmit(fn) {
 
 // Views.
 
+// usageCard shows the caller's model tokens of the last 30 days and, when
+// budgets are configured, what remains of each (docs/LIMITS.md).
+function usageCard(u) {
+  const total = (u.items || []).reduce((n, d) => n + d.prompt_tokens + d.completion_tokens, 0);
+  const rows = [['Model tokens, last 30 days', String(total)]];
+  const b = u.budget;
+  if (b) {
+    for (const [k, label] of [['user_day', 'Your budget today'], ['user_month', 'Your budget this month'],
+      ['tenant_day', 'Your organization today'], ['tenant_month', 'Your organization this month']]) {
+      const p = b[k];
+      if (p && p.limit) rows.push([label, `${p.remaining} of ${p.limit} tokens left (renews ${when(p.renews_at)})`]);
+    }
+  }
+  return h('section', { class: 'card' }, h('h2', {}, 'Usage'),
+    h('dl', { class: 'kv', id: 'usage' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-field': k }, v)])));
+}
+
 async function viewMe() {
   const me = state.me;
+  const usage = await api('GET', '/api/v1/usage');
   const rows = [['User', me.user_id], ['Tenant', me.tenant_id], ['Email', me.email], ['Name', me.name],
     ['Roles', (me.roles || []).join(', ') || '—'], ['Groups', (me.groups || []).join(', ') || '—'],
     ['Signed in with', me.auth_method], ['Token expires', when(me.expires_at)], ['Issuer', me.issuer]];
   render(h('h1', {}, 'Who you are'),
     h('section', { class: 'card' }, h('dl', { class: 'kv', id: 'me' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-field': k }, v || '—')]))),
+    usageCard(usage),
     me.groups_overage ? h('p', { class: 'error' }, 'Your token had too many groups to list (group overage); group-gated features stay closed.') : null);
 }
 
