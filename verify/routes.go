@@ -244,9 +244,12 @@ func (v *verifier) probeNotFound(ctx context.Context, category string, op operat
 	v.verdict(category, target, c, "404, byte for byte the answer for a missing id", got, v.serverError(ra, problems), []Exchange{ra.ex, rr.ex})
 }
 
-// volatile headers differ between any two requests.
+// volatile headers differ between any two requests. The rate-limit
+// headers count the caller's own requests (one more each time), nothing
+// about the object asked for.
 var volatile = []string{"Date", "X-Request-Id", "Set-Cookie", "Age", "Expires", "Traceparent", "Tracestate",
-	"Server-Timing", "X-Amzn-Trace-Id", "Cf-Ray", "X-Envoy-Upstream-Service-Time", "Request-Id", "X-Correlation-Id"}
+	"Server-Timing", "X-Amzn-Trace-Id", "Cf-Ray", "X-Envoy-Upstream-Service-Time", "Request-Id", "X-Correlation-Id",
+	"Ratelimit", "Ratelimit-Policy", "Retry-After", "X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"}
 
 // sameAnswer lists how the answer for A's object differs from the answer
 // for a missing one.

@@ -25,7 +25,7 @@ import (
 type fairUse struct {
 	limiter *ratelimit.Limiter
 	onLimit func(class, reason string)
-	budgets *budget.Budgets // nil: no budgets
+	budgets *budget.Budgets // counts spend even with no budget set, for the admins' and users' view
 	audit   func(ctx context.Context, p idflow.Principal, reason, detail string)
 }
 
@@ -46,19 +46,17 @@ func newFairUse(ctx context.Context, cfg *config, m *metrics.Metrics, policy *au
 		store, counter = redis.NewRateStore(rc), redis.NewBudgetCounter(rc)
 	}
 	f.limiter = ratelimit.New(cfg.rateLimits, store, storeFailures(log))
-	if cfg.modelBudget != (budget.Limits{}) || len(policy.UserBudgets)+len(policy.TenantBudgets) > 0 {
-		f.budgets = budget.New(budget.Config{Limits: cfg.modelBudget, Policy: policy, Counter: counter,
-			OnExhausted: func(ctx context.Context, p idflow.Principal, reason, detail string) {
-				hit("model", reason)
-				if f.audit != nil {
-					f.audit(ctx, p, reason, detail)
-				}
-			}})
-	}
+	f.budgets = budget.New(budget.Config{Limits: cfg.modelBudget, Policy: policy, Counter: counter,
+		OnExhausted: func(ctx context.Context, p idflow.Principal, reason, detail string) {
+			hit("model", reason)
+			if f.audit != nil {
+				f.audit(ctx, p, reason, detail)
+			}
+		}})
 	return f, nil
 }
 
-// model is m held to the budgets, when there are any.
+// model is m held to the budgets (with none set, its spend is counted).
 func (f *fairUse) model(m idflow.ChatModel) idflow.ChatModel {
 	if f == nil || f.budgets == nil {
 		return m
