@@ -97,12 +97,13 @@ type OAuthStore interface {
 	OAuthGrantActive(ctx context.Context, p Principal, clientID string) error
 
 	// RedeemOAuthCode takes (deletes) the code whose hash is codeHash and,
-	// when it has not expired and its grant is active, stores refresh for
-	// the code's grant (its GrantID and UserID are set here). It answers
-	// the code and the grant. refresh belongs to the code's client.
-	RedeemOAuthCode(ctx context.Context, codeHash string, refresh OAuthRefresh) (OAuthCode, OAuthGrant, error)
+	// when it has not expired, check accepts it and its grant is active,
+	// stores refresh for the code's grant and client (its GrantID, UserID,
+	// ClientID and Scopes are the code's). The code is spent whatever the outcome.
+	// It answers the code and the grant.
+	RedeemOAuthCode(ctx context.Context, codeHash string, refresh OAuthRefresh, check func(OAuthCode) error) (OAuthCode, OAuthGrant, error)
 	// RotateOAuthRefresh marks the refresh token whose hash is oldHash used
-	// and stores next in its place for the same grant. A token already used
+	// and stores next in its place for the same grant, client and scopes. A token already used
 	// answers ErrRefreshReused (wrapped in an EUNAUTHORIZED *Error) after
 	// revoking its grant; check, called with the old token before anything
 	// is written, may refuse (a client mismatch).

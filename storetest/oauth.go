@@ -58,13 +58,20 @@ func RunOAuth(t *testing.T, open func(t *testing.T) idflow.Store) {
 		if g.UserID != alice.UserID || g.ID == "" || g.Identity.TenantID != alice.TenantID {
 			t.Fatalf("GrantOAuth = %+v", g)
 		}
-		c, g2, err := s.RedeemOAuthCode(ctx, hash("code-1"), refresh("rt-1"))
+		c, g2, err := s.RedeemOAuthCode(ctx, hash("code-1"), refresh("rt-1"), nil)
 		ok(t, err)
 		if c.UserID != alice.UserID || c.GrantID != g.ID || c.CodeChallenge != "challenge" || g2.ID != g.ID {
 			t.Fatalf("RedeemOAuthCode = %+v, %+v", c, g2)
 		}
-		// A code is spent once.
-		_, _, err = s.RedeemOAuthCode(ctx, hash("code-1"), refresh("rt-x"))
+		// A code is spent once, even when the check refuses it.
+		must(s.GrantOAuth(ctx, alice, grant(alice, "cli"), code("code-2", "cli", time.Minute)))(t)
+		_, _, err = s.RedeemOAuthCode(ctx, hash("code-2"), refresh("rt-y"), func(idflow.OAuthCode) error {
+			return idflow.Errorf(idflow.EINVALID, "wrong verifier")
+		})
+		wantCode(t, err, idflow.EINVALID)
+		_, _, err = s.RedeemOAuthCode(ctx, hash("code-2"), refresh("rt-y"), nil)
+		wantCode(t, err, idflow.ENOTFOUND)
+		_, _, err = s.RedeemOAuthCode(ctx, hash("code-1"), refresh("rt-x"), nil)
 		wantCode(t, err, idflow.ENOTFOUND)
 
 		// A client mismatch refuses without spending the token.
@@ -96,12 +103,12 @@ func RunOAuth(t *testing.T, open func(t *testing.T) idflow.Store) {
 		s := open(t)
 		ctx := t.Context()
 		must(s.GrantOAuth(ctx, alice, grant(alice, "cli"), code("late", "cli", -time.Second)))(t)
-		_, _, err := s.RedeemOAuthCode(ctx, hash("late"), refresh("rt"))
+		_, _, err := s.RedeemOAuthCode(ctx, hash("late"), refresh("rt"), nil)
 		wantCode(t, err, idflow.ENOTFOUND)
 		must(s.GrantOAuth(ctx, alice, grant(alice, "cli"), code("fresh", "cli", time.Minute)))(t)
 		stale := refresh("stale")
 		stale.ExpiresAt = now.Add(-time.Second)
-		must2(s.RedeemOAuthCode(ctx, hash("fresh"), stale))(t)
+		must2(s.RedeemOAuthCode(ctx, hash("fresh"), stale, nil))(t)
 		_, _, err = s.RotateOAuthRefresh(ctx, hash("stale"), refresh("next"), nil)
 		wantCode(t, err, idflow.ENOTFOUND)
 	})
@@ -133,7 +140,7 @@ func RunOAuth(t *testing.T, open func(t *testing.T) idflow.Store) {
 		wantCode(t, s.OAuthGrantActive(ctx, alice, "cli"), idflow.ENOTFOUND)
 		wantCode(t, s.RevokeOAuthGrant(ctx, alice, ga.ID), idflow.ENOTFOUND)
 		// Its pending code went with it.
-		_, _, err = s.RedeemOAuthCode(ctx, hash("a2"), refresh("rt-a"))
+		_, _, err = s.RedeemOAuthCode(ctx, hash("a2"), refresh("rt-a"), nil)
 		wantCode(t, err, idflow.ENOTFOUND)
 		ok(t, s.OAuthGrantActive(ctx, bob, "cli"))
 
@@ -143,7 +150,7 @@ func RunOAuth(t *testing.T, open func(t *testing.T) idflow.Store) {
 			t.Fatalf("RevokeOAuthGrantsOf revoked %d grants; want 2", n)
 		}
 		wantCode(t, s.OAuthGrantActive(ctx, bob, "cli"), idflow.ENOTFOUND)
-		_, _, err = s.RedeemOAuthCode(ctx, hash("b2"), refresh("rt-b"))
+		_, _, err = s.RedeemOAuthCode(ctx, hash("b2"), refresh("rt-b"), nil)
 		wantCode(t, err, idflow.ENOTFOUND)
 	})
 }

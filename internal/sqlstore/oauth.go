@@ -279,7 +279,7 @@ func (s *Store) insertRefresh(ctx context.Context, tx Tx, t idflow.OAuthRefresh)
 }
 
 // RedeemOAuthCode takes the code, then stores refresh for its grant.
-func (s *Store) RedeemOAuthCode(ctx context.Context, codeHash string, refresh idflow.OAuthRefresh) (idflow.OAuthCode, idflow.OAuthGrant, error) {
+func (s *Store) RedeemOAuthCode(ctx context.Context, codeHash string, refresh idflow.OAuthRefresh, check func(idflow.OAuthCode) error) (idflow.OAuthCode, idflow.OAuthGrant, error) {
 	var code idflow.OAuthCode
 	var grant idflow.OAuthGrant
 	if codeHash == "" || refresh.Hash == "" {
@@ -298,7 +298,12 @@ func (s *Store) RedeemOAuthCode(ctx context.Context, codeHash string, refresh id
 	if !s.clock.now().Before(code.ExpiresAt) {
 		return idflow.OAuthCode{}, grant, idflow.NotFound("authorization code")
 	}
-	refresh.UserID, refresh.GrantID, refresh.ClientID = code.UserID, code.GrantID, code.ClientID
+	if check != nil {
+		if err := check(code); err != nil {
+			return idflow.OAuthCode{}, grant, err
+		}
+	}
+	refresh.UserID, refresh.GrantID, refresh.ClientID, refresh.Scopes = code.UserID, code.GrantID, code.ClientID, code.Scopes
 	err = s.fail("store oauth refresh token", s.b.BySecret(ctx, refresh.Hash, code.UserID, true, func(tx Tx) error {
 		var err error
 		if grant, err = activeGrant(ctx, tx, code.UserID, code.GrantID); err != nil {
@@ -360,7 +365,7 @@ func (s *Store) RotateOAuthRefresh(ctx context.Context, oldHash string, next idf
 		}
 		return old.OAuthRefresh, grant, idflow.WrapError(idflow.EUNAUTHORIZED, "refresh token reused; its grant is revoked", idflow.ErrRefreshReused)
 	}
-	next.UserID, next.GrantID, next.ClientID = old.UserID, old.GrantID, old.ClientID
+	next.UserID, next.GrantID, next.ClientID, next.Scopes = old.UserID, old.GrantID, old.ClientID, old.Scopes
 	err = s.fail("store oauth refresh token", s.b.BySecret(ctx, next.Hash, old.UserID, true, func(tx Tx) error {
 		var err error
 		if grant, err = activeGrant(ctx, tx, old.UserID, old.GrantID); err != nil {
