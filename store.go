@@ -26,6 +26,7 @@ type Store interface {
 	UsageStore
 	ConnectionStore
 	BrowserSessionStore
+	OAuthStore
 	Ping(ctx context.Context) error
 	Close() error
 }

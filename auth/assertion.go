@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -31,6 +32,8 @@ type Signer struct {
 	signer jose.Signer
 	issuer string
 	now    func() time.Time
+	// published are other keys of idflow served in JWKS (AlsoPublish).
+	published []jose.JSONWebKey
 }
 
 // NewSigner returns a Signer for key, naming issuer as iss.
@@ -56,7 +59,32 @@ func (s *Signer) PublicJWK() jose.JSONWebKey {
 
 // JWKS is the JSON Web Key Set served at /.well-known/idflow/jwks.json.
 func (s *Signer) JWKS() jose.JSONWebKeySet {
-	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{s.PublicJWK()}}
+	return jose.JSONWebKeySet{Keys: append([]jose.JSONWebKey{s.PublicJWK()}, s.published...)}
+}
+
+// AlsoPublish adds the verification key of another of idflow's signers
+// (the MCP access-token signer) to JWKS. Call it before serving.
+func (s *Signer) AlsoPublish(other *Signer) { s.published = append(s.published, other.PublicJWK()) }
+
+// DeriveECKey derives a P-256 key for purpose from parent, so that a
+// second key (signing idflow's MCP access tokens) is shared by every
+// replica that shares the parent (IDFLOW_ASSERTION_KEY), and never is the
+// parent: what one signs, the other's key never verifies.
+func DeriveECKey(parent *ecdsa.PrivateKey, purpose string) (*ecdsa.PrivateKey, error) {
+	secret, err := parent.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("derive key: %w", err)
+	}
+	for i := byte(0); i < 8; i++ { // a seed not below the group order is rare (about 2^-32); try the next
+		seed, err := hkdf.Key(sha256.New, secret, []byte{i}, "idflow "+purpose, 32)
+		if err != nil {
+			return nil, fmt.Errorf("derive key: %w", err)
+		}
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), seed); err == nil {
+			return k, nil
+		}
+	}
+	return nil, errors.New("derive key: no valid seed")
 }
 
 // KeySet verifies what this signer signed.

@@ -48,6 +48,22 @@ type Config struct {
 	// SessionCookie is the session cookie's name for the public URL
 	// (CookiesFor(publicURL).Session); empty means the bare SessionCookie.
 	SessionCookie string
+	// Own verifies idflow's own access tokens (the authorization server of
+	// /mcp, package authserver); nil when it is off.
+	Own *OwnTokens
+}
+
+// OwnTokens are the access tokens idflow issues itself. A token whose
+// (unverified) iss is Issuer goes to Verifier alone, and only where the
+// route's accepted audiences include one of Verifier's: /mcp, never the
+// API. Its signing key is not the assertion key, so an X-Idflow-Assertion
+// never passes for one.
+type OwnTokens struct {
+	Issuer   string
+	Verifier *Verifier
+	// Check refuses a verified token whose grant no longer stands (revoked
+	// by the user, by reuse of a refresh token, by deactivation).
+	Check func(ctx context.Context, p idflow.Principal) error
 }
 
 // Authenticator turns a request's credentials into a Principal.
@@ -57,12 +73,13 @@ type Authenticator struct {
 	proxy    *proxyAuth
 	origins  map[string]bool
 	cookie   string // the session cookie's name
+	own      *OwnTokens
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
-	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie}
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie, own: cfg.Own}
 	for _, o := range cfg.Origins {
 		if u, err := url.Parse(strings.TrimSpace(o)); err == nil {
 			if origin, ok := normalizeOrigin(u.Scheme + "://" + u.Host); ok {
@@ -149,6 +166,9 @@ func (a *Authenticator) AuthenticateToken(r *http.Request, raw string, accept Au
 // VerifyToken verifies a bearer token obtained some other way (a WebSocket
 // subprotocol, an MCP request).
 func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
+	if a.own != nil && a.own.Issuer != "" && unverifiedIssuer(raw) == a.own.Issuer {
+		return a.verifyOwn(ctx, raw, accept)
+	}
 	if a.bearer == nil {
 		return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "bearer tokens are not accepted here")
 	}
@@ -158,6 +178,31 @@ func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audi
 	}
 	if accept != nil && !slices.ContainsFunc(tok.Audiences, func(s string) bool { return slices.Contains(accept, s) }) {
 		return idflow.Principal{}, unauthorized(errors.New("audience not accepted on this route"))
+	}
+	return tok.Principal, nil
+}
+
+// verifyOwn verifies one of idflow's own access tokens for a route that
+// accepts the audiences accept.
+func (a *Authenticator) verifyOwn(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
+	v := a.own.Verifier
+	if !slices.ContainsFunc(accept, func(s string) bool { return slices.Contains(v.cfg.Audiences, s) }) {
+		return idflow.Principal{}, unauthorized(errors.New("idflow's own access tokens are accepted on /mcp only"))
+	}
+	tok, err := v.Verify(ctx, raw)
+	if err != nil {
+		return idflow.Principal{}, err
+	}
+	if !slices.ContainsFunc(tok.Audiences, func(s string) bool { return slices.Contains(accept, s) }) {
+		return idflow.Principal{}, unauthorized(errors.New("audience not accepted on this route"))
+	}
+	if a.own.Check != nil {
+		if err := a.own.Check(ctx, tok.Principal); err != nil {
+			if idflow.ErrorCode(err) == idflow.ENOTFOUND {
+				return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "the grant of this token was revoked", err)
+			}
+			return idflow.Principal{}, err
+		}
 	}
 	return tok.Principal, nil
 }

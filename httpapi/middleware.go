@@ -148,6 +148,17 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
+	if oauthPublicPaths[r.URL.Path] { // handlers_oauth.go: any origin, no credentials
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Mcp-Protocol-Version")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return true
+		}
+		return false
+	}
 	allowed := slices.Contains(s.cfg.CORSOrigins, origin)
 	if allowed {
 		h.Set("Access-Control-Allow-Origin", origin)

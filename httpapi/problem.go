@@ -42,6 +42,15 @@ type problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
+	// OAuth error members (RFC 6749 §5.2) of an authorization server
+	// error, which OAuth clients read.
+	Error            string `json:"error,omitempty"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+// oauthError is an error of the authorization server (authserver.Error).
+type oauthError interface {
+	OAuthError() (code, description string)
 }
 
 // writeError answers err as problem+json; internal causes are logged, never shown.
@@ -66,7 +75,22 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, auth.ErrInsufficientScope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="idflow", error="insufficient_scope"`)
 	}
+	var oe oauthError
+	if errors.As(err, &oe) {
+		pr := newProblem(status, code, idflow.ErrorMessage(err))
+		pr.Error, pr.ErrorDescription = oe.OAuthError()
+		writeProblemDoc(w, pr)
+		return
+	}
 	writeProblem(w, status, code, idflow.ErrorMessage(err))
+}
+
+func writeProblemDoc(w http.ResponseWriter, pr problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(pr.Status)
+	_ = json.NewEncoder(w).Encode(pr)
 }
 
 func writeProblem(w http.ResponseWriter, status int, code, detail string) {

@@ -150,6 +150,8 @@ func (s *Server) routes(d Deps) []route {
 		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: handleStats(svc)},
 		{method: "GET", pattern: "/metrics", access: accessInternal, rate: ratelimit.None, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: handleMetrics(d.Metrics)},
 	}
+	rs = append(rs, oauthRoutes(d.AuthServer, d.Login)...) // handlers_oauth.go; only with IDFLOW_MCP_AUTH=idflow
+
 	return append(rs, connectionRoutes(d.Connections)...) // handlers_connections.go; only when providers are configured
 }
 
@@ -239,7 +241,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			w.Header().Set("WWW-Authenticate", s.mcp.Challenge(r, err))
 		}
 		if err != nil && rt.browser && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED && s.login != nil {
-			http.Redirect(w, r, "/auth/login?return_to="+url.QueryEscape(r.URL.Path), http.StatusFound)
+			http.Redirect(w, r, "/auth/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 			return
 		}
 		if err != nil {

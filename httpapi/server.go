@@ -83,6 +83,10 @@ type Deps struct {
 	Ready  func(ctx context.Context) error
 	Now    func() time.Time // the clock of the denial limiter; nil = time.Now
 
+	// AuthServer is idflow's authorization server for /mcp; nil when
+	// IDFLOW_MCP_AUTH is upstream (its routes then do not exist).
+	AuthServer AuthServer
+
 	// Connections serves /api/v1/connections; nil when no downstream
 	// provider is configured (the routes then do not exist).
 	Connections Connections

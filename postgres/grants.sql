@@ -12,6 +12,9 @@
 --   connections, browser_sessions
 --                        SELECT, INSERT, UPDATE, DELETE
 --   connect_states       SELECT, INSERT, DELETE         (taken = deleted)
+--   oauth_clients, oauth_grants, oauth_refresh_tokens
+--                        SELECT, INSERT, UPDATE, DELETE
+--   oauth_codes          SELECT, INSERT, DELETE         (redeemed = deleted)
 --   model_usage          SELECT, INSERT, UPDATE         (RecordUsage upserts)
 --   run_events           SELECT, INSERT                 (append-only)
 --   audit_events         SELECT, INSERT                 (append-only: no edit, no delete)
@@ -52,6 +55,10 @@ BEGIN
         EXECUTE format('GRANT SELECT, INSERT ON %I TO %I', t, app);
     END LOOP;
     EXECUTE format('GRANT SELECT, UPDATE ON audit_chain_head TO %I', app);
+    FOREACH t IN ARRAY ARRAY['oauth_clients', 'oauth_grants', 'oauth_refresh_tokens'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
+    END LOOP;
+    EXECUTE format('GRANT SELECT, INSERT, DELETE ON oauth_codes TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stats() TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stranded_runs(integer) TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_audit_links(bigint, integer) TO %I', app);

@@ -161,6 +161,9 @@ func TestPostgres(t *testing.T) {
 	t.Run("BrowserSessionConformance", func(t *testing.T) {
 		storetest.RunBrowserSessions(t, func(t *testing.T) idflow.Store { return sv.fixture(t).s })
 	})
+	t.Run("OAuthConformance", func(t *testing.T) {
+		storetest.RunOAuth(t, func(t *testing.T) idflow.Store { return sv.fixture(t).s })
+	})
 	t.Run("OpenRefusesUnsafeRoles", func(t *testing.T) { testOpenRefuses(t, sv) })
 	t.Run("Migrate", func(t *testing.T) { testMigrate(t, sv) })
 	t.Run("SecondWall", func(t *testing.T) { testSecondWall(t, sv) })

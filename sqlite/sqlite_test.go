@@ -54,6 +54,10 @@ func TestRunAdmissionConformance(t *testing.T) {
 	storetest.RunAdmission(t, func(t *testing.T) storetest.Queue[*sql.Tx] { return openTest(t) })
 }
 
+func TestOAuthConformance(t *testing.T) {
+	storetest.RunOAuth(t, func(t *testing.T) idflow.Store { return openTest(t) })
+}
+
 func TestConnectionConformance(t *testing.T) {
 	storetest.RunConnections(t, func(t *testing.T) idflow.ConnectionStore { return openTest(t) })
 }

@@ -80,6 +80,9 @@ type config struct {
 	StreamsPerUser             string
 	IngestBytesPerUser         string
 	ModelBudget                string
+	MCPAuth                    string
+	MCPCIMDCAFile              string
+	InsecureMCPCIMDPrivate     bool
 
 	runTimeout   time.Duration
 	wsMaxPerUser int
@@ -167,6 +170,9 @@ func (c *config) settings() []setting {
 		s("IDFLOW_AGENT_MEMORY_K", "agent-memory-k", strconv.Itoa(service.DefaultAgentMemoryK), "the caller's matching facts given to the model per turn (0-50; 0: none)", &c.AgentMemoryK),
 		s("IDFLOW_AGENT_HISTORY_TOKENS", "agent-history-tokens", strconv.Itoa(service.DefaultAgentHistoryTokens), "estimated tokens of a session's history sent per turn (0: none)", &c.AgentHistoryTokens),
 		s("IDFLOW_AGENT_TURN_TIMEOUT", "agent-turn-timeout", service.DefaultAgentTurnTimeout.String(), "longest an agent turn (model calls and tools) may take", &c.AgentTurnTimeout),
+		s("IDFLOW_MCP_AUTH", "mcp-auth", "", "who issues /mcp's tokens: idflow (its own authorization server: clients register or name a metadata document, users sign in through the browser login and consent) or upstream (the OpenID issuer's tokens only); default upstream, idflow in --dev", &c.MCPAuth),
+		s("IDFLOW_MCP_CIMD_CA_FILE", "mcp-cimd-ca-file", "", "PEM roots trusted, besides the system's, when fetching MCP clients' Client ID Metadata Documents", &c.MCPCIMDCAFile),
+		b("IDFLOW_INSECURE_MCP_CIMD_PRIVATE", "insecure-mcp-cimd-private", "fetch Client ID Metadata Documents from loopback and private addresses too (always so in --dev)", &c.InsecureMCPCIMDPrivate),
 		s("IDFLOW_ALLOW_VERIFY", "allow-verify", "", "let `idflow verify` run against this server (it creates and removes test objects as the users whose tokens it is given): true or false; default false, true in --dev", &c.AllowVerify),
 		s("IDFLOW_RATE_LIMITS", "rate-limits", "", "request rate limits per user and route class over the defaults, e.g. read=50/s:burst=100,write=10/s,turn=20/m,ingest=off (docs/LIMITS.md)", &c.RateLimits),
 		s("IDFLOW_TURNS_PER_USER", "turns-per-user", "4", "agent turns one user may have in progress at once", &c.TurnsPerUser),
@@ -287,6 +293,9 @@ func (c *config) validate() error {
 	if c.PlatformAdminRole != "" && c.PlatformAdminRole == c.AdminRole {
 		return errors.New("IDFLOW_PLATFORM_ADMIN_ROLE must differ from IDFLOW_ADMIN_ROLE: every tenant's admin would administer every tenant")
 	}
+	if c.MCPAuth != "" && c.MCPAuth != "idflow" && c.MCPAuth != "upstream" {
+		return fmt.Errorf("IDFLOW_MCP_AUTH: %q is neither idflow nor upstream", c.MCPAuth)
+	}
 	if c.Dev {
 		if !loopback(c.Listen) {
 			return fmt.Errorf("--dev listens on loopback only; %q is not a loopback address", c.Listen)
@@ -312,6 +321,17 @@ func (c *config) validate() error {
 		return errors.New("IDFLOW_PROXY_ASSERTION_HEADER needs IDFLOW_PROXY_ASSERTION_JWKS_URL")
 	}
 	return nil
+}
+
+// mcpAuth is who issues /mcp's tokens: "idflow" or "upstream".
+func (c *config) mcpAuth() string {
+	if c.MCPAuth == "" && c.Dev {
+		return "idflow"
+	}
+	if c.MCPAuth == "" {
+		return "upstream"
+	}
+	return c.MCPAuth
 }
 
 // platformAdminRole is the role that administers every tenant: the

@@ -31,6 +31,9 @@ func newMCP(cfg *config, id identity, svc *service.Service, catalog mcp.Catalog,
 	if id.issuer != "" {
 		issuers = []string{id.issuer}
 	}
+	if cfg.mcpAuth() == "idflow" { // mcpauth.go: idflow is the authorization server
+		issuers = []string{cfg.PublicURL}
+	}
 	if len(scopes) == 0 && id.scope != "" {
 		scopes = []string{id.scope}
 	}

@@ -180,7 +180,6 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
-	authn := authenticator(cfg, id.verifier, proxy, webLogin) // browser.go
 	cacheBackend, bus, closeCache, err := cacheAndBus(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -221,11 +220,19 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		return nil, err
 	}
 	app.onShutdown = append(app.onShutdown, mcpServer.Close)
+	mcpAuth, err := newMCPAuthorization(cfg, id, signingKey, signer, db, webLogin, proxy, mcpServer.Scopes(), svc, m, log) // mcpauth.go
+	if err != nil {
+		return nil, err
+	}
+	authn := authenticator(cfg, id.verifier, proxy, webLogin, mcpAuth.own) // browser.go
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping,
 		Login: webLogin, Connections: downstream.HTTP(), MCP: mcpServer, Metrics: m.Handler(), Observer: m}
 	deps.Limiter, deps.OnLimit = fair.limiter, fair.onLimit
 	if id.dev != nil {
 		deps.DevIdP = id.dev.Handler()
+	}
+	if mcpAuth.server != nil { // a nil *authserver.Server must not become a non-nil interface
+		deps.AuthServer = mcpAuth.server
 	}
 	srv := httpapi.New(httpapi.Config{
 		PublicURL: cfg.PublicURL, APIAudiences: id.apiAudiences, MCPAudience: id.mcpAudience,
