@@ -46,8 +46,10 @@ func (s *Service) adminTenant(admin idflow.Principal, tenant string) (string, er
 		return "", err
 	}
 	switch {
-	case all && tenant == "":
+	case all && tenant == "" && admin.TenantID == "":
 		return "", idflow.Errorf(idflow.EINVALID, "tenant_id is required with the platform admin role")
+	case all && tenant == "":
+		return admin.TenantID, nil // their own, unless they name another
 	case all:
 		return tenant, nil
 	case tenant != "" && tenant != own:
