@@ -26,6 +26,7 @@ type Store interface {
 	UsageStore
 	ConnectionStore
 	BrowserSessionStore
+	PersonalTokenStore
 	Ping(ctx context.Context) error
 	Close() error
 }

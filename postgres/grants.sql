@@ -9,7 +9,7 @@
 --   messages, workflow_versions, facts
 --                        SELECT, INSERT, DELETE         (never edited)
 --   document_blobs       SELECT, INSERT, UPDATE, DELETE (PutBlob replaces)
---   connections, browser_sessions
+--   connections, browser_sessions, personal_tokens
 --                        SELECT, INSERT, UPDATE, DELETE
 --   connect_states       SELECT, INSERT, DELETE         (taken = deleted)
 --   model_usage          SELECT, INSERT, UPDATE         (RecordUsage upserts)
@@ -42,7 +42,7 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON users TO %I', app);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON model_usage TO %I', app);
     FOREACH t IN ARRAY ARRAY['apps', 'agents', 'sessions', 'workflows', 'documents', 'runs', 'document_blobs',
-                             'connections', 'browser_sessions'] LOOP
+                             'connections', 'browser_sessions', 'personal_tokens'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
     END LOOP;
     FOREACH t IN ARRAY ARRAY['messages', 'workflow_versions', 'facts', 'connect_states'] LOOP

@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/idflow/idflow"
@@ -29,6 +30,8 @@ type Config struct {
 	AgentMemoryK       int           // the caller's facts per turn (default 5, at most 50)
 	AgentHistoryTokens int           // estimated tokens of history per turn (default 8000)
 	AgentTurnTimeout   time.Duration // longest a turn may take (default 5m)
+
+	Now func() time.Time // the clock (tests); nil is time.Now
 }
 
 // Service implements the use cases.
@@ -41,6 +44,9 @@ type Service struct {
 	tools  idflow.ToolCatalog // SetToolCatalog; nil: turns offer no tools
 	policy *authz.Policy
 	log    *slog.Logger
+
+	tokensMu   sync.Mutex
+	tokensUsed map[string]time.Time // token id → when its use was last recorded here (tokens.go)
 }
 
 // Deps are the service's collaborators.
@@ -83,8 +89,14 @@ func New(cfg Config, d Deps) *Service {
 	if d.Policy == nil {
 		d.Policy, _ = authz.Load("")
 	}
-	return &Service{cfg: cfg, store: d.Store, blobs: d.Blobs, cache: d.Cache, model: d.Model, policy: d.Policy, log: d.Log}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg, store: d.Store, blobs: d.Blobs, cache: d.Cache, model: d.Model, policy: d.Policy, log: d.Log,
+		tokensUsed: map[string]time.Time{}}
 }
+
+func (s *Service) now() time.Time { return s.cfg.Now() }
 
 // Store exposes the store for components that add their own use cases on
 // top (the runner).
@@ -97,6 +109,10 @@ func (s *Service) Policy() *authz.Policy { return s.policy }
 // admin role, every tenant with the platform admin role (idflow.AdminScope);
 // EFORBIDDEN without either.
 func (s *Service) AdminScope(p idflow.Principal) (idflow.AdminScope, error) {
+	if p.AuthMethod == idflow.AuthPersonalToken {
+		// A script's token never administers, whatever its owner's roles.
+		return idflow.AdminScope{}, idflow.Errorf(idflow.EFORBIDDEN, "personal access tokens cannot use admin routes")
+	}
 	return idflow.NewAdminScope(p, idflow.AdminRoles{Tenant: s.cfg.AdminRole, Platform: s.cfg.PlatformAdminRole})
 }
 
