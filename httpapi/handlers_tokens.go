@@ -33,7 +33,9 @@ func lifecycleRoutes(svc *service.Service) []route {
 
 func handleListTokens(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.PersonalToken], error) { return svc.ListTokens(r.Context(), p, pg) })
+		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.PersonalToken], error) {
+			return svc.ListTokens(r.Context(), p, pg)
+		})
 	}
 }
 

@@ -186,7 +186,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
-	authn := authenticator(cfg, id.verifier, proxy, webLogin, svc) // browser.go; svc resolves personal access tokens
+	authn := authenticator(cfg, id.verifier, proxy, webLogin, svc)   // browser.go; svc resolves personal access tokens
 	downstream, err := buildDownstream(cfg, id.dev, db, svc, m, log) // connections.go: vault, providers, connect flow
 	if err != nil {
 		return nil, err
