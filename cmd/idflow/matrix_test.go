@@ -26,6 +26,7 @@ import (
 type apiOp struct {
 	Method, Path string
 	Access       string // x-access: open, any, user, admin, internal
+	TokenScope   string // x-token-scope: the personal access token scope it needs; "" = PATs refused
 	Success      int    // the documented 2xx status
 }
 
@@ -60,13 +61,14 @@ func fetchOps(t *testing.T, s *prodServer) []apiOp {
 				continue
 			}
 			var op struct {
-				Access    string                     `json:"x-access"`
-				Responses map[string]json.RawMessage `json:"responses"`
+				Access     string                     `json:"x-access"`
+				TokenScope string                     `json:"x-token-scope"`
+				Responses  map[string]json.RawMessage `json:"responses"`
 			}
 			if err := json.Unmarshal(raw, &op); err != nil {
 				t.Fatalf("%s %s: %v", method, path, err)
 			}
-			o := apiOp{Method: strings.ToUpper(method), Path: path, Access: op.Access}
+			o := apiOp{Method: strings.ToUpper(method), Path: path, Access: op.Access, TokenScope: op.TokenScope}
 			for code := range op.Responses {
 				if n, err := strconv.Atoi(code); err == nil && n >= 200 && n < 300 && (o.Success == 0 || n < o.Success) {
 					o.Success = n
@@ -176,6 +178,9 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/admin/audit":                      {},
 	"GET /api/v1/admin/audit/verify":               {},
 	"GET /internal/v1/stats":                       {},
+	"GET /api/v1/tokens":                           {},
+	"POST /api/v1/tokens":                          {body: map[string]any{"name": "matrix token", "scopes": []string{"read"}}},
+	"DELETE /api/v1/tokens/{token_id}":             {},
 	"GET /metrics":                                 {},
 
 	"GET /.well-known/oauth-protected-resource":     {},
@@ -252,6 +257,8 @@ func (f *fixture) id(param string) string {
 		id = s.create(t, f.who, "/api/v1/etl/ingest", map[string]any{"filename": "secret.txt", "content": "The document of " + secretMarker + ".\n\nSecond paragraph."})
 	case "fact_id":
 		id = s.create(t, f.who, "/api/v1/facts", map[string]any{"content": aliceFactText})
+	case "token_id":
+		id = s.create(t, f.who, "/api/v1/tokens", map[string]any{"name": "token " + secretMarker, "scopes": []string{"read"}})
 	default:
 		t.Fatalf("no fixture for path parameter {%s}", param)
 	}
