@@ -27,6 +27,7 @@ type Store interface {
 	ConnectionStore
 	BrowserSessionStore
 	PersonalTokenStore
+	UserEraser
 	Ping(ctx context.Context) error
 	Close() error
 }

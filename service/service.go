@@ -32,6 +32,10 @@ type Config struct {
 	AgentTurnTimeout   time.Duration // longest a turn may take (default 5m)
 
 	Now func() time.Time // the clock (tests); nil is time.Now
+
+	// ErasureKey keys the hash that replaces an erased user's id in the
+	// audit chain (erase.go); without one, erasure is refused.
+	ErasureKey []byte
 }
 
 // Service implements the use cases.
