@@ -165,7 +165,7 @@ func (s *Server) routes(d Deps) []route {
 		{method: "GET", pattern: "/internal/v1/stats", access: accessInternal, summary: "Aggregate counts (app-only, allowlisted clients)", out: idflow.Stats{}, serve: handleStats(svc)},
 		{method: "GET", pattern: "/metrics", access: accessInternal, summary: "Prometheus metrics, never a user id (app-only, allowlisted clients; docs/METRICS.md)", serve: handleMetrics(d.Metrics)},
 	}
-	rs = append(rs, lifecycleRoutes(svc, s.log)...)              // handlers_tokens.go: personal access tokens, export, erasure
+	rs = append(rs, lifecycleRoutes(svc, s.log)...)       // handlers_tokens.go: personal access tokens, export, erasure
 	return append(rs, connectionRoutes(d.Connections)...) // handlers_connections.go; only when providers are configured
 }
 

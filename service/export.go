@@ -89,7 +89,9 @@ func (s *Service) Export(ctx context.Context, p idflow.Principal, w io.Writer) (
 		}
 		e.value(conns)
 	}
-	section(e, "tokens", func(pg idflow.Page) (idflow.List[idflow.PersonalToken], error) { return s.store.ListPersonalTokens(ctx, p, pg) }, nil)
+	section(e, "tokens", func(pg idflow.Page) (idflow.List[idflow.PersonalToken], error) {
+		return s.store.ListPersonalTokens(ctx, p, pg)
+	}, nil)
 	if e.err == nil {
 		to := s.now().UTC()
 		days, err := s.store.ListUsage(ctx, p, to.AddDate(0, 0, -(exportUsageDays-1)), to)
@@ -168,4 +170,3 @@ func section[T any](e *exporter, name string, fetch func(idflow.Page) (idflow.Li
 	}
 	e.raw("]")
 }
-

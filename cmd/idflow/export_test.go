@@ -43,7 +43,7 @@ func TestExport(t *testing.T) {
 			ID         string `json:"id"`
 			ContentURL string `json:"content_url"`
 		} `json:"documents"`
-		Tokens []map[string]any `json:"tokens"`
+		Tokens []map[string]any  `json:"tokens"`
 		Audit  []json.RawMessage `json:"audit"`
 	}
 	r.JSON(t, &doc)
