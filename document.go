@@ -53,4 +53,6 @@ type BlobStore interface {
 	PutBlob(ctx context.Context, p Principal, id string, data []byte) error
 	GetBlob(ctx context.Context, p Principal, id string) ([]byte, error)
 	DeleteBlob(ctx context.Context, p Principal, id string) error
+	// DeleteBlobs removes every document of p's (erasure).
+	DeleteBlobs(ctx context.Context, p Principal) error
 }

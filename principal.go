@@ -23,6 +23,7 @@ const (
 	AuthProxyHeader    AuthMethod = "proxy_header"
 	AuthProxyAssertion AuthMethod = "proxy_assertion"
 	AuthJob            AuthMethod = "job" // rebuilt from a Snapshot by a background worker
+	AuthPersonalToken  AuthMethod = "personal_token"
 )
 
 // Principal is the one verified identity of a request. Only the auth package

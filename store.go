@@ -27,6 +27,8 @@ type Store interface {
 	ConnectionStore
 	BrowserSessionStore
 	OAuthStore
+	PersonalTokenStore
+	UserEraser
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/idflow/idflow"
 )
@@ -51,6 +52,10 @@ type Config struct {
 	// Own verifies idflow's own access tokens (the authorization server of
 	// /mcp, package authserver); nil when it is off.
 	Own *OwnTokens
+	// PersonalTokens resolves idf_pat_ bearer tokens; nil refuses them.
+	PersonalTokens PersonalTokens
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
 }
 
 // OwnTokens are the access tokens idflow issues itself. A token whose
@@ -74,12 +79,18 @@ type Authenticator struct {
 	origins  map[string]bool
 	cookie   string // the session cookie's name
 	own      *OwnTokens
+	pats     PersonalTokens
+	now      func() time.Time
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
-	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie, own: cfg.Own}
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie,
+		own: cfg.Own, pats: cfg.PersonalTokens, now: cfg.Now}
+	if a.now == nil {
+		a.now = time.Now
+	}
 	for _, o := range cfg.Origins {
 		if u, err := url.Parse(strings.TrimSpace(o)); err == nil {
 			if origin, ok := normalizeOrigin(u.Scheme + "://" + u.Host); ok {
@@ -164,8 +175,13 @@ func (a *Authenticator) AuthenticateToken(r *http.Request, raw string, accept Au
 }
 
 // VerifyToken verifies a bearer token obtained some other way (a WebSocket
-// subprotocol, an MCP request).
+// subprotocol, an MCP request). A personal access token (idf_pat_…) is
+// looked up, never parsed as a JWT; audiences do not apply to it (it is
+// idflow's own, for idflow alone).
 func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
+	if IsPersonalToken(raw) {
+		return a.verifyPersonalToken(ctx, raw)
+	}
 	if a.own != nil && a.own.Issuer != "" && unverifiedIssuer(raw) == a.own.Issuer {
 		return a.verifyOwn(ctx, raw, accept)
 	}

@@ -35,8 +35,7 @@ func (s *Store) userRoot(p idflow.Principal, create bool) (*os.Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(owner))
-	dir := filepath.Join(s.dir, hex.EncodeToString(sum[:16]))
+	dir := s.userDir(owner)
 	if create {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("files: %w", err)
@@ -125,6 +124,25 @@ func (s *Store) DeleteBlob(_ context.Context, p idflow.Principal, id string) err
 	}
 	defer r.Close()
 	if err := r.Remove(id); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("files: remove: %w", err)
+	}
+	return nil
+}
+
+// userDir is the directory of owner's files: named by a hash of the user
+// id, so a user id cannot name a path either.
+func (s *Store) userDir(owner string) string {
+	sum := sha256.Sum256([]byte(owner))
+	return filepath.Join(s.dir, hex.EncodeToString(sum[:16]))
+}
+
+// DeleteBlobs removes p's directory and every file in it.
+func (s *Store) DeleteBlobs(_ context.Context, p idflow.Principal) error {
+	owner, err := p.Owner()
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.userDir(owner)); err != nil {
 		return fmt.Errorf("files: remove: %w", err)
 	}
 	return nil

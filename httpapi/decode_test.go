@@ -30,6 +30,7 @@ var decodeTargets = []func() any{
 	func() any { return &idflow.AppPatch{} },
 	func() any { return &idflow.SessionPatch{} },
 	func() any { return &idflow.AgentPatch{} },
+	func() any { return &tokenIn{} },
 }
 
 // TestDecodeTargetsCoverRoutes keeps decodeTargets in step with the routes.

@@ -128,7 +128,7 @@ func statusClass(code int) string {
 // of credential r presented when it was refused.
 func (s *Server) authLabel(r *http.Request, p idflow.Principal) string {
 	switch p.AuthMethod {
-	case idflow.AuthBearer, idflow.AuthSession, idflow.AuthProxyHeader, idflow.AuthProxyAssertion:
+	case idflow.AuthBearer, idflow.AuthSession, idflow.AuthProxyHeader, idflow.AuthProxyAssertion, idflow.AuthPersonalToken:
 		return string(p.AuthMethod)
 	}
 	if r.Header.Get("Authorization") != "" || r.URL.Query().Has("access_token") {

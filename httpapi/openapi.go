@@ -58,6 +58,9 @@ func (b *openAPIBuilder) operation(rt route) map[string]any {
 		"operationId": operationID(rt),
 		"x-access":    accessName(rt.access),
 	}
+	if sc := rt.tokenScope(); sc != "" {
+		op["x-token-scope"] = sc // the personal access token scope it needs; absent: PATs are refused
+	}
 	if rt.access == accessOpen {
 		op["security"] = []any{}
 	} else {

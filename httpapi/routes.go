@@ -43,10 +43,31 @@ type route struct {
 	ws      bool  // a WebSocket: tokens may also come as a subprotocol
 	mcp     bool  // /mcp: also accepts the MCP audience; 401 challenges point at its metadata
 	browser bool  // a page: without credentials, send the browser to sign in
+	agent   bool  // runs the model or tools as the caller: a personal access token needs the agent scope
+	noToken bool  // never for a personal access token (managing tokens, forward-auth)
 	serve   handler
 	open    openHandler
 
 	rate rateClass // the rate limit it counts against; unset: read for GET, write otherwise (limits.go)
+}
+
+// tokenScope is the personal access token scope rt needs (idflow.Scope…),
+// or "" when no personal access token may call it: admin, internal and
+// open routes, pages, and the routes marked noToken. Otherwise /mcp needs
+// mcp, agent turns and runs agent, reads read, and every other method
+// write.
+func (rt route) tokenScope() string {
+	switch {
+	case rt.access != accessUser && rt.access != accessAny, rt.noToken, rt.browser:
+		return ""
+	case rt.mcp:
+		return idflow.ScopeMCP
+	case rt.agent:
+		return idflow.ScopeAgent
+	case rt.method == http.MethodGet || rt.method == http.MethodHead:
+		return idflow.ScopeRead
+	}
+	return idflow.ScopeWrite
 }
 
 // routes is the whole API surface of idflow. Each handler is built with
@@ -79,7 +100,7 @@ func (s *Server) routes(d Deps) []route {
 		{method: "GET", pattern: "/static/{file}", access: accessUser, browser: true, summary: "The web UI's scripts and styles", serve: handleUI},
 
 		{method: "GET", pattern: "/api/v1/me", access: accessAny, summary: "The caller's Principal", out: me{}, serve: handleMe(d.Login)},
-		{method: "GET", pattern: "/auth/validate", access: accessUser, summary: "Forward-auth for nginx auth_request, Caddy forward_auth, Traefik ForwardAuth", serve: handleValidate(d.Authn, d.Signer, s.cfg.PublicURL)},
+		{method: "GET", pattern: "/auth/validate", access: accessUser, noToken: true, summary: "Forward-auth for nginx auth_request, Caddy forward_auth, Traefik ForwardAuth", serve: handleValidate(d.Authn, d.Signer, s.cfg.PublicURL)},
 
 		{method: "GET", pattern: "/api/v1/apps", access: accessUser, summary: "List your apps", out: apps{}, serve: handleListApps(svc)},
 		{method: "POST", pattern: "/api/v1/apps", access: accessUser, summary: "Create an app", in: appIn{}, out: idflow.App{}, status: 201, serve: handleCreateApp(svc)},
@@ -93,7 +114,7 @@ func (s *Server) routes(d Deps) []route {
 		{method: "PATCH", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Update a chat session", in: idflow.SessionPatch{}, out: idflow.ChatSession{}, serve: handleUpdateSession(svc)},
 		{method: "DELETE", pattern: "/api/v1/sessions/{session_id}", access: accessUser, summary: "Delete a chat session and its messages", status: 204, serve: handleDeleteSession(svc)},
 		{method: "GET", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, summary: "A session's history, oldest first", out: messages{}, serve: handleListMessages(svc)},
-		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, rate: ratelimit.Turn, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, serve: handleSendMessage(svc, s.log)},
+		{method: "POST", pattern: "/api/v1/sessions/{session_id}/messages", access: accessUser, rate: ratelimit.Turn, summary: "Send a message: an agent turn as the caller (memory, tools, the reply); 201 {message, reply, steps, memory}, or with Accept: text/event-stream the turn's events as SSE (docs/AGENTS.md)", in: messageIn{}, out: messageOut{}, status: 201, agent: true, serve: handleSendMessage(svc, s.log)},
 
 		{method: "GET", pattern: "/api/v1/agents", access: accessUser, summary: "List your agents", out: agents{}, serve: handleListAgents(svc)},
 		{method: "POST", pattern: "/api/v1/agents", access: accessUser, summary: "Create an agent", in: agentIn{}, out: idflow.Agent{}, status: 201, serve: handleCreateAgent(svc)},
@@ -108,7 +129,7 @@ func (s *Server) routes(d Deps) []route {
 		{method: "DELETE", pattern: "/api/v1/workflows/{workflow_id}", access: accessUser, summary: "Delete a workflow", status: 204, serve: handleDeleteWorkflow(svc)},
 		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/publish", access: accessUser, summary: "Freeze the draft as a new version", out: idflow.Workflow{}, serve: handlePublishWorkflow(svc)},
 
-		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/runs", access: accessUser, summary: "Start a run (202 with the run); version 0 or absent runs the draft", in: runIn{}, out: idflow.Run{}, status: 202, serve: handleStartRun(d.Runs)},
+		{method: "POST", pattern: "/api/v1/workflows/{workflow_id}/runs", access: accessUser, summary: "Start a run (202 with the run); version 0 or absent runs the draft", in: runIn{}, out: idflow.Run{}, status: 202, agent: true, serve: handleStartRun(d.Runs)},
 		{method: "GET", pattern: "/api/v1/runs", access: accessUser, summary: "List your runs", out: runs{}, serve: handleListRuns(svc)},
 		{method: "GET", pattern: "/api/v1/runs/{run_id}", access: accessUser, summary: "Get a run", out: idflow.Run{}, serve: handleGetRun(svc)},
 		{method: "GET", pattern: "/api/v1/runs/{run_id}/events", access: accessUser, summary: "A run's events (?after_seq=)", out: eventsOut{}, serve: handleRunEvents(svc)},
@@ -152,6 +173,7 @@ func (s *Server) routes(d Deps) []route {
 	}
 	rs = append(rs, oauthRoutes(d.AuthServer, d.Login)...) // handlers_oauth.go; only with IDFLOW_MCP_AUTH=idflow
 
+	rs = append(rs, lifecycleRoutes(svc, s.log)...)       // handlers_tokens.go: personal access tokens, export, erasure
 	return append(rs, connectionRoutes(d.Connections)...) // handlers_connections.go; only when providers are configured
 }
 
@@ -212,6 +234,7 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	bodyTimeout := s.bodyTimeout(rt, limit) // middleware.go
 	class := classOf(rt)                    // limits.go
+	tokenScope := rt.tokenScope()
 	if rt.access == accessOpen {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !s.admitRate(w, r, class, peerKey(r)) {
@@ -235,7 +258,7 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 		}
-		p, err := s.authenticate(r, rt.access, rt.ws, rt.mcp)
+		p, err := s.authenticate(r, rt.access, tokenScope, rt.ws, rt.mcp)
 		s.noteAuth(w, r, p, err) // request metrics: auth method and refusal reason
 		if err != nil && rt.mcp && s.mcp != nil && idflow.ErrorCode(err) == idflow.EUNAUTHORIZED {
 			w.Header().Set("WWW-Authenticate", s.mcp.Challenge(r, err))
@@ -275,7 +298,7 @@ func (s *Server) wrap(rt route) http.Handler {
 
 // authenticate returns the verified Principal of r if it may use a route of
 // the given access level.
-func (s *Server) authenticate(r *http.Request, a access, websocket, mcp bool) (p idflow.Principal, err error) {
+func (s *Server) authenticate(r *http.Request, a access, scope string, websocket, mcp bool) (p idflow.Principal, err error) {
 	switch {
 	case websocket:
 		p, err = s.authenticateWS(r)
@@ -288,7 +311,10 @@ func (s *Server) authenticate(r *http.Request, a access, websocket, mcp bool) (p
 		s.auditAuthFailure(r, err)
 		return p, err
 	}
-	if err = s.authorize(p, a); err != nil {
+	if err = s.authorize(p, a); err == nil {
+		err = authorizeToken(p, scope)
+	}
+	if err != nil {
 		s.audit.denial(r, &p, "authorize", idflow.ErrorMessage(err))
 		return p, err
 	}
@@ -346,6 +372,20 @@ func (s *Server) authorize(p idflow.Principal, a access) error {
 		return nil
 	}
 	return idflow.Errorf(idflow.EFORBIDDEN, "route has no access level")
+}
+
+// authorizeToken lets a personal access token through only to a route
+// that takes one, and only with the scope the route needs.
+func authorizeToken(p idflow.Principal, scope string) error {
+	switch {
+	case p.AuthMethod != idflow.AuthPersonalToken:
+		return nil
+	case scope == "":
+		return idflow.Errorf(idflow.EFORBIDDEN, "personal access tokens cannot use this route")
+	case !p.HasScope(scope):
+		return idflow.WrapError(idflow.EFORBIDDEN, "this personal access token lacks the \""+scope+"\" scope", auth.ErrInsufficientScope)
+	}
+	return nil
 }
 
 func containsString(ss []string, s string) bool {

@@ -242,8 +242,9 @@ func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, p idflow.Princ
 	if _, err := p.Owner(); err != nil {
 		return err // an app-only token never reaches a tool
 	}
-	if p.AuthMethod != idflow.AuthBearer {
-		// MCP authorization: the token travels in the Authorization header.
+	if p.AuthMethod != idflow.AuthBearer && p.AuthMethod != idflow.AuthPersonalToken {
+		// MCP authorization: the token (an access token, or a personal
+		// access token with the mcp scope) travels in the Authorization header.
 		return idflow.Errorf(idflow.EUNAUTHORIZED, "the MCP endpoint takes a bearer token in the Authorization header")
 	}
 	owner := ownerKey(p)

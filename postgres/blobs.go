@@ -68,3 +68,15 @@ func (db *DB) DeleteBlob(ctx context.Context, p idflow.Principal, id string) err
 		return err
 	}))
 }
+
+// DeleteBlobs removes every document of p's.
+func (db *DB) DeleteBlobs(ctx context.Context, p idflow.Principal) error {
+	owner, err := p.Owner()
+	if err != nil {
+		return err
+	}
+	return fail("delete blobs", db.asUser(ctx, owner, readWrite, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM document_blobs WHERE user_id = $1`, owner)
+		return err
+	}))
+}

@@ -53,7 +53,8 @@ var (
 // userTables are the tables that hold user data, each with its own user_id,
 // ENABLE and FORCE ROW LEVEL SECURITY and the owner_rows policy.
 var userTables = []string{"users", "apps", "agents", "sessions", "messages", "workflows", "workflow_versions",
-	"documents", "document_blobs", "facts", "runs", "run_events", "connections", "connect_states", "browser_sessions", "model_usage"}
+	"documents", "document_blobs", "facts", "runs", "run_events", "connections", "connect_states", "browser_sessions", "model_usage",
+	"personal_tokens"}
 
 // UserTables answers the tables that hold user data (audit_events included),
 // for tests and tools that check the policies.

@@ -323,7 +323,9 @@ func testMigrate(t *testing.T, sv *server) {
 			}
 		}
 	}
-	for table, priv := range map[string]string{"audit_events": "UPDATE", "facts": "UPDATE", "run_events": "DELETE"} {
+	// run_events may be deleted since erasure (0026): a user's whole runs go.
+	for _, tp := range [][2]string{{"audit_events", "UPDATE"}, {"audit_events", "DELETE"}, {"facts", "UPDATE"}, {"run_events", "UPDATE"}} {
+		table, priv := tp[0], tp[1]
 		var has bool
 		if err := owner.QueryRow(ctx, `SELECT has_table_privilege($1, $2, $3)`, d.App, table, priv).Scan(&has); err != nil || has {
 			t.Fatalf("app role %s on %s: %v, %v; want no privilege", priv, table, has, err)
@@ -375,12 +377,16 @@ func wallData(t *testing.T, s *DB, p idflow.Principal) {
 	must(s.CreateBrowserSession(ctx, idflow.BrowserSession{IDHash: hex.EncodeToString(sum[:]), UserID: p.UserID, CSRF: "c",
 		KeyID: "k1", Sealed: []byte(p.UserID + " tokens"), CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 	must(s.RecordUsage(ctx, p, "gpt-test", idflow.Usage{PromptTokens: 3, CompletionTokens: 4}, now))
+	tokenSum := sha256.Sum256([]byte(p.UserID + " token secret"))
+	_, err = s.CreatePersonalToken(ctx, p, idflow.PersonalToken{Name: "t", Scopes: []string{idflow.ScopeRead}, ExpiresAt: now.Add(time.Hour)},
+		hex.EncodeToString(tokenSum[:]))
+	must(err)
 }
 
 // childFirst orders the user tables so that deleting in this order never
 // trips a foreign key.
 var childFirst = []string{"run_events", "runs", "facts", "document_blobs", "documents", "messages", "sessions",
-	"workflow_versions", "workflows", "agents", "apps", "users", "audit_events", "connections", "connect_states", "browser_sessions", "model_usage"}
+	"workflow_versions", "workflows", "agents", "apps", "users", "audit_events", "connections", "connect_states", "browser_sessions", "model_usage", "personal_tokens"}
 
 // plantSQL inserts, into each user table, a row owned by alice.
 var plantSQL = map[string]string{
@@ -402,6 +408,8 @@ var plantSQL = map[string]string{
 		now() + interval '1 hour', now())`,
 	"browser_sessions": `INSERT INTO browser_sessions VALUES (repeat('a', 64), 'alice', 'c', 'k', '\x00', now(), now(), now() + interval '1 hour')`,
 	"model_usage":      `INSERT INTO model_usage VALUES ('alice', current_date, 'm', 't', 1, 1, 1, now())`,
+	"personal_tokens": `INSERT INTO personal_tokens VALUES ('alice', 'pat_planted', 'n', '["read"]', now(), now(), now() + interval '1 hour',
+		NULL, repeat('b', 64), '{"user_id":"alice"}')`,
 }
 
 // countAs answers how many rows of each user table are visible in tx as

@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/idflow/idflow"
@@ -30,6 +31,12 @@ type Config struct {
 	AgentMemoryK       int           // the caller's facts per turn (default 5, at most 50)
 	AgentHistoryTokens int           // estimated tokens of history per turn (default 8000)
 	AgentTurnTimeout   time.Duration // longest a turn may take (default 5m)
+
+	Now func() time.Time // the clock (tests); nil is time.Now
+
+	// ErasureKey keys the hash that replaces an erased user's id in the
+	// audit chain (erase.go); without one, erasure is refused.
+	ErasureKey []byte
 }
 
 // Service implements the use cases.
@@ -43,7 +50,9 @@ type Service struct {
 	policy *authz.Policy
 	log    *slog.Logger
 
-	budgets *budget.Budgets // nil: no model budgets (budget.go)
+	budgets    *budget.Budgets // nil: no model budgets (budget.go)
+	tokensMu   sync.Mutex
+	tokensUsed map[string]time.Time // token id → when its use was last recorded here (tokens.go)
 }
 
 // Deps are the service's collaborators.
@@ -90,9 +99,14 @@ func New(cfg Config, d Deps) *Service {
 	if d.Policy == nil {
 		d.Policy, _ = authz.Load("")
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Service{cfg: cfg, store: d.Store, blobs: d.Blobs, cache: d.Cache, model: d.Model, policy: d.Policy, log: d.Log,
-		budgets: d.Budgets}
+		budgets: d.Budgets, tokensUsed: map[string]time.Time{}}
 }
+
+func (s *Service) now() time.Time { return s.cfg.Now() }
 
 // Store exposes the store for components that add their own use cases on
 // top (the runner).
@@ -105,6 +119,10 @@ func (s *Service) Policy() *authz.Policy { return s.policy }
 // admin role, every tenant with the platform admin role (idflow.AdminScope);
 // EFORBIDDEN without either.
 func (s *Service) AdminScope(p idflow.Principal) (idflow.AdminScope, error) {
+	if p.AuthMethod == idflow.AuthPersonalToken {
+		// A script's token never administers, whatever its owner's roles.
+		return idflow.AdminScope{}, idflow.Errorf(idflow.EFORBIDDEN, "personal access tokens cannot use admin routes")
+	}
 	return idflow.NewAdminScope(p, idflow.AdminRoles{Tenant: s.cfg.AdminRole, Platform: s.cfg.PlatformAdminRole})
 }
 

@@ -50,6 +50,11 @@ var dialect = sqlstore.Dialect{
 		GROUP BY tenant_id, day, model ORDER BY day, tenant_id, model`,
 	// Every user's expired sessions: the one process sees them all.
 	SweepBrowserSessions: `DELETE FROM browser_sessions WHERE expires_at < $2`,
+	// River keeps args as JSONB; 'optimize' rewrites the full-text index
+	// into one segment, so no posting of a deleted fact's terms (which
+	// carry the owner's namespace) stays behind.
+	EraseJobs:   `DELETE FROM river_job WHERE json_extract(args, '$.owner.user_id') = $1`,
+	EraseSearch: `INSERT INTO facts_fts (facts_fts) VALUES ('optimize')`,
 }
 
 // insertMessages writes msgs one statement each (sqlstore.Backend).

@@ -26,6 +26,7 @@ import (
 type apiOp struct {
 	Method, Path string
 	Access       string // x-access: open, any, user, admin, internal
+	TokenScope   string // x-token-scope: the personal access token scope it needs; "" = PATs refused
 	Success      int    // the documented 2xx status
 }
 
@@ -60,13 +61,14 @@ func fetchOps(t *testing.T, s *prodServer) []apiOp {
 				continue
 			}
 			var op struct {
-				Access    string                     `json:"x-access"`
-				Responses map[string]json.RawMessage `json:"responses"`
+				Access     string                     `json:"x-access"`
+				TokenScope string                     `json:"x-token-scope"`
+				Responses  map[string]json.RawMessage `json:"responses"`
 			}
 			if err := json.Unmarshal(raw, &op); err != nil {
 				t.Fatalf("%s %s: %v", method, path, err)
 			}
-			o := apiOp{Method: strings.ToUpper(method), Path: path, Access: op.Access}
+			o := apiOp{Method: strings.ToUpper(method), Path: path, Access: op.Access, TokenScope: op.TokenScope}
 			for code := range op.Responses {
 				if n, err := strconv.Atoi(code); err == nil && n >= 200 && n < 300 && (o.Success == 0 || n < o.Success) {
 					o.Success = n
@@ -178,7 +180,14 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/admin/audit":                      {},
 	"GET /api/v1/admin/audit/verify":               {},
 	"GET /internal/v1/stats":                       {},
-	"GET /metrics":                                 {},
+	"GET /api/v1/tokens":                           {},
+	"GET /api/v1/me/export":                        {},
+	"POST /api/v1/tokens":                          {body: map[string]any{"name": "matrix token", "scopes": []string{"read"}}},
+	"DELETE /api/v1/tokens/{token_id}":             {},
+	// A user never seen: erasing a real one is TestEraseUser's; here every
+	// admin gets past authorization to the store's 404.
+	"DELETE /api/v1/admin/users/{user_id}": {params: map[string]string{"user_id": "0e4a5e00-0000-4000-8000-0000000000ff"}, ok: http.StatusNotFound},
+	"GET /metrics":                         {},
 
 	"GET /.well-known/oauth-protected-resource":     {},
 	"GET /.well-known/oauth-protected-resource/mcp": {},
@@ -254,6 +263,8 @@ func (f *fixture) id(param string) string {
 		id = s.create(t, f.who, "/api/v1/etl/ingest", map[string]any{"filename": "secret.txt", "content": "The document of " + secretMarker + ".\n\nSecond paragraph."})
 	case "fact_id":
 		id = s.create(t, f.who, "/api/v1/facts", map[string]any{"content": aliceFactText})
+	case "token_id":
+		id = s.create(t, f.who, "/api/v1/tokens", map[string]any{"name": "token " + secretMarker, "scopes": []string{"read"}})
 	default:
 		t.Fatalf("no fixture for path parameter {%s}", param)
 	}
@@ -422,7 +433,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				}
 				adminRead := op.Path == "/api/v1/users/{user_id}/facts" && readsAliceFacts(caller)
 				if r.Status < 300 && op.Access == "user" && caller != callerAlice && !adminRead {
-					checkNoLeak(t, s, r, caller, aliceIDs, aliceUserID, op.Path == "/api/v1/audit")
+					checkNoLeak(t, s, r, caller, aliceIDs, aliceUserID, op.Path == "/api/v1/audit" || op.Path == "/api/v1/me/export")
 				}
 				if r.Status < 300 && op.Access == "admin" {
 					checkAdminScope(t, s, r, caller, aliceIDs, aliceUserID, op.Path)

@@ -224,7 +224,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
-	authn := authenticator(cfg, id.verifier, proxy, webLogin, mcpAuth.own) // browser.go
+	authn := authenticator(cfg, id.verifier, proxy, webLogin, mcpAuth.own, svc) // browser.go; svc resolves personal access tokens
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping,
 		Login: webLogin, Connections: downstream.HTTP(), MCP: mcpServer, Metrics: m.Handler(), Observer: m}
 	deps.Limiter, deps.OnLimit = fair.limiter, fair.onLimit
@@ -270,8 +270,12 @@ func newService(cfg *config, db idflow.Store, blobs idflow.BlobStore, cacheBacke
 		return nil, err
 	}
 	model = fair.model(model) // budgets are checked before the call is metered
+	erasureKey, err := derivedKey(signingKey, "idflow audit erasure key v1")
+	if err != nil {
+		return nil, err
+	}
 	return service.New(service.Config{AdminRole: cfg.AdminRole, PlatformAdminRole: cfg.platformAdminRole(),
-		DefaultModel: models[0], Models: models,
+		DefaultModel: models[0], Models: models, ErasureKey: erasureKey,
 		AgentMaxSteps: cfg.agentMaxSteps, AgentMemoryK: noneIfZero(cfg.agentMemoryK),
 		AgentHistoryTokens: noneIfZero(cfg.agentHistoryTokens), AgentTurnTimeout: cfg.agentTurnTimeout}, service.Deps{
 		Store: db, Blobs: blobs, Cache: cache.NewScoped(cacheBackend, 5*time.Minute),
@@ -336,13 +340,9 @@ func chatModel(cfg *config, signingKey *ecdsa.PrivateKey, usage idflow.UsageStor
 	if name == "" {
 		name = "gpt-4o-mini"
 	}
-	secret, err := signingKey.Bytes()
+	userKey, err := derivedKey(signingKey, "idflow llm user key v1")
 	if err != nil {
-		return nil, nil, fmt.Errorf("model user key: %w", err)
-	}
-	userKey, err := hkdf.Key(sha256.New, secret, nil, "idflow llm user key v1", 32)
-	if err != nil {
-		return nil, nil, fmt.Errorf("model user key: %w", err)
+		return nil, nil, err
 	}
 	m, err := llm.NewOpenAI(llm.OpenAIConfig{BaseURL: cfg.LLMURL, APIKey: cfg.LLMAPIKey, Model: name, UserKey: userKey,
 		Timeout: cfg.llmTimeout, MaxRetries: cfg.llmMaxRetries})
@@ -350,6 +350,21 @@ func chatModel(cfg *config, signingKey *ecdsa.PrivateKey, usage idflow.UsageStor
 		return nil, nil, fmt.Errorf("IDFLOW_LLM_URL: %w", err)
 	}
 	return metered(m), []string{name}, nil
+}
+
+// derivedKey is a 32-byte key for purpose, derived from the assertion
+// key, which every replica shares: the model's hashed user (docs/MODELS.md)
+// and the erased user's mark in the audit chain (docs/SECURITY.md).
+func derivedKey(signingKey *ecdsa.PrivateKey, purpose string) ([]byte, error) {
+	secret, err := signingKey.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", purpose, err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, purpose, 32)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", purpose, err)
+	}
+	return key, nil
 }
 
 // redactURL drops credentials from a URL before it is shown.

@@ -124,6 +124,14 @@ type Dialect struct {
 	// $1 signs in: every user's, or $1's where the transaction sees no
 	// other user's.
 	SweepBrowserSessions string
+	// EraseAudit, where set, replaces $1 by the mark $2 in the audit chain
+	// and re-chains it, answering how many events it re-chained (a
+	// function: the app role cannot edit events); unset, EraseUser does it
+	// in Go. EraseJobs deletes River's jobs carrying $1's snapshot;
+	// EraseSearch, where set, rewrites the search index so that no deleted
+	// term stays in it; EraseBlobs, where set, deletes $1's document bytes
+	// kept in the database.
+	EraseAudit, EraseJobs, EraseSearch, EraseBlobs string
 }
 
 // Store is idflow.Store (and RunQueue) over a Backend. A backend's DB

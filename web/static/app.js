@@ -544,6 +544,36 @@ async function viewConnections() {
         h('button', { class: 'danger', onclick: async () => { try { await api('DELETE', '/api/v1/connections/' + encodeURIComponent(c.provider)); route(); } catch (e) { toast(e.message); } } }, 'Disconnect')))));
 }
 
+// Personal access tokens: the token is in the create answer only, so it is
+// shown once, here, and never again (the list has no token).
+async function viewTokens() {
+  const { items } = await api('GET', '/api/v1/tokens?limit=200');
+  const created = h('div', { id: 'token-created' });
+  const scopes = ['read', 'write', 'agent', 'mcp'];
+  render(h('h1', {}, 'Access tokens'),
+    h('p', { class: 'muted' }, 'Personal access tokens act as you, with at most their scopes, on the API and /mcp. Never on token or admin routes.'),
+    h('form', { class: 'card row', id: 'create-token', onsubmit: onSubmit(async (f) => {
+      const chosen = scopes.filter(s => f['scope-' + s].checked);
+      const out = await api('POST', '/api/v1/tokens', { name: f.tokenname.value, scopes: chosen, expires_in: Number(f.days.value) * 86400 });
+      created.replaceChildren(h('section', { class: 'card' }, h('h2', {}, 'Your new token'),
+        h('p', {}, 'Copy it now: it is not shown again.'), h('code', { id: 'new-token' }, out.token)));
+      const list = document.getElementById('tokens');
+      if (list) list.replaceWith(tokenList([out].concat(items)));
+    }) }, h('label', {}, 'Name', h('input', { name: 'tokenname', required: true })),
+      ...scopes.map(s => h('label', {}, h('input', { type: 'checkbox', name: 'scope-' + s, checked: s === 'read' || null }), ' ' + s)),
+      h('label', {}, 'Days', h('input', { name: 'days', type: 'number', min: '1', max: '365', value: '90', required: true })),
+      h('button', { type: 'submit' }, 'Create')),
+    created,
+    tokenList(items));
+}
+
+function tokenList(items) {
+  return h('section', { class: 'card', id: 'tokens' }, listOrEmpty(items, 'No tokens yet.', t =>
+    h('li', { 'data-token': t.id }, h('span', {}, h('strong', {}, t.name), ' ', h('span', { class: 'badge' }, t.scopes.join(' ')), ' ',
+      h('span', { class: 'muted' }, 'expires ' + when(t.expires_at) + ' · ' + (t.last_used_at ? 'last used ' + when(t.last_used_at) : 'never used'))),
+      h('button', { class: 'danger', onclick: async () => { try { await api('DELETE', '/api/v1/tokens/' + t.id); route(); } catch (e) { toast(e.message); } } }, 'Revoke'))));
+}
+
 async function viewAudit() {
   const admin = (state.me.roles || []).includes('admin');
   const { items } = await api('GET', admin ? '/api/v1/admin/audit?limit=100' : '/api/v1/audit?limit=100');
@@ -567,6 +597,7 @@ const routes = [
   [/^#\/documents$/, 'documents', viewDocuments],
   [/^#\/memory$/, 'memory', viewMemory],
   [/^#\/connections$/, 'connections', viewConnections],
+  [/^#\/tokens$/, 'tokens', viewTokens],
   [/^#\/audit$/, 'audit', viewAudit],
 ];
 
