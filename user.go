@@ -48,7 +48,7 @@ func IsErasedMark(s string) bool {
 	return strings.IndexFunc(rest, func(c rune) bool { return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') }) < 0
 }
 
-// UserEraser erases users (DESIGN §8): AdminGetUser finds a user within an
+// UserEraser erases users (docs/SECURITY.md, "Erasure"): AdminGetUser finds a user within an
 // admin's scope; EraseUser, called for that user (a Principal auth builds
 // from the user's snapshot, as for a background job), removes every row of
 // theirs and leaves only the mark in the audit chain.

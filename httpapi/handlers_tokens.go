@@ -9,7 +9,7 @@ import (
 	"github.com/idflow/idflow/service"
 )
 
-// Identity lifecycle routes (DESIGN §8): personal access tokens, export,
+// Identity lifecycle routes (docs/SECURITY.md): personal access tokens, export,
 // erasure.
 
 type tokenIn struct {

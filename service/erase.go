@@ -22,7 +22,7 @@ func ErasedMark(key []byte, userID string) string {
 	return idflow.ErasedPrefix + hex.EncodeToString(m.Sum(nil))
 }
 
-// EraseUser erases userID (DESIGN §8): every row of theirs in every table,
+// EraseUser erases userID (docs/SECURITY.md, "Erasure"): every row of theirs in every table,
 // their River jobs, their document files, their cached chat sessions; in
 // the audit chain their id becomes its ErasedMark and the chain is
 // re-chained (docs/SECURITY.md, "Erasure"). p must administer the user's
