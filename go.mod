@@ -11,6 +11,11 @@ require (
 require github.com/openai/openai-go/v3 v3.102.0
 
 require (
+	github.com/q-uint/parser v0.3.1 // indirect
+	github.com/scim2/filter-parser/v2 v2.3.1 // indirect
+)
+
+require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/chromedp/chromedp v0.23.0 // indirect

@@ -26,6 +26,7 @@ type Store interface {
 	UsageStore
 	ConnectionStore
 	BrowserSessionStore
+	DirectoryStore
 	Ping(ctx context.Context) error
 	Close() error
 }

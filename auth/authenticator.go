@@ -48,6 +48,10 @@ type Config struct {
 	// SessionCookie is the session cookie's name for the public URL
 	// (CookiesFor(publicURL).Session); empty means the bare SessionCookie.
 	SessionCookie string
+	// Revocations refuses disabled users, Directory adds their directory
+	// groups (lifecycle.go: admit); nil: nobody is disabled, no directory.
+	Revocations Revocations
+	Directory   Directory
 }
 
 // Authenticator turns a request's credentials into a Principal.
@@ -57,12 +61,16 @@ type Authenticator struct {
 	proxy    *proxyAuth
 	origins  map[string]bool
 	cookie   string // the session cookie's name
+
+	revocations Revocations
+	directory   Directory
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
-	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie}
+	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie,
+		revocations: cfg.Revocations, directory: cfg.Directory}
 	for _, o := range cfg.Origins {
 		if u, err := url.Parse(strings.TrimSpace(o)); err == nil {
 			if origin, ok := normalizeOrigin(u.Scheme + "://" + u.Host); ok {
@@ -90,8 +98,16 @@ type Audiences []string
 // Authenticate returns the Principal of r. Sources, in order: a spoofed
 // identity header is refused outright; then Authorization: Bearer; then the
 // session cookie; then a trusted proxy's headers. A request with none is
-// refused (EUNAUTHORIZED).
+// refused (EUNAUTHORIZED). Every Principal it answers went through admit.
 func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.Principal, error) {
+	p, err := a.authenticate(r, accept)
+	if err != nil {
+		return idflow.Principal{}, err
+	}
+	return a.admit(r.Context(), p)
+}
+
+func (a *Authenticator) authenticate(r *http.Request, accept Audiences) (idflow.Principal, error) {
 	if a.proxy.claimed(r) && !a.proxy.trustedPeer(r) {
 		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "identity headers are only accepted from a trusted proxy", ErrSpoofedHeader)
 	}
@@ -102,7 +118,7 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 		if !ok {
 			return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "the Authorization header must be a Bearer token")
 		}
-		return a.VerifyToken(r.Context(), raw, accept)
+		return a.verifyToken(r.Context(), raw, accept)
 	}
 	if c, err := r.Cookie(a.cookie); err == nil && a.sessions != nil {
 		p, csrf, err := a.sessions.Lookup(r.Context(), c.Value)
@@ -147,8 +163,16 @@ func (a *Authenticator) AuthenticateToken(r *http.Request, raw string, accept Au
 }
 
 // VerifyToken verifies a bearer token obtained some other way (a WebSocket
-// subprotocol, an MCP request).
+// subprotocol, an MCP request); its Principal went through admit.
 func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
+	p, err := a.verifyToken(ctx, raw, accept)
+	if err != nil {
+		return idflow.Principal{}, err
+	}
+	return a.admit(ctx, p)
+}
+
+func (a *Authenticator) verifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
 	if a.bearer == nil {
 		return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "bearer tokens are not accepted here")
 	}

@@ -49,6 +49,7 @@ var dialect = sqlstore.Dialect{
 		GROUP BY tenant_id, day, model ORDER BY day, tenant_id, model`,
 	// The transaction sees $1's sessions only (and one by its secret).
 	SweepBrowserSessions: `DELETE FROM browser_sessions WHERE user_id = $1 AND expires_at < $2`,
+	DisabledUsers:        `SELECT tenant_id, user_id FROM idflow_disabled_users()`,
 }
 
 // listUsageSQL reads one user's rows of a range of days, in primary-key

@@ -20,6 +20,10 @@
 --   idflow_stranded_runs(integer)
 --                        EXECUTE
 --   idflow_audit_links() EXECUTE
+--   user_states, directory_users, directory_groups, directory_members
+--                        SELECT, INSERT, UPDATE, DELETE (SCIM; 0020_directory.sql)
+--   idflow_disabled_users()
+--                        EXECUTE
 --
 -- River (durable jobs) needs, on the tables its own migrations create:
 --
@@ -55,6 +59,10 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stats() TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stranded_runs(integer) TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_audit_links(bigint, integer) TO %I', app);
+    FOREACH t IN ARRAY ARRAY['user_states', 'directory_users', 'directory_groups', 'directory_members'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
+    END LOOP;
+    EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_disabled_users() TO %I', app);
 
     FOREACH t IN ARRAY ARRAY['river_job', 'river_leader', 'river_queue', 'river_notification'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);

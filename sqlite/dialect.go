@@ -50,6 +50,7 @@ var dialect = sqlstore.Dialect{
 		GROUP BY tenant_id, day, model ORDER BY day, tenant_id, model`,
 	// Every user's expired sessions: the one process sees them all.
 	SweepBrowserSessions: `DELETE FROM browser_sessions WHERE expires_at < $2`,
+	DisabledUsers:        `SELECT tenant_id, user_id FROM user_states WHERE disabled = 1`,
 }
 
 // insertMessages writes msgs one statement each (sqlstore.Backend).
