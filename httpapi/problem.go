@@ -26,6 +26,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case idflow.EMEDIATYPE:
 		return http.StatusUnsupportedMediaType
+	case idflow.EPRECONDITION:
+		return http.StatusPreconditionFailed
 	case idflow.ERATELIMIT:
 		return http.StatusTooManyRequests
 	case idflow.EUNAVAILABLE:
