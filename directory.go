@@ -3,6 +3,7 @@ package idflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"time"
 )
@@ -20,6 +21,10 @@ const (
 	MaxGroupMembers        = 50_000
 	MaxDirectoryPage       = 200
 )
+
+// ErrStale is the cause of the ECONFLICT of a Replace… whose resource
+// changed since it was read.
+var ErrStale = errors.New("the resource changed since it was read")
 
 // DirectoryScope is the tenant a SCIM client provisions: always the
 // tenant of its own app-only token, never one named in a request. Like
@@ -212,4 +217,16 @@ type DirectoryStore interface {
 	// DisabledUsers answers every disabled user, for the authentication
 	// layer's revocation set.
 	DisabledUsers(ctx context.Context) ([]UserRef, error)
+}
+
+// GroupChange is what a PATCH of a group changes: its document (Group,
+// when DocChanged), and its members either as a whole new list
+// (ReplaceMembers, Members) or as directory user ids to Add and Remove, so
+// that adding one member to a large group reads none of the others.
+type GroupChange struct {
+	Group          DirectoryGroup
+	DocChanged     bool
+	ReplaceMembers bool
+	Members        []GroupMember
+	Add, Remove    []string
 }

@@ -103,23 +103,11 @@ func PatchUser(u idflow.DirectoryUser, body []byte) (idflow.DirectoryUser, error
 	return nu, nil
 }
 
-// GroupChange is what a PATCH of a group changes: its document (Group),
-// and its members either as a whole new list (ReplaceMembers, Members) or
-// as ids to add and remove, so that adding one member to a large group
-// reads none of the others.
-type GroupChange struct {
-	Group          idflow.DirectoryGroup
-	DocChanged     bool
-	ReplaceMembers bool
-	Members        []idflow.GroupMember
-	Add, Remove    []string
-}
-
 // PatchGroup applies a PatchOp document to g (read without its members).
-func PatchGroup(g idflow.DirectoryGroup, body []byte) (GroupChange, error) {
+func PatchGroup(g idflow.DirectoryGroup, body []byte) (idflow.GroupChange, error) {
 	ops, err := parsePatch(body)
 	if err != nil {
-		return GroupChange{}, err
+		return idflow.GroupChange{}, err
 	}
 	d := Doc{}
 	if len(g.Attributes) > 0 {
@@ -134,16 +122,16 @@ func PatchGroup(g idflow.DirectoryGroup, body []byte) (GroupChange, error) {
 	if g.ExternalID != "" {
 		d.set("externalId", g.ExternalID)
 	}
-	ch := GroupChange{}
+	ch := idflow.GroupChange{}
 	ms := &memberSet{ch: &ch}
 	for i, o := range ops {
 		if err := patchGroupOp(d, o, ms); err != nil {
-			return GroupChange{}, atOp(i, err)
+			return idflow.GroupChange{}, atOp(i, err)
 		}
 	}
 	ng, err := groupFrom(d)
 	if err != nil {
-		return GroupChange{}, err
+		return idflow.GroupChange{}, err
 	}
 	ng.ID, ng.TenantID, ng.Version, ng.CreatedAt, ng.UpdatedAt = g.ID, g.TenantID, g.Version, g.CreatedAt, g.UpdatedAt
 	ch.DocChanged = ng.DisplayName != g.DisplayName || ng.ExternalID != g.ExternalID || !bytes.Equal(ng.Attributes, g.Attributes)
@@ -227,7 +215,7 @@ func memberFilterValue(e filter.Expression) (string, bool) {
 
 // memberSet follows the member operations of one PATCH in order.
 type memberSet struct {
-	ch          *GroupChange
+	ch          *idflow.GroupChange
 	whole       []string // after a replace: the whole list, in order
 	adds, drops map[string]bool
 }

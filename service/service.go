@@ -41,6 +41,11 @@ type Service struct {
 	tools  idflow.ToolCatalog // SetToolCatalog; nil: turns offer no tools
 	policy *authz.Policy
 	log    *slog.Logger
+
+	// The identity lifecycle (directory.go): SetLifecycle, OnDeactivate.
+	lifecycle     Lifecycle
+	scimClients   []string
+	deactivations []Deactivation
 }
 
 // Deps are the service's collaborators.

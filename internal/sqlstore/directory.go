@@ -202,7 +202,7 @@ func (s *Store) ReplaceDirectoryUser(ctx context.Context, p idflow.Principal, sc
 			return err
 		}
 		if cur.Version != u.Version {
-			return idflow.Errorf(idflow.ECONFLICT, "the user changed since it was read (version %d, now %d)", u.Version, cur.Version)
+			return idflow.WrapError(idflow.ECONFLICT, "the user changed since it was read", idflow.ErrStale)
 		}
 		u.TenantID = tenant
 		if err := u.Validate(); err != nil {
@@ -215,8 +215,11 @@ func (s *Store) ReplaceDirectoryUser(ctx context.Context, p idflow.Principal, sc
 			display_name = $5, attributes = $6, version = version + 1, updated_at = $7
 			WHERE tenant_id = $8 AND id = $9 AND version = $10`,
 			u.UserID, u.UserName, fold(u.UserName), u.ExternalID, u.DisplayName, attrsText(u.Attributes), s.clock.now(), tenant, u.ID, u.Version)
-		if err := affectedOne("user", n, err); err != nil {
+		if err != nil {
 			return err
+		}
+		if n == 0 {
+			return idflow.WrapError(idflow.ECONFLICT, "the user changed since it was read", idflow.ErrStale)
 		}
 		if u.UserID != cur.UserID {
 			// A new externalId names another idflow user: memberships and
@@ -409,7 +412,7 @@ func (s *Store) bumpGroup(ctx context.Context, tx Tx, tenant, id string, version
 		return err
 	}
 	if version != 0 && cur.Version != version {
-		return idflow.Errorf(idflow.ECONFLICT, "the group changed since it was read (version %d, now %d)", version, cur.Version)
+		return idflow.WrapError(idflow.ECONFLICT, "the group changed since it was read", idflow.ErrStale)
 	}
 	_, err = tx.Exec(ctx, `UPDATE directory_groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 AND id = $3`,
 		s.clock.now(), tenant, id)
