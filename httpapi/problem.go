@@ -68,6 +68,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, auth.ErrInsufficientScope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="idflow", error="insufficient_scope"`)
 	}
+	if isSCIM(r) { // SCIM clients read SCIM's error document (handlers_scim.go)
+		writeSCIMError(w, status, err)
+		return
+	}
 	writeProblem(w, status, code, idflow.ErrorMessage(err))
 }
 

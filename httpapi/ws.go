@@ -26,6 +26,7 @@ const (
 	wsSubprotocol    = "idflow.v1"
 	wsBearerPrefix   = "bearer."
 	wsCloseExpired   = websocket.StatusCode(4401) // the token expired mid-stream
+	wsCloseDisabled  = websocket.StatusCode(4403) // the user was disabled mid-stream
 	wsPingInterval   = 30 * time.Second
 	wsWriteTimeout   = 10 * time.Second
 	wsReplayPage     = 500
@@ -90,6 +91,45 @@ func wsProtocols(r *http.Request) []string {
 	return out
 }
 
+// errUserDisabled ends the sockets of a user disabled while they stream.
+var errUserDisabled = errors.New("user disabled")
+
+// trackSocket remembers an open socket of p's user so that CloseUser can
+// end it; forget drops it.
+func (s *Server) trackSocket(p idflow.Principal, cancel context.CancelCauseFunc) (forget func()) {
+	ref := idflow.UserRef{TenantID: p.TenantID, UserID: p.UserID}
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	if s.wsLive[ref] == nil {
+		s.wsLive[ref] = map[*context.CancelCauseFunc]struct{}{}
+	}
+	key := &cancel
+	s.wsLive[ref][key] = struct{}{}
+	return func() {
+		s.wsMu.Lock()
+		defer s.wsMu.Unlock()
+		delete(s.wsLive[ref], key)
+		if len(s.wsLive[ref]) == 0 {
+			delete(s.wsLive, ref)
+		}
+	}
+}
+
+// CloseUser closes the open WebSockets of a disabled user with 4403
+// (package lifecycle calls it on every replica).
+func (s *Server) CloseUser(ref idflow.UserRef) {
+	s.wsMu.Lock()
+	live := s.wsLive[ref]
+	cancels := make([]context.CancelCauseFunc, 0, len(live))
+	for c := range live {
+		cancels = append(cancels, *c)
+	}
+	s.wsMu.Unlock()
+	for _, c := range cancels {
+		c(errUserDisabled)
+	}
+}
+
 // acquireWS counts a user's open sockets against the per-user limit.
 func (s *Server) acquireWS(userID string) (release func(), err error) {
 	s.wsMu.Lock()
@@ -132,7 +172,9 @@ func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) hand
 			return err
 		}
 		// Subscribe before replaying, so no event falls between the two.
-		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(r.Context()))
+		forget := s.trackSocket(p, cancelCause)
+		cancel := func() { forget(); cancelCause(nil) }
 		var sub idflow.Subscription
 		handedOff := false // to the stream goroutine, which then releases all this
 		defer func() {
@@ -303,6 +345,9 @@ func (c *runSocket) live(ctx context.Context, p idflow.Principal, sub idflow.Sub
 				return websocket.StatusGoingAway, "ping timeout"
 			}
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errUserDisabled) {
+				return wsCloseDisabled, "user disabled"
+			}
 			if errors.Is(context.Cause(ctx), context.Canceled) {
 				return websocket.StatusNormalClosure, ""
 			}

@@ -177,7 +177,12 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
-	authn := authenticator(cfg, id.verifier, proxy, webLogin) // browser.go
+	life, closeLife, err := lifecycleSet(ctx, cfg, db, log) // lifecycle.go: who is disabled, directory groups
+	if err != nil {
+		return nil, err
+	}
+	app.cleanups.add(closeLife)
+	authn := authenticator(cfg, id.verifier, proxy, webLogin, life) // browser.go
 	cacheBackend, bus, closeCache, err := cacheAndBus(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -187,6 +192,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
+	svc.SetLifecycle(life, splitComma(cfg.SCIMClients))
 	downstream, err := buildDownstream(cfg, id.dev, db, svc, m, log) // connections.go: vault, providers, connect flow
 	if err != nil {
 		return nil, err
@@ -220,7 +226,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	}
 	srv := httpapi.New(httpapi.Config{
 		PublicURL: cfg.PublicURL, APIAudiences: id.apiAudiences, MCPAudience: id.mcpAudience,
-		InternalClients: id.internalClients, InternalRole: cfg.InternalRole,
+		InternalClients: id.internalClients, InternalRole: cfg.InternalRole, SCIMClients: splitComma(cfg.SCIMClients),
 		CORSOrigins:  splitComma(cfg.CORSOrigins),
 		WSQueryToken: cfg.WSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
@@ -230,6 +236,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		m.AuditDenialsDropped(srv.AuditDenialsDropped)); err != nil {
 		return nil, err
 	}
+	wireDeactivation(svc, life, runs, downstream.mgr, srv, mcpServer) // lifecycle.go
 	app.handler, app.metrics = srv, m.Handler()
 	return app, nil
 }
