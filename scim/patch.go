@@ -147,6 +147,9 @@ func patchGroupOp(d Doc, o op, ms *memberSet) error {
 			return invalid("invalidValue", "an operation without a path needs an object value")
 		}
 		for k, v := range obj {
+			if echoed(k) {
+				continue
+			}
 			if err := patchGroupOp(d, op{op: o.op, path: k, value: v, has: true}, ms); err != nil {
 				return err
 			}
@@ -311,6 +314,9 @@ func apply(d Doc, o op, schema string) error {
 			return invalid("invalidValue", "an operation without a path needs an object value")
 		}
 		for k, v := range obj {
+			if echoed(k) {
+				continue
+			}
 			if strings.HasPrefix(strings.ToLower(k), "urn:") && !strings.EqualFold(k, schema) {
 				if ext, ok := v.(map[string]any); ok && isSchemaURN(k) {
 					// {"urn:…:enterprise:2.0:User": {"department": "…"}}
@@ -428,6 +434,13 @@ func apply(d Doc, o op, schema string) error {
 		container.set(attr, merged(cur, o.value))
 	}
 	return nil
+}
+
+// echoed reports whether a key of a path-less value object is one a
+// client echoes from the resource (Okta sends the group's id with its new
+// displayName): read-only, ignored there, refused as an explicit path.
+func echoed(k string) bool {
+	return strings.EqualFold(k, "id") || strings.EqualFold(k, "meta") || strings.EqualFold(k, "schemas")
 }
 
 // isRoot reports whether c is the resource itself, not an extension.
