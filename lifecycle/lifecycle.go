@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +59,7 @@ type Config struct {
 type Set struct {
 	cfg      Config
 	log      *slog.Logger
-	disabled atomic.Pointer[map[idflow.UserRef]struct{}]
+	disabled atomic.Pointer[map[string][]string] // user id → the tenants it is disabled in
 	groups   *groupCache
 
 	reloadMu sync.Mutex // one reload at a time, so hooks see each change once
@@ -87,7 +88,7 @@ func New(cfg Config) *Set {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Set{cfg: cfg, log: cfg.Log, groups: newGroupCache(cfg.GroupsCacheSize)}
-	empty := map[idflow.UserRef]struct{}{}
+	empty := map[string][]string{}
 	s.disabled.Store(&empty)
 	return s
 }
@@ -98,8 +99,9 @@ func (s *Set) Disabled(tenantID, userID string) bool {
 	if len(m) == 0 {
 		return false
 	}
-	_, ok := m[idflow.UserRef{TenantID: tenantID, UserID: userID}]
-	return ok
+	// Keyed by the user id alone: one string hashed, not two; the same
+	// user id disabled in several tenants is rare.
+	return slices.Contains(m[userID], tenantID)
 }
 
 // DirectoryGroups implements auth.Directory: the cached groups of p's
@@ -245,15 +247,15 @@ func (s *Set) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	next := make(map[idflow.UserRef]struct{}, len(refs))
+	next := make(map[string][]string, len(refs))
 	for _, r := range refs {
-		next[r] = struct{}{}
+		next[r.UserID] = append(next[r.UserID], r.TenantID)
 	}
 	prev := *s.disabled.Load()
 	s.disabled.Store(&next)
 	var fresh []idflow.UserRef
-	for r := range next {
-		if _, was := prev[r]; !was {
+	for _, r := range refs {
+		if !slices.Contains(prev[r.UserID], r.TenantID) {
 			fresh = append(fresh, r)
 		}
 	}
@@ -282,10 +284,11 @@ type groupCache struct {
 
 type groupShard struct {
 	mu sync.RWMutex
-	m  map[idflow.UserRef]groupEntry
+	m  map[string]groupEntry // by user id: one string hashed
 }
 
 type groupEntry struct {
+	tenant string
 	groups []string
 	gen    uint64
 }
@@ -293,18 +296,18 @@ type groupEntry struct {
 func newGroupCache(size int) *groupCache {
 	c := &groupCache{perShard: max(1, size/16)}
 	for i := range c.shards {
-		c.shards[i].m = map[idflow.UserRef]groupEntry{}
+		c.shards[i].m = map[string]groupEntry{}
 	}
 	return c
 }
 
 func (c *groupCache) shard(ref idflow.UserRef) *groupShard {
-	// FNV-1a over the user id: cheap, and user ids are random enough.
-	h := uint32(2166136261)
-	for i := 0; i < len(ref.UserID); i++ {
-		h = (h ^ uint32(ref.UserID[i])) * 16777619
+	// The last byte of the user id: ids (GUIDs, subs) end in varied
+	// characters, and hashing the whole id here cost more than the lookup.
+	if n := len(ref.UserID); n > 0 {
+		return &c.shards[ref.UserID[n-1]%16]
 	}
-	return &c.shards[h%16]
+	return &c.shards[0]
 }
 
 func (c *groupCache) generation() uint64 { return c.gen.Load() }
@@ -312,9 +315,9 @@ func (c *groupCache) generation() uint64 { return c.gen.Load() }
 func (c *groupCache) get(ref idflow.UserRef) ([]string, bool) {
 	s := c.shard(ref)
 	s.mu.RLock()
-	e, ok := s.m[ref]
+	e, ok := s.m[ref.UserID]
 	s.mu.RUnlock()
-	if !ok || e.gen != c.gen.Load() {
+	if !ok || e.tenant != ref.TenantID || e.gen != c.gen.Load() {
 		return nil, false
 	}
 	return e.groups, true
@@ -327,7 +330,7 @@ func (c *groupCache) put(ref idflow.UserRef, groups []string, gen uint64) {
 	s := c.shard(ref)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[ref]; !ok && len(s.m) >= c.perShard {
+	if _, ok := s.m[ref.UserID]; !ok && len(s.m) >= c.perShard {
 		for k, e := range s.m { // stale entries first, then any (map order is random)
 			if e.gen != gen || len(s.m) >= c.perShard {
 				delete(s.m, k)
@@ -337,7 +340,7 @@ func (c *groupCache) put(ref idflow.UserRef, groups []string, gen uint64) {
 			}
 		}
 	}
-	s.m[ref] = groupEntry{groups: groups, gen: gen}
+	s.m[ref.UserID] = groupEntry{tenant: ref.TenantID, groups: groups, gen: gen}
 }
 
 func (c *groupCache) flush() { c.gen.Add(1) }
