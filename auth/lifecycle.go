@@ -64,12 +64,6 @@ func mergeGroups(token, dir []string) []string {
 	return out
 }
 
-// Disabled reports whether the user of p is disabled now: long-lived
-// connections (WebSockets, MCP streams) ask again while they stay open.
-func (a *Authenticator) Disabled(p idflow.Principal) bool {
-	return p.Kind == idflow.KindUser && a.revocations != nil && a.revocations.Disabled(p.TenantID, p.UserID)
-}
-
 // Subject is the Principal of a user an administrative action acts on —
 // deactivation cancelling their runs and revoking their connections,
 // erasure deleting their rows — so that the store's owner rules hold for
