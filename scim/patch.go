@@ -134,10 +134,18 @@ func PatchGroup(g idflow.DirectoryGroup, body []byte) (idflow.GroupChange, error
 		return idflow.GroupChange{}, err
 	}
 	ng.ID, ng.TenantID, ng.Version, ng.CreatedAt, ng.UpdatedAt = g.ID, g.TenantID, g.Version, g.CreatedAt, g.UpdatedAt
-	ch.DocChanged = ng.DisplayName != g.DisplayName || ng.ExternalID != g.ExternalID || !bytes.Equal(ng.Attributes, g.Attributes)
+	ch.DocChanged = ng.DisplayName != g.DisplayName || ng.ExternalID != g.ExternalID || !bytes.Equal(orEmpty(ng.Attributes), orEmpty(g.Attributes))
 	ch.Group = ng
 	ms.finish()
 	return ch, nil
+}
+
+// orEmpty is a stored document: none is the empty object.
+func orEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte("{}")
+	}
+	return b
 }
 
 func patchGroupOp(d Doc, o op, ms *memberSet) error {
