@@ -285,6 +285,8 @@ func (s *Server) auditAuthFailure(r *http.Request, err error) {
 		s.audit.anonymous(r, "authenticate", "csrf", "csrf token missing or wrong")
 	case errors.Is(err, auth.ErrCrossSite):
 		s.audit.anonymous(r, "authenticate", "cross_site", "cross-site request with an ambient credential")
+	case errors.Is(err, auth.ErrUserDisabled):
+		s.audit.anonymous(r, "authenticate", "disabled", "a disabled user's credential")
 	case r.Header.Get("Authorization") != "" || idflow.ErrorCode(err) != idflow.EUNAUTHORIZED:
 		s.audit.anonymous(r, "authenticate", idflow.ErrorCode(err), err.Error())
 	default:
