@@ -37,4 +37,7 @@ type BrowserSessionStore interface {
 	GetBrowserSession(ctx context.Context, idHash string) (BrowserSession, error)
 	UpdateBrowserSession(ctx context.Context, s BrowserSession) error
 	DeleteBrowserSession(ctx context.Context, idHash string) error
+	// EndBrowserSessions deletes every browser session of p's user (a
+	// deactivation), answering how many there were.
+	EndBrowserSessions(ctx context.Context, p Principal) (int, error)
 }

@@ -21,6 +21,9 @@ const (
 // EMEDIATYPE: a request body in a media type the route does not read (415).
 const EMEDIATYPE = "unsupported_media_type"
 
+// EPRECONDITION: an If-Match that no longer matches the resource (412).
+const EPRECONDITION = "precondition_failed"
+
 // Error is an error meant for the caller: its Message is safe to show.
 type Error struct {
 	Code    string

@@ -24,6 +24,10 @@ const (
 	AuthProxyAssertion AuthMethod = "proxy_assertion"
 	AuthJob            AuthMethod = "job" // rebuilt from a Snapshot by a background worker
 	AuthPersonalToken  AuthMethod = "personal_token"
+
+	// AuthLifecycle is the user an administrative action (deactivation,
+	// erasure) acts on, to end what is theirs; never a request's caller.
+	AuthLifecycle AuthMethod = "lifecycle"
 )
 
 // Principal is the one verified identity of a request. Only the auth package
@@ -43,6 +47,13 @@ type Principal struct {
 	AuthMethod    AuthMethod `json:"auth_method"`
 	ClientID      string     `json:"client_id,omitempty"`
 	ExpiresAt     time.Time  `json:"expires_at"`
+
+	// Groups is what the policy counts: the token's groups and the
+	// directory's. TokenGroups and DirectoryGroups say where they came
+	// from: the token's groups claim (or a proxy's header), and SCIM.
+	// auth's admit step merges them.
+	TokenGroups     []string `json:"token_groups,omitempty"`
+	DirectoryGroups []string `json:"directory_groups,omitempty"`
 }
 
 // HasRole reports whether the Principal holds role.

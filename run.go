@@ -143,3 +143,19 @@ type Subscription interface {
 	Dropped() bool
 	Close()
 }
+
+// CancelledUserDisabled is the reason in a run.cancelled event's data when
+// the run was cancelled because its owner was disabled.
+const CancelledUserDisabled = "user disabled"
+
+// CancelledByDeactivation reports whether e cancelled its run because the
+// owner was disabled.
+func (e Event) CancelledByDeactivation() bool {
+	if e.Type != EventRunCancelled {
+		return false
+	}
+	var d struct {
+		Reason string `json:"reason"`
+	}
+	return json.Unmarshal(e.Data, &d) == nil && d.Reason == CancelledUserDisabled
+}

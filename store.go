@@ -29,6 +29,7 @@ type Store interface {
 	OAuthStore
 	PersonalTokenStore
 	UserEraser
+	DirectoryStore
 	Ping(ctx context.Context) error
 	Close() error
 }

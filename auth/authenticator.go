@@ -56,6 +56,10 @@ type Config struct {
 	PersonalTokens PersonalTokens
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// Revocations refuses disabled users, Directory adds their directory
+	// groups (lifecycle.go: admit); nil: nobody is disabled, no directory.
+	Revocations Revocations
+	Directory   Directory
 }
 
 // OwnTokens are the access tokens idflow issues itself. A token whose
@@ -81,13 +85,16 @@ type Authenticator struct {
 	own      *OwnTokens
 	pats     PersonalTokens
 	now      func() time.Time
+
+	revocations Revocations
+	directory   Directory
 }
 
 // New returns an Authenticator. With no source configured it refuses every
 // request: there is no fallback identity.
 func New(cfg Config) *Authenticator {
 	a := &Authenticator{bearer: cfg.Bearer, sessions: cfg.Sessions, origins: map[string]bool{}, cookie: cfg.SessionCookie,
-		own: cfg.Own, pats: cfg.PersonalTokens, now: cfg.Now}
+		own: cfg.Own, pats: cfg.PersonalTokens, now: cfg.Now, revocations: cfg.Revocations, directory: cfg.Directory}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -118,8 +125,16 @@ type Audiences []string
 // Authenticate returns the Principal of r. Sources, in order: a spoofed
 // identity header is refused outright; then Authorization: Bearer; then the
 // session cookie; then a trusted proxy's headers. A request with none is
-// refused (EUNAUTHORIZED).
+// refused (EUNAUTHORIZED). Every Principal it answers went through admit.
 func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.Principal, error) {
+	p, err := a.authenticate(r, accept)
+	if err != nil {
+		return idflow.Principal{}, err
+	}
+	return a.admit(r.Context(), p)
+}
+
+func (a *Authenticator) authenticate(r *http.Request, accept Audiences) (idflow.Principal, error) {
 	if a.proxy.claimed(r) && !a.proxy.trustedPeer(r) {
 		return idflow.Principal{}, idflow.WrapError(idflow.EUNAUTHORIZED, "identity headers are only accepted from a trusted proxy", ErrSpoofedHeader)
 	}
@@ -130,7 +145,7 @@ func (a *Authenticator) Authenticate(r *http.Request, accept Audiences) (idflow.
 		if !ok {
 			return idflow.Principal{}, idflow.Errorf(idflow.EUNAUTHORIZED, "the Authorization header must be a Bearer token")
 		}
-		return a.VerifyToken(r.Context(), raw, accept)
+		return a.verifyToken(r.Context(), raw, accept)
 	}
 	if c, err := r.Cookie(a.cookie); err == nil && a.sessions != nil {
 		p, csrf, err := a.sessions.Lookup(r.Context(), c.Value)
@@ -175,10 +190,18 @@ func (a *Authenticator) AuthenticateToken(r *http.Request, raw string, accept Au
 }
 
 // VerifyToken verifies a bearer token obtained some other way (a WebSocket
-// subprotocol, an MCP request). A personal access token (idf_pat_…) is
-// looked up, never parsed as a JWT; audiences do not apply to it (it is
-// idflow's own, for idflow alone).
+// subprotocol, an MCP request); its Principal went through admit. A
+// personal access token (idf_pat_…) is looked up, never parsed as a JWT;
+// audiences do not apply to it (it is idflow's own, for idflow alone).
 func (a *Authenticator) VerifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
+	p, err := a.verifyToken(ctx, raw, accept)
+	if err != nil {
+		return idflow.Principal{}, err
+	}
+	return a.admit(ctx, p)
+}
+
+func (a *Authenticator) verifyToken(ctx context.Context, raw string, accept Audiences) (idflow.Principal, error) {
 	if IsPersonalToken(raw) {
 		return a.verifyPersonalToken(ctx, raw)
 	}

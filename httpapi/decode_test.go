@@ -40,7 +40,8 @@ func TestDecodeTargetsCoverRoutes(t *testing.T) {
 		have[reflect.TypeOf(mk()).Elem()] = true
 	}
 	for _, rt := range New(Config{}, Deps{}).api {
-		if rt.in != nil && !have[reflect.TypeOf(rt.in)] {
+		// SCIM documents are read by package scim (its own fuzz tests).
+		if rt.in != nil && rt.access != accessSCIM && !have[reflect.TypeOf(rt.in)] {
 			t.Errorf("%s %s: body type %T is not among decodeTargets", rt.method, rt.pattern, rt.in)
 		}
 	}

@@ -62,6 +62,11 @@ type me struct {
 	AuthMethod    string     `json:"auth_method"`
 	ExpiresAt     *time.Time `json:"expires_at"`
 	CSRFToken     string     `json:"csrf_token,omitempty"` // browser sessions only: send it as X-CSRF-Token on writes
+
+	// Where groups came from: the token (or proxy header), and the
+	// directory over SCIM; groups is both, as the policy counts them.
+	TokenGroups     []string `json:"token_groups"`
+	DirectoryGroups []string `json:"directory_groups"`
 }
 
 // handleMe answers the caller's Principal; with a browser session, its
@@ -70,7 +75,11 @@ func handleMe(login *web.Login) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		out := me{UserID: p.UserID, TenantID: p.TenantID, Email: p.Email, Name: p.Name,
 			Roles: nonNil(p.Roles), Groups: nonNil(p.Groups), GroupsOverage: p.GroupsOverage, Scopes: nonNil(p.Scopes),
-			Issuer: p.Issuer, Kind: string(p.Kind), AuthMethod: string(p.AuthMethod), CSRFToken: sessionCSRF(login, r, p)}
+			Issuer: p.Issuer, Kind: string(p.Kind), AuthMethod: string(p.AuthMethod), CSRFToken: sessionCSRF(login, r, p),
+			TokenGroups: nonNil(p.Groups), DirectoryGroups: nonNil(p.DirectoryGroups)}
+		if p.DirectoryGroups != nil {
+			out.TokenGroups = nonNil(p.TokenGroups)
+		}
 		if !p.ExpiresAt.IsZero() {
 			t := p.ExpiresAt.UTC()
 			out.ExpiresAt = &t

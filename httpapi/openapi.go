@@ -126,7 +126,7 @@ func operationID(rt route) string {
 }
 
 func accessName(a access) string {
-	return map[access]string{accessOpen: "open", accessAny: "any", accessUser: "user", accessAdmin: "admin", accessInternal: "internal"}[a]
+	return map[access]string{accessOpen: "open", accessAny: "any", accessUser: "user", accessAdmin: "admin", accessInternal: "internal", accessSCIM: "scim"}[a]
 }
 
 var timeType = reflect.TypeOf(time.Time{})

@@ -26,6 +26,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case idflow.EMEDIATYPE:
 		return http.StatusUnsupportedMediaType
+	case idflow.EPRECONDITION:
+		return http.StatusPreconditionFailed
 	case idflow.ERATELIMIT:
 		return http.StatusTooManyRequests
 	case idflow.EUNAVAILABLE:
@@ -80,6 +82,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		pr := newProblem(status, code, idflow.ErrorMessage(err))
 		pr.Error, pr.ErrorDescription = oe.OAuthError()
 		writeProblemDoc(w, pr)
+		return
+	}
+	if isSCIM(r) { // SCIM clients read SCIM's error document (handlers_scim.go)
+		writeSCIMError(w, status, err)
 		return
 	}
 	writeProblem(w, status, code, idflow.ErrorMessage(err))

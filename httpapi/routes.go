@@ -20,6 +20,7 @@ const (
 	accessUser                       // a verified user; app-only tokens get 403
 	accessAdmin                      // a user with the admin or the platform admin role
 	accessInternal                   // an app-only token of an allowlisted client
+	accessSCIM                       // an app-only token of a provisioning client (IDFLOW_SCIM_CLIENTS), for its own tenant
 )
 
 // handler serves an authenticated route. It never sees a request without a
@@ -161,6 +162,8 @@ func (s *Server) routes(d Deps) []route {
 		{method: "POST", pattern: "/api/v1/admin/budgets/reset", access: accessAdmin, summary: "Reset the spend of your tenant, or of one of its users (?user_id=), for ?period= day, month, or both when absent (audited; platform admin: ?tenant_id=)", out: budget.Status{}, serve: handleResetBudget(svc)},
 		{method: "GET", pattern: "/api/v1/admin/users", access: accessAdmin, summary: "The users seen in your tenant (admin role; every tenant: platform admin role)", out: users{}, serve: handleAdminUsers(svc)},
 		{method: "GET", pattern: "/api/v1/admin/audit/verify", access: accessAdmin, summary: "Check the audit hash chain: every link, and the hashes of your tenant's events (every event: platform admin role)", out: auditVerifyOut{}, serve: handleAuditVerify(svc)},
+		{method: "POST", pattern: "/api/v1/admin/users/{user_id}/disable", access: accessAdmin, summary: "Disable a user of your tenant: every credential refused, sessions and sockets closed, runs cancelled, connections revoked, on every replica within 5 s (docs/SCIM.md)", out: userStateOut{}, serve: handleSetUserDisabled(svc, true)},
+		{method: "POST", pattern: "/api/v1/admin/users/{user_id}/enable", access: accessAdmin, summary: "Re-enable a disabled user of your tenant", out: userStateOut{}, serve: handleSetUserDisabled(svc, false)},
 		{method: "GET", pattern: "/api/v1/admin/audit", access: accessAdmin, summary: "The audit trail of your tenant (admin role; every tenant: platform admin role)", out: audits{}, serve: handleAdminAudit(svc)},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource", open: handleMCPMetadata(d.MCP)},
 		{method: "GET", pattern: "/.well-known/oauth-protected-resource/mcp", access: accessOpen, summary: "RFC 9728 metadata of the MCP resource (path-suffixed form)", open: handleMCPMetadata(d.MCP)},
@@ -174,6 +177,7 @@ func (s *Server) routes(d Deps) []route {
 	rs = append(rs, oauthRoutes(d.AuthServer, d.Login)...) // handlers_oauth.go; only with IDFLOW_MCP_AUTH=idflow
 
 	rs = append(rs, lifecycleRoutes(svc, s.log)...)       // handlers_tokens.go: personal access tokens, export, erasure
+	rs = append(rs, scimRoutes(s, svc)...)                // handlers_scim.go
 	return append(rs, connectionRoutes(d.Connections)...) // handlers_connections.go; only when providers are configured
 }
 
@@ -332,6 +336,8 @@ func (s *Server) auditAuthFailure(r *http.Request, err error) {
 		s.audit.anonymous(r, "authenticate", "csrf", "csrf token missing or wrong")
 	case errors.Is(err, auth.ErrCrossSite):
 		s.audit.anonymous(r, "authenticate", "cross_site", "cross-site request with an ambient credential")
+	case errors.Is(err, auth.ErrUserDisabled):
+		s.audit.anonymous(r, "authenticate", "disabled", "a disabled user's credential")
 	case r.Header.Get("Authorization") != "" || idflow.ErrorCode(err) != idflow.EUNAUTHORIZED:
 		s.audit.anonymous(r, "authenticate", idflow.ErrorCode(err), err.Error())
 	default:
@@ -368,6 +374,15 @@ func (s *Server) authorize(p idflow.Principal, a access) error {
 		}
 		if s.cfg.InternalRole != "" && !p.HasRole(s.cfg.InternalRole) {
 			return idflow.Errorf(idflow.EFORBIDDEN, "the %s app role is required", s.cfg.InternalRole)
+		}
+		return nil
+	case accessSCIM:
+		// The service checks it again when it builds the directory scope.
+		if p.Kind != idflow.KindApp {
+			return idflow.Errorf(idflow.EFORBIDDEN, "SCIM is for app-only tokens of a provisioning client")
+		}
+		if !containsString(s.cfg.SCIMClients, p.ClientID) {
+			return idflow.Errorf(idflow.EFORBIDDEN, "this client is not allowed to provision users (IDFLOW_SCIM_CLIENTS)")
 		}
 		return nil
 	}

@@ -25,6 +25,7 @@ type Config struct {
 	MCPAudience          string   // additionally accepted on /mcp
 	InternalClients      []string
 	InternalRole         string
+	SCIMClients          []string // app-only client ids that provision users over /scim/v2
 	CORSOrigins          []string
 	MaxBodyBytes         int64 // JSON bodies (default 1 MiB)
 	MaxUploadBytes       int64 // document uploads (default 10 MiB)
@@ -123,8 +124,9 @@ type Server struct {
 	openAPIDoc  []byte
 
 	wsMu   sync.Mutex
-	wsOpen map[string]int  // open WebSockets per user
-	events *eventEncodings // events encoded once for every socket streaming them
+	wsOpen map[string]int                // open WebSockets per user
+	wsLive map[idflow.UserRef]socketEnds // their ends, for CloseUser
+	events *eventEncodings               // events encoded once for every socket streaming them
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
@@ -171,7 +173,7 @@ func New(cfg Config, d Deps) *Server {
 		now = time.Now
 	}
 	s := &Server{cfg: cfg, log: log, authn: d.Authn, login: d.Login, mcp: d.MCP, devIdP: d.DevIdP, obs: d.Observer,
-		touched: map[string]time.Time{}, wsOpen: map[string]int{}, events: newEventEncodings()}
+		touched: map[string]time.Time{}, wsOpen: map[string]int{}, wsLive: map[idflow.UserRef]socketEnds{}, events: newEventEncodings()}
 	s.audit = &auditor{log: log,
 		denials: &denialLimiter{now: now, perWindow: cfg.AuditDenialsPerMinute, log: log, keys: map[denialKey]*denialCount{}}}
 	if d.Store != nil { // a nil Store must not become a non-nil interface

@@ -26,6 +26,7 @@ const (
 	wsSubprotocol    = "idflow.v1"
 	wsBearerPrefix   = "bearer."
 	wsCloseExpired   = websocket.StatusCode(4401) // the token expired mid-stream
+	wsCloseDisabled  = websocket.StatusCode(4403) // the user was disabled mid-stream
 	wsPingInterval   = 30 * time.Second
 	wsWriteTimeout   = 10 * time.Second
 	wsReplayPage     = 500
@@ -90,6 +91,41 @@ func wsProtocols(r *http.Request) []string {
 	return out
 }
 
+// trackSocket remembers an open socket of p's user: revoked is closed
+// when CloseUser ends the user's sockets; forget drops the socket.
+func (s *Server) trackSocket(p idflow.Principal) (revoked <-chan struct{}, forget func()) {
+	ref := idflow.UserRef{TenantID: p.TenantID, UserID: p.UserID}
+	ch := make(chan struct{})
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	if s.wsLive[ref] == nil {
+		s.wsLive[ref] = socketEnds{}
+	}
+	s.wsLive[ref][ch] = struct{}{}
+	return ch, func() {
+		s.wsMu.Lock()
+		defer s.wsMu.Unlock()
+		delete(s.wsLive[ref], ch)
+		if len(s.wsLive[ref]) == 0 {
+			delete(s.wsLive, ref)
+		}
+	}
+}
+
+// socketEnds are the revoked channels of a user's open sockets.
+type socketEnds map[chan struct{}]struct{}
+
+// CloseUser closes the open WebSockets of a disabled user with 4403
+// (package lifecycle calls it on every replica).
+func (s *Server) CloseUser(ref idflow.UserRef) {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	for ch := range s.wsLive[ref] {
+		close(ch)
+	}
+	delete(s.wsLive, ref)
+}
+
 // acquireWS counts a user's open sockets against the per-user limit.
 func (s *Server) acquireWS(userID string) (release func(), err error) {
 	s.wsMu.Lock()
@@ -132,7 +168,9 @@ func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) hand
 			return err
 		}
 		// Subscribe before replaying, so no event falls between the two.
-		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		ctx, cancelCtx := context.WithCancel(context.WithoutCancel(r.Context()))
+		revoked, forget := s.trackSocket(p)
+		cancel := func() { forget(); cancelCtx() }
 		var sub idflow.Subscription
 		handedOff := false // to the stream goroutine, which then releases all this
 		defer func() {
@@ -168,7 +206,7 @@ func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) hand
 			defer conn.CloseNow()
 			conn.SetReadLimit(4096)
 			ctx := conn.CloseRead(ctx) // handles pings and the client's close; we read nothing else
-			rs := &runSocket{conn: conn, out: out, events: s.events}
+			rs := &runSocket{conn: conn, out: out, events: s.events, revoked: revoked}
 			first := history
 			history = nil // not kept for the socket's life
 			code, reason, ended := rs.replay(ctx, first, func(ctx context.Context, afterSeq int64) ([]idflow.Event, error) {
@@ -181,6 +219,16 @@ func (s *Server) handleRunSocket(svc *service.Service, bus idflow.EventBus) hand
 		}()
 		return nil
 	}
+}
+
+// endCode is how a socket closes after its run's last event: 4403 when
+// the run was cancelled because its owner was disabled (whichever replica
+// learns of it first), else 1000.
+func endCode(e idflow.Event) (websocket.StatusCode, string, bool) {
+	if e.CancelledByDeactivation() {
+		return wsCloseDisabled, "user disabled", true
+	}
+	return websocket.StatusNormalClosure, "run ended", true
 }
 
 // runSocket is one WebSocket streaming one run's events. Replay and live
@@ -198,6 +246,10 @@ type runSocket struct {
 	out     *batchWriter
 	events  *eventEncodings
 	lastSeq int64 // the last event sent
+	// revoked is closed when the user is disabled (Server.CloseUser).
+	// Not a cancel of ctx: that would drop the connection without its
+	// close frame.
+	revoked <-chan struct{}
 }
 
 // write frames e into the batch unless it was sent already.
@@ -229,7 +281,7 @@ func (c *runSocket) replay(ctx context.Context, first []idflow.Event, next func(
 				if c.out.release() != nil {
 					return websocket.StatusGoingAway, "", true
 				}
-				return websocket.StatusNormalClosure, "run ended", true
+				return endCode(e)
 			}
 		}
 		if c.out.release() != nil {
@@ -265,7 +317,7 @@ func (c *runSocket) live(ctx context.Context, p idflow.Principal, sub idflow.Sub
 					return websocket.StatusGoingAway, "", true
 				}
 				if e.Terminal() {
-					return websocket.StatusNormalClosure, "run ended", true
+					return endCode(e)
 				}
 				select {
 				case e, ok = <-sub.Events():
@@ -295,6 +347,8 @@ func (c *runSocket) live(ctx context.Context, p idflow.Principal, sub idflow.Sub
 			}
 		case <-expired:
 			return wsCloseExpired, "token expired"
+		case <-c.revoked:
+			return wsCloseDisabled, "user disabled"
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
 			err := c.conn.Ping(pctx)

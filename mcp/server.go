@@ -440,6 +440,15 @@ func (s *Server) missingScopes(p idflow.Principal, name string) []string {
 	return missing
 }
 
+// CloseUser ends every MCP session of a disabled user, with its open
+// streams (package lifecycle calls it on every replica); their next
+// request would be refused anyway.
+func (s *Server) CloseUser(ref idflow.UserRef) {
+	for _, ss := range s.sessions.takeUser(ref.TenantID, ref.UserID) {
+		_ = ss.ss.Close()
+	}
+}
+
 // Close ends every MCP session, releasing their open SSE streams, so that
 // an HTTP server shutting down is not held up by them.
 func (s *Server) Close() {

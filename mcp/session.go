@@ -275,3 +275,24 @@ func (w *retryWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *retryWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// takeUser takes every live session of the user (tenant, user id) out of
+// the table, whichever issuer's, and answers them to be closed.
+func (t *sessions) takeUser(tenantID, userID string) []*session {
+	suffix := "\x00" + tenantID + "\x00" + userID
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*session
+	for owner, u := range t.users {
+		if !strings.HasSuffix(owner, suffix) || strings.Count(owner, "\x00") != 2 {
+			continue
+		}
+		for _, s := range u.live {
+			out = append(out, s)
+		}
+	}
+	for _, s := range out {
+		t.removeLocked(s.id)
+	}
+	return out
+}

@@ -54,6 +54,7 @@ var dialect = sqlstore.Dialect{
 	EraseAudit: `SELECT idflow_audit_erase($1, $2)`,
 	EraseJobs:  `DELETE FROM river_job WHERE args->'owner'->>'user_id' = $1`,
 	EraseBlobs: `DELETE FROM document_blobs WHERE user_id = $1`,
+	DisabledUsers:        `SELECT tenant_id, user_id FROM idflow_disabled_users()`,
 }
 
 // listUsageSQL reads one user's rows of a range of days, in primary-key

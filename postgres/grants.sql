@@ -25,6 +25,10 @@
 --   idflow_audit_links() EXECUTE
 --   idflow_audit_erase(text, text)
 --                        EXECUTE                        (erasure: 0026_erasure.sql)
+--   user_states, directory_users, directory_groups, directory_members
+--                        SELECT, INSERT, UPDATE, DELETE (SCIM; 0020_directory.sql)
+--   idflow_disabled_users()
+--                        EXECUTE
 --
 -- River (durable jobs) needs, on the tables its own migrations create:
 --
@@ -64,6 +68,10 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_stranded_runs(integer) TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_audit_links(bigint, integer) TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_audit_erase(text, text) TO %I', app);
+    FOREACH t IN ARRAY ARRAY['user_states', 'directory_users', 'directory_groups', 'directory_members'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);
+    END LOOP;
+    EXECUTE format('GRANT EXECUTE ON FUNCTION idflow_disabled_users() TO %I', app);
 
     FOREACH t IN ARRAY ARRAY['river_job', 'river_leader', 'river_queue', 'river_notification'] LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app);

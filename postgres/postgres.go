@@ -224,6 +224,19 @@ func (db *DB) bySecret(ctx context.Context, idHash, owner string, opts pgx.TxOpt
 	})
 }
 
+// asTenant runs fn on the directory rows of tenant: idflow.directory =
+// 'on' and idflow.tenant (transaction-local) open the tenant_rows policies
+// of the SCIM and lifecycle tables (migrations/0020_directory.sql).
+// sqlstore checked the caller's scope before.
+func (db *DB) asTenant(ctx context.Context, tenant string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('idflow.directory', 'on', true), set_config('idflow.tenant', $1, true)`, tenant); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 // backend is how sqlstore.Store runs on PostgreSQL: every transaction of a
 // user carries the user as its row-level security identity, admins read
 // on the admin path, browser sessions are found by their secret, and what
@@ -252,6 +265,9 @@ func (db *DB) backend() sqlstore.Backend {
 		},
 		BySecret: func(ctx context.Context, idHash, owner string, write bool, fn func(sqlstore.Tx) error) error {
 			return db.bySecret(ctx, idHash, owner, mode(write), func(tx pgx.Tx) error { return fn(txn{tx}) })
+		},
+		AsTenant: func(ctx context.Context, tenant string, write bool, fn func(sqlstore.Tx) error) error {
+			return db.asTenant(ctx, tenant, mode(write), func(tx pgx.Tx) error { return fn(txn{tx}) })
 		},
 		System: func(ctx context.Context, write bool, fn func(sqlstore.Tx) error) error {
 			return pgx.BeginTxFunc(ctx, db.pool, mode(write), func(tx pgx.Tx) error { return fn(txn{tx}) })

@@ -226,7 +226,13 @@ func (e *Executor) cancel(ctx context.Context, p idflow.Principal, runID string)
 	if err != nil {
 		return idflow.Run{}, err
 	}
-	if err := e.emit(ctx, p, runID, idflow.EventRunCancelled, "", map[string]string{"by": p.UserID}); err != nil {
+	data := map[string]string{"by": p.UserID}
+	if p.AuthMethod == idflow.AuthLifecycle {
+		// Its sockets close with 4403 on every replica, even one that
+		// sees this event before it learns of the deactivation.
+		data["reason"] = idflow.CancelledUserDisabled
+	}
+	if err := e.emit(ctx, p, runID, idflow.EventRunCancelled, "", data); err != nil {
 		return idflow.Run{}, err
 	}
 	e.mu.Lock()

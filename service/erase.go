@@ -40,7 +40,6 @@ func (s *Service) EraseUser(ctx context.Context, p idflow.Principal, userID stri
 		return idflow.Errorf(idflow.EUNAVAILABLE, "erasure is not configured (no erasure key)")
 	}
 	mark := ErasedMark(s.cfg.ErasureKey, userID)
-	var erased idflow.Erased
 	_, err = audited(s, ctx, p, adminAction(scope, "user.erase"), "user/"+mark, func() (struct{}, error) {
 		if userID == p.UserID {
 			return struct{}{}, idflow.Errorf(idflow.EFORBIDDEN, "you cannot erase yourself")
@@ -49,30 +48,51 @@ func (s *Service) EraseUser(ctx context.Context, p idflow.Principal, userID stri
 		if err != nil {
 			return struct{}{}, err
 		}
-		// Erasure acts as the user, as a background job does: owner-scoped
-		// statements, the user's own RLS identity on PostgreSQL.
-		target, err := auth.FromSnapshot(idflow.Snapshot{UserID: u.UserID, TenantID: u.TenantID, Issuer: u.Issuer})
-		if err != nil {
-			return struct{}{}, err
-		}
-		if erased, err = s.store.EraseUser(ctx, target, mark); err != nil {
-			return struct{}{}, err
-		}
-		// The rows are gone; what lives outside the database follows. A
-		// failure here is reported (and audited as one): the call may be
-		// repeated, and finds no user then but these are idempotent.
-		if err := s.blobs.DeleteBlobs(ctx, target); err != nil {
-			return struct{}{}, fmt.Errorf("erase documents: %w", err)
-		}
-		for _, id := range erased.Sessions {
-			if err := s.cache.Delete(ctx, target, "session", id); err != nil {
-				return struct{}{}, fmt.Errorf("erase cache: %w", err)
-			}
-		}
-		return struct{}{}, nil
+		return struct{}{}, s.erase(ctx, p, idflow.UserRef{TenantID: u.TenantID, UserID: u.UserID}, u.Issuer, mark)
 	})
-	if err == nil {
-		s.log.InfoContext(ctx, "user erased", "mark", mark, "audit_events_rechained", erased.AuditEvents)
-	}
 	return err
+}
+
+// eraseDirectoryUser is SCIM DELETE's erasure of ref, a user of the
+// provisioning client p's tenant: the same as EraseUser's, audited as
+// scim.user.erase with the mark as its resource.
+func (s *Service) eraseDirectoryUser(ctx context.Context, p idflow.Principal, ref idflow.UserRef) error {
+	if len(s.cfg.ErasureKey) == 0 {
+		return idflow.Errorf(idflow.EUNAVAILABLE, "erasure is not configured (no erasure key)")
+	}
+	mark := ErasedMark(s.cfg.ErasureKey, ref.UserID)
+	_, err := audited(s, ctx, p, "scim.user.erase", "user/"+mark, func() (struct{}, error) {
+		return struct{}{}, s.erase(ctx, p, ref, "", mark)
+	})
+	return err
+}
+
+// erase ends what ref has open — deactivation's steps: browser and MCP
+// sessions, sockets, runs, downstream connections revoked at their
+// provider — and then erases everything of theirs, acting as them, as a
+// background job does (owner-scoped statements, the user's own RLS
+// identity on PostgreSQL).
+func (s *Service) erase(ctx context.Context, actor idflow.Principal, ref idflow.UserRef, issuer, mark string) error {
+	s.stateChanged(ctx, actor, ref, true)
+	target, err := auth.FromSnapshot(idflow.Snapshot{UserID: ref.UserID, TenantID: ref.TenantID, Issuer: issuer})
+	if err != nil {
+		return err
+	}
+	erased, err := s.store.EraseUser(ctx, target, mark)
+	if err != nil {
+		return err
+	}
+	// The rows are gone; what lives outside the database follows. A
+	// failure here is reported (and audited as one): the call may be
+	// repeated, and finds no user then but these are idempotent.
+	if err := s.blobs.DeleteBlobs(ctx, target); err != nil {
+		return fmt.Errorf("erase documents: %w", err)
+	}
+	for _, id := range erased.Sessions {
+		if err := s.cache.Delete(ctx, target, "session", id); err != nil {
+			return fmt.Errorf("erase cache: %w", err)
+		}
+	}
+	s.log.InfoContext(ctx, "user erased", "mark", mark, "audit_events_rechained", erased.AuditEvents)
+	return nil
 }

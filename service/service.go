@@ -53,6 +53,10 @@ type Service struct {
 	budgets    *budget.Budgets // nil: no model budgets (budget.go)
 	tokensMu   sync.Mutex
 	tokensUsed map[string]time.Time // token id → when its use was last recorded here (tokens.go)
+	// The identity lifecycle (directory.go): SetLifecycle, OnDeactivate.
+	lifecycle     Lifecycle
+	scimClients   []string
+	deactivations []Deactivation
 }
 
 // Deps are the service's collaborators.

@@ -55,6 +55,7 @@ var dialect = sqlstore.Dialect{
 	// carry the owner's namespace) stays behind.
 	EraseJobs:   `DELETE FROM river_job WHERE json_extract(args, '$.owner.user_id') = $1`,
 	EraseSearch: `INSERT INTO facts_fts (facts_fts) VALUES ('optimize')`,
+	DisabledUsers:        `SELECT tenant_id, user_id FROM user_states WHERE disabled = 1`,
 }
 
 // insertMessages writes msgs one statement each (sqlstore.Backend).

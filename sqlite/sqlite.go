@@ -138,6 +138,9 @@ func (db *DB) backend() sqlstore.Backend {
 		BySecret: func(ctx context.Context, _, _ string, w bool, fn func(sqlstore.Tx) error) error {
 			return either(ctx, w, fn)
 		},
+		AsTenant: func(ctx context.Context, _ string, w bool, fn func(sqlstore.Tx) error) error {
+			return either(ctx, w, fn)
+		},
 		System:         either,
 		InsertFacts:    insertFacts,
 		InsertMessages: insertMessages,

@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) idflow.Store) {
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
 	t.Run("AppOnly", func(t *testing.T) { testAppOnly(t, open(t)) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
+	t.Run("Directory", func(t *testing.T) { testDirectory(t, open(t)) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)

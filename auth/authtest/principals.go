@@ -41,3 +41,11 @@ func App(clientID string, roles ...string) idflow.Principal {
 func Malformed(userID string, kind idflow.Kind) idflow.Principal {
 	return idflow.Principal{UserID: userID, Kind: kind}
 }
+
+// TenantApp returns an app-only Principal of a tenant (an Entra app-only
+// token carries its tid): a SCIM provisioning client.
+func TenantApp(clientID, tenant string) idflow.Principal {
+	p := App(clientID)
+	p.TenantID = tenant
+	return p
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/lifecycle"
 	"github.com/idflow/idflow/web"
 )
 
@@ -34,9 +35,9 @@ func browserLogin(cfg *config, lp *loginParts, access *auth.Verifier, store idfl
 // proxies' headers and, with a browser login, the session cookie it sets,
 // named once for the public URL. Cookies and WebSockets are accepted from
 // the public URL's origin and IDFLOW_CORS_ORIGINS.
-func authenticator(cfg *config, bearer *auth.Verifier, proxy *auth.ProxyConfig, l *web.Login, own *auth.OwnTokens, pats auth.PersonalTokens) *auth.Authenticator {
+func authenticator(cfg *config, bearer *auth.Verifier, proxy *auth.ProxyConfig, l *web.Login, own *auth.OwnTokens, pats auth.PersonalTokens, life *lifecycle.Set) *auth.Authenticator {
 	c := auth.Config{Bearer: bearer, Proxy: proxy, Origins: append([]string{cfg.PublicURL}, splitComma(cfg.CORSOrigins)...), Own: own,
-		PersonalTokens: pats}
+		PersonalTokens: pats, Revocations: life, Directory: life}
 	if l != nil { // a nil *web.Login must not become a non-nil auth.Sessions
 		c.Sessions, c.SessionCookie = l, l.Cookies().Session
 	}

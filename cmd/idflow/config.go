@@ -41,6 +41,7 @@ type config struct {
 	PlatformAdminRole          string
 	InternalClients            string
 	InternalRole               string
+	SCIMClients                string
 	TrustedProxies             string
 	ProxyUserHeader            string
 	ProxyAssertionHeader       string
@@ -137,6 +138,7 @@ func (c *config) settings() []setting {
 		s("IDFLOW_PLATFORM_ADMIN_ROLE", "platform-admin-role", "", "role that administers every tenant, audited as such (default none; in --dev "+devidp.PlatformAdminRole+")", &c.PlatformAdminRole),
 		s("IDFLOW_INTERNAL_CLIENTS", "internal-clients", "", "app-only client ids allowed on /internal/v1/*", &c.InternalClients),
 		s("IDFLOW_INTERNAL_ROLE", "internal-role", "", "app role also required on /internal/v1/*", &c.InternalRole),
+		s("IDFLOW_SCIM_CLIENTS", "scim-clients", "", "app-only client ids that provision users and groups over /scim/v2, each its own token's tenant", &c.SCIMClients),
 		s("IDFLOW_TRUSTED_PROXIES", "trusted-proxies", "", "CIDRs whose identity headers count", &c.TrustedProxies),
 		s("IDFLOW_PROXY_USER_HEADER", "proxy-user-header", "X-Authenticated-User", "plain identity header of a trusted proxy", &c.ProxyUserHeader),
 		s("IDFLOW_PROXY_ASSERTION_HEADER", "proxy-assertion-header", "", "signed identity header of a trusted proxy", &c.ProxyAssertionHeader),

@@ -25,7 +25,7 @@ import (
 // apiOp is one operation of the OpenAPI document.
 type apiOp struct {
 	Method, Path string
-	Access       string // x-access: open, any, user, admin, internal
+	Access       string // x-access: open, any, user, admin, internal, scim
 	TokenScope   string // x-token-scope: the personal access token scope it needs; "" = PATs refused
 	Success      int    // the documented 2xx status
 }
@@ -78,7 +78,7 @@ func fetchOps(t *testing.T, s *prodServer) []apiOp {
 				t.Errorf("%s: no documented success status", o.key())
 			}
 			switch o.Access {
-			case "open", "any", "user", "admin", "internal":
+			case "open", "any", "user", "admin", "internal", "scim":
 			default:
 				t.Errorf("%s: x-access %q is not a known access level", o.key(), o.Access)
 			}
@@ -188,6 +188,29 @@ var matrixCases = map[string]matrixCase{
 	// admin gets past authorization to the store's 404.
 	"DELETE /api/v1/admin/users/{user_id}": {params: map[string]string{"user_id": "0e4a5e00-0000-4000-8000-0000000000ff"}, ok: http.StatusNotFound},
 	"GET /metrics":                         {},
+	// Nobody the matrix knows: an admin's answer is 404 (another tenant's
+	// user answers the same; TestSCIMConformance disables real ones).
+	"POST /api/v1/admin/users/{user_id}/disable": {params: map[string]string{"user_id": "matrix-nobody"}, ok: http.StatusNotFound},
+	"POST /api/v1/admin/users/{user_id}/enable":  {params: map[string]string{"user_id": "matrix-nobody"}, ok: http.StatusNotFound},
+
+	// SCIM: only the provisioning client (callerApp, in IDFLOW_SCIM_CLIENTS)
+	// passes; resources by id name none (404), TestSCIMConformance drives
+	// real ones.
+	"GET /scim/v2/ServiceProviderConfig": {},
+	"GET /scim/v2/ResourceTypes":         {},
+	"GET /scim/v2/Schemas":               {},
+	"GET /scim/v2/Users":                 {},
+	"POST /scim/v2/Users":                {body: map[string]any{"userName": "matrix@t-one.example", "externalId": "matrix-user"}},
+	"GET /scim/v2/Users/{id}":            {params: map[string]string{"id": "scu_missing"}, ok: http.StatusNotFound},
+	"PUT /scim/v2/Users/{id}":            {params: map[string]string{"id": "scu_missing"}, ok: http.StatusNotFound, body: map[string]any{"userName": "x@t-one.example"}},
+	"PATCH /scim/v2/Users/{id}":          {params: map[string]string{"id": "scu_missing"}, ok: http.StatusNotFound, body: map[string]any{"Operations": []any{map[string]any{"op": "Replace", "path": "active", "value": "False"}}}},
+	"DELETE /scim/v2/Users/{id}":         {params: map[string]string{"id": "scu_missing"}, ok: http.StatusNotFound},
+	"GET /scim/v2/Groups":                {},
+	"POST /scim/v2/Groups":               {body: map[string]any{"displayName": "matrix group"}},
+	"GET /scim/v2/Groups/{id}":           {params: map[string]string{"id": "scg_missing"}, ok: http.StatusNotFound},
+	"PUT /scim/v2/Groups/{id}":           {params: map[string]string{"id": "scg_missing"}, ok: http.StatusNotFound, body: map[string]any{"displayName": "g"}},
+	"PATCH /scim/v2/Groups/{id}":         {params: map[string]string{"id": "scg_missing"}, ok: http.StatusNotFound, body: map[string]any{"Operations": []any{map[string]any{"op": "Add", "path": "members", "value": []any{}}}}},
+	"DELETE /scim/v2/Groups/{id}":        {params: map[string]string{"id": "scg_missing"}, ok: http.StatusNotFound},
 
 	"GET /.well-known/oauth-protected-resource":     {},
 	"GET /.well-known/oauth-protected-resource/mcp": {},
@@ -323,7 +346,7 @@ func expectedAccess(op apiOp, caller string, unauthenticated bool) int {
 			return op.Success // filtered to the admin's tenant: checkAdminScope
 		}
 		return http.StatusForbidden
-	case "internal":
+	case "internal", "scim":
 		switch {
 		case unauthenticated:
 			return http.StatusUnauthorized
@@ -349,7 +372,7 @@ func expectedAccess(op apiOp, caller string, unauthenticated bool) int {
 
 func TestAuthorizationMatrix(t *testing.T) {
 	t.Parallel()
-	s := startProdIdflow(t, nil)
+	s := startProdIdflow(t, map[string]string{"IDFLOW_SCIM_CLIENTS": testAppClientID})
 	ops := fetchOps(t, s)
 
 	documented := map[string]bool{}
@@ -425,7 +448,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 					t.Errorf("%s as %s: %s; want %d", op.key(), caller, r, want)
 					continue
 				}
-				if r.Status >= 400 && (mc.ok == 0 || r.Status != mc.ok) {
+				if r.Status >= 400 && op.Access == "scim" {
+					scimError(t, r, want, "") // SCIM clients read SCIM's error document
+				} else if r.Status >= 400 && (mc.ok == 0 || r.Status != mc.ok) {
 					checkProblem(t, r, want)
 				}
 				if r.Status == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
@@ -626,7 +651,7 @@ func comparableHeader(h http.Header) http.Header {
 // does not exist answer exactly the same, and the denial is audited.
 func TestNotFoundIsByteIdentical(t *testing.T) {
 	t.Parallel()
-	s := startProdIdflow(t, nil)
+	s := startProdIdflow(t, map[string]string{"IDFLOW_SCIM_CLIENTS": testAppClientID})
 	ops := fetchOps(t, s)
 	var aliceIDs []string
 	fx := newFixture(t, s, callerAlice, false, &aliceIDs)

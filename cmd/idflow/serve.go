@@ -180,6 +180,11 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
+	life, closeLife, err := lifecycleSet(ctx, cfg, db, log) // lifecycle.go: who is disabled, directory groups
+	if err != nil {
+		return nil, err
+	}
+	app.cleanups.add(closeLife)
 	cacheBackend, bus, closeCache, err := cacheAndBus(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -194,6 +199,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		return nil, err
 	}
 	fair.audit = svc.BudgetExhausted
+	svc.SetLifecycle(life, splitComma(cfg.SCIMClients))
 	downstream, err := buildDownstream(cfg, id.dev, db, svc, m, log) // connections.go: vault, providers, connect flow
 	if err != nil {
 		return nil, err
@@ -224,7 +230,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
-	authn := authenticator(cfg, id.verifier, proxy, webLogin, mcpAuth.own, svc) // browser.go; svc resolves personal access tokens
+	authn := authenticator(cfg, id.verifier, proxy, webLogin, mcpAuth.own, svc, life) // browser.go; svc resolves personal access tokens, life who is disabled
 	deps := httpapi.Deps{Log: log, Authn: authn, Signer: signer, Store: db, Svc: svc, Runs: runs, Bus: bus, Ready: db.Ping,
 		Login: webLogin, Connections: downstream.HTTP(), MCP: mcpServer, Metrics: m.Handler(), Observer: m}
 	deps.Limiter, deps.OnLimit = fair.limiter, fair.onLimit
@@ -236,7 +242,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	}
 	srv := httpapi.New(httpapi.Config{
 		PublicURL: cfg.PublicURL, APIAudiences: id.apiAudiences, MCPAudience: id.mcpAudience,
-		InternalClients: id.internalClients, InternalRole: cfg.InternalRole,
+		InternalClients: id.internalClients, InternalRole: cfg.InternalRole, SCIMClients: splitComma(cfg.SCIMClients),
 		CORSOrigins:          splitComma(cfg.CORSOrigins),
 		InsecureWSQueryToken: cfg.InsecureWSQueryToken, WSMaxPerUser: cfg.wsMaxPerUser,
 		BodyTimeout: cfg.bodyTimeout, MaxBodiesPerPeer: cfg.peerBodies,
@@ -248,6 +254,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		m.AuditDenialsDropped(srv.AuditDenialsDropped)); err != nil {
 		return nil, err
 	}
+	wireDeactivation(svc, life, runs, downstream.mgr, srv, mcpServer, mcpAuth.server) // lifecycle.go
 	app.handler, app.metrics = srv, m.Handler()
 	return app, nil
 }

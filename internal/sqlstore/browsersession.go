@@ -61,3 +61,16 @@ func (s *Store) DeleteBrowserSession(ctx context.Context, idHash string) error {
 		return err
 	}))
 }
+
+func (s *Store) EndBrowserSessions(ctx context.Context, p idflow.Principal) (int, error) {
+	owner, err := p.Owner()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.write(ctx, "end browser sessions", owner, func(tx Tx) error {
+		n, err = tx.Exec(ctx, `DELETE FROM browser_sessions WHERE user_id = $1`, owner)
+		return err
+	})
+	return int(n), err
+}

@@ -64,6 +64,9 @@ type Backend struct {
 	// BySecret runs fn in a transaction that may see the browser session
 	// whose id hashes to idHash and, when owner is set, owner's sessions.
 	BySecret func(ctx context.Context, idHash, owner string, write bool, fn func(Tx) error) error
+	// AsTenant runs fn on the directory rows of one tenant (directory.go):
+	// SCIM users and groups, users' lifecycle states.
+	AsTenant func(ctx context.Context, tenant string, write bool, fn func(Tx) error) error
 	// System runs fn acting as nobody: appending to the audit chain, which
 	// every request does, and the looks across users that answer no user
 	// data (Stats, finding stranded runs).
@@ -132,6 +135,8 @@ type Dialect struct {
 	// term stays in it; EraseBlobs, where set, deletes $1's document bytes
 	// kept in the database.
 	EraseAudit, EraseJobs, EraseSearch, EraseBlobs string
+	// DisabledUsers lists (tenant_id, user_id) of every disabled user.
+	DisabledUsers string
 }
 
 // Store is idflow.Store (and RunQueue) over a Backend. A backend's DB
