@@ -170,6 +170,19 @@ func (v *verifier) probeRoute(ctx context.Context, op operation, c *caller) {
 			problems = append([]string{fmt.Sprintf("%s without the role answered %s", c.Label, r)}, problems...)
 		}
 		v.verdict(category, target, c, "403", r.String(), v.serverError(r, problems), []Exchange{r.ex})
+	case op.Access == "admin" && op.Method != http.MethodGet && slices.Contains(op.Params, "user_id"):
+		// An admin's write on a user (disable, erase) is never aimed at A:
+		// named a user nobody has, the admin gets past authorization to 404.
+		rp, _ := v.fill(op.Path, true, false)
+		r, ok := send(rp, v.bodyFor(op))
+		if !ok {
+			return
+		}
+		problems := v.leaks(c, r, scopeTenant)
+		if r.status != http.StatusNotFound {
+			problems = append(problems, "an admin's write on a user nobody has answered "+r.String())
+		}
+		v.verdict("admin", op.key(), c, "404 (a user nobody has)", r.String(), v.serverError(r, problems), []Exchange{r.ex})
 	case op.Access == "admin":
 		v.probeAdmin(ctx, op, c, path, send)
 	case v.namesA(op) && op.Path == "/api/v1/users/{user_id}/facts" && c.role == roleAdmin && c.tenant == v.a.tenant:
