@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,36 +118,62 @@ func (cl *client) do(ctx context.Context, c *caller, method, path string, body a
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(raw)
+	newRequest := func() (*http.Request, error) {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(raw)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+		if err != nil {
+			return nil, err
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		for _, h := range hdrs {
+			req.Header.Set(h.name, h.value)
+		}
+		return req, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := newRequest()
 	if err != nil {
 		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for _, h := range hdrs {
-		req.Header.Set(h.name, h.value)
 	}
 	if cl.onSend != nil {
 		cl.onSend(c, path+" "+string(raw))
 	}
 	ex := Exchange{Caller: c.Name, Method: method, URL: cl.red.String(u.String()),
 		RequestHeaders: cl.red.headers(req.Header), RequestBody: cl.shown(raw)}
-	if err := cl.wait(ctx); err != nil {
-		return nil, err
-	}
-	cl.sent++
-	resp, err := cl.hc.Do(req)
-	if err != nil {
-		ex.Error = cl.red.String(err.Error())
-		return &response{ex: ex}, fmt.Errorf("%s %s: %s", method, ref.Path, ex.Error)
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		if err := cl.wait(ctx); err != nil {
+			return nil, err
+		}
+		cl.sent++
+		if resp, err = cl.hc.Do(req); err != nil {
+			ex.Error = cl.red.String(err.Error())
+			return &response{ex: ex}, fmt.Errorf("%s %s: %s", method, ref.Path, ex.Error)
+		}
+		// The server's rate limit (per caller; per address without
+		// credentials) answered: wait as it says and ask again, a few times.
+		delay, limited := retryAfter(resp)
+		if !limited || attempt == max429Retries {
+			break
+		}
+		_ = resp.Body.Close()
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		if req, err = newRequest(); err != nil {
+			return nil, err
+		}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
@@ -160,6 +187,25 @@ func (cl *client) do(ctx context.Context, c *caller, method, path string, body a
 		return r, fmt.Errorf("%s %s: reading the answer: %s", method, ref.Path, r.ex.Error)
 	}
 	return r, nil
+}
+
+// max429Retries is how often a request the server rate-limited is sent
+// again (after its Retry-After, at most maxRetryAfter).
+const (
+	max429Retries = 5
+	maxRetryAfter = 10 * time.Second
+)
+
+// retryAfter reports whether resp is a 429 to retry, and after how long.
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return 0, false
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 0 {
+		secs = 1
+	}
+	return min(time.Duration(secs)*time.Second, maxRetryAfter), true
 }
 
 // shown is a body as the report shows it: redacted, bounded.

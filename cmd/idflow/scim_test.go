@@ -255,16 +255,15 @@ func scimCycle(t *testing.T, s *prodServer) {
 	checkProblem(t, s.As(t, callerAlice, "GET", "/api/v1/me", nil), http.StatusForbidden)
 	mustStatus(t, s.scimReq(t, app, "DELETE", "/Groups/"+gid, nil), http.StatusNoContent)
 
-	// Her tenant's admin lets her back in; another tenant's cannot even see her.
+	// Deleted is erased: nothing of hers is left to let back in, for her
+	// tenant's admin either, and she stays refused.
 	mustStatus(t, s.As(t, callerAdmin2, "POST", "/api/v1/admin/users/"+aliceOID+"/enable", nil), http.StatusNotFound)
-	mustStatus(t, s.As(t, callerAdmin, "POST", "/api/v1/admin/users/"+aliceOID+"/enable", nil), http.StatusOK)
-	if st, _ := s.me(t, callerAlice); st != 200 {
-		t.Fatalf("alice after her admin re-enabled her: %d", st)
-	}
+	mustStatus(t, s.As(t, callerAdmin, "POST", "/api/v1/admin/users/"+aliceOID+"/enable", nil), http.StatusNotFound)
+	checkProblem(t, s.As(t, callerAlice, "GET", "/api/v1/me", nil), http.StatusForbidden)
 
 	// The audit trail has the SCIM changes and the deactivations.
 	events := s.auditEvents(t, callerRoot, "/api/v1/admin/audit")
-	for _, action := range []string{"scim.user.create", "scim.user.update", "scim.group.create", "scim.group.update", "scim.user.delete", "user.disable", "user.enable"} {
+	for _, action := range []string{"scim.user.create", "scim.user.update", "scim.group.create", "scim.group.update", "scim.user.delete", "scim.user.erase", "user.disable", "user.enable"} {
 		if !slices.ContainsFunc(events, func(e auditEvent) bool { return e.Action == action }) {
 			t.Errorf("no %s event in the audit trail", action)
 		}
