@@ -6,6 +6,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/internal/testsvc"
 )
 
 // Connect flows inside the MCP client (issue 17 item 2), over HTTP against
@@ -230,5 +234,71 @@ func TestMCPConnectElicitation(t *testing.T) {
 	wantConnectElicitation(t, acs, "downstream_get", ask)
 	if res := mcpCall(t, acs, "disconnect", map[string]any{"provider": "dev"}); !res.IsError || !strings.HasPrefix(res.Text, "not_found: ") {
 		t.Fatalf("disconnecting twice: %v %q", res.IsError, res.Text)
+	}
+}
+
+// tsConnectOutput is what testdata/mcpclient/connect.mjs prints.
+type tsConnectOutput struct {
+	Elicitations []*sdk.ElicitParams `json:"elicitations"`
+	IsError      bool                `json:"isError"`
+	Structured   json.RawMessage     `json:"structured"`
+	Text         string              `json:"text"`
+}
+
+// TestMCPConnectElicitationTypeScript: the official TypeScript SDK client
+// (pinned in testdata/mcpclient) reads idflow's URL elicitation as its own
+// UrlElicitationRequiredError when it declares URL elicitation, and the
+// plain tool error when it does not; once alice's browser completes the
+// elicited URL, the same call succeeds as alice.
+func TestMCPConnectElicitationTypeScript(t *testing.T) {
+	t.Parallel()
+	node := testsvc.Node(t)
+	dir := testsvc.RepoDir(t, "testdata/mcpclient")
+	testsvc.NPMInstall(t, dir)
+	srv := startIdflow(t, map[string]string{"IDFLOW_LOG_LEVEL": "error"}, "--dev")
+	k := oauthKit{base: srv.URL}
+	const redirect = "http://127.0.0.1:33421/callback"
+	clientID := k.register(t, "TypeScript connect client", redirect)
+	ck, csrf := sessionWithCSRF(t, srv.URL, "alice")
+	alice := session{ck, csrf}
+	v, ch := pkce()
+	token := k.exchange(t, clientID, redirect, k.code(t, alice, clientID, redirect, ch), v).AccessToken
+
+	run := func(mode string) tsConnectOutput {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "connect.mjs"), srv.URL+"/mcp", "dev", mode)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "IDFLOW_MCP_TOKEN="+token)
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("node connect.mjs %s: %v\n%s", mode, err, stderr.String())
+		}
+		var o tsConnectOutput
+		if err := json.Unmarshal(out, &o); err != nil {
+			t.Fatalf("connect.mjs printed %q: %v", out, err)
+		}
+		return o
+	}
+
+	if o := run("none"); len(o.Elicitations) != 0 || !o.IsError || !strings.Contains(o.Text, "/api/v1/connections/dev/connect") {
+		t.Fatalf("without URL elicitation: %+v; want the tool error telling how to connect", o)
+	}
+	o := run("url")
+	if len(o.Elicitations) != 1 || o.Elicitations[0].Mode != "url" || o.Elicitations[0].ElicitationID == "" ||
+		!strings.HasPrefix(o.Elicitations[0].URL, srv.URL+"/dev/idp/authorize?") {
+		t.Fatalf("with URL elicitation: %+v; want one URL elicitation of the dev provider", o)
+	}
+	cb := devBrowserPick(t, o.Elicitations[0].URL, "alice")
+	mustStatus(t, browserGet(t, srv.URL+cb.Path+"?"+cb.RawQuery, alice), http.StatusOK)
+	o = run("url")
+	var who struct {
+		Body struct{ Login string }
+	}
+	if o.IsError || len(o.Elicitations) != 0 || json.Unmarshal(o.Structured, &who) != nil || who.Body.Login != "alice" {
+		t.Fatalf("after connecting: %+v; want downstream_get as alice", o)
 	}
 }
