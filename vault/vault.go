@@ -428,11 +428,11 @@ func credential(provider, keyID string, ct []byte, t Token) idflow.SealedCredent
 // can start that connect flow for the user instead of only describing it.
 type ConnectError struct {
 	Provider string
-	err      error
+	Err      error // ErrNotConnected, or ErrNeedsConsent joined with its cause
 }
 
-func (e *ConnectError) Error() string { return e.err.Error() }
-func (e *ConnectError) Unwrap() error { return e.err }
+func (e *ConnectError) Error() string { return fmt.Sprintf("connect %s: %v", e.Provider, e.Err) }
+func (e *ConnectError) Unwrap() error { return e.Err }
 
 // ProviderToConnect returns the provider err asks the user to connect, if
 // err (at any depth) is a ConnectError.
@@ -447,11 +447,11 @@ func ProviderToConnect(err error) (string, bool) {
 func notConnected(provider string) error {
 	return idflow.WrapError(idflow.ECONFLICT, fmt.Sprintf(
 		"you have no connection to %q: connect with POST /api/v1/connections/%s/connect", provider, provider),
-		&ConnectError{Provider: provider, err: ErrNotConnected})
+		&ConnectError{Provider: provider, Err: ErrNotConnected})
 }
 
 func needsConsent(provider string, cause error) error {
 	return idflow.WrapError(idflow.ECONFLICT, fmt.Sprintf(
 		"your connection to %q needs your consent again: reconnect with POST /api/v1/connections/%s/connect", provider, provider),
-		&ConnectError{Provider: provider, err: errors.Join(ErrNeedsConsent, cause)})
+		&ConnectError{Provider: provider, Err: errors.Join(ErrNeedsConsent, cause)})
 }
