@@ -83,15 +83,19 @@ type Config struct {
 type Deps struct {
 	Svc   *service.Service
 	Tools Catalog // the tools /mcp lists and calls
-	Log   *slog.Logger
+	// Connect starts a user's connect flow to a provider (connections.Manager);
+	// nil: a tool that needs a connection only answers a tool error.
+	Connect Connector
+	Log     *slog.Logger
 }
 
 // Server is the /mcp endpoint.
 type Server struct {
-	cfg   Config
-	svc   *service.Service
-	tools Catalog
-	log   *slog.Logger
+	cfg     Config
+	svc     *service.Service
+	tools   Catalog
+	connect Connector
+	log     *slog.Logger
 
 	sdk      *sdk.Server
 	handler  http.Handler // the SDK's streamable handler behind the TokenInfo bridge
@@ -127,7 +131,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, svc: d.Svc, tools: d.Tools, log: d.Log,
+	s := &Server{cfg: cfg, svc: d.Svc, tools: d.Tools, connect: d.Connect, log: d.Log,
 		sessions: newSessions(cfg.MaxSessionsPerUser, cfg.Now)}
 
 	names := []string{}

@@ -2,13 +2,17 @@ package mcp
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/tools"
+	"github.com/idflow/idflow/vault"
 )
 
 // Catalog is the tool catalog /mcp lists and calls (tools.Catalog): the
@@ -34,7 +38,7 @@ func (s *Server) serveTools(next sdk.MethodHandler) sdk.MethodHandler {
 			if !ok || call.Params == nil {
 				return nil, errUnexpectedRequest
 			}
-			return s.callTool(ctx, call), nil
+			return s.callTool(ctx, call)
 		}
 		return next(ctx, method, req)
 	}
@@ -66,38 +70,81 @@ func (s *Server) listTools(ctx context.Context, req sdk.Request) (*sdk.ListTools
 
 // callTool runs a tools/call as the Principal of the request that carried
 // it, after the per-tool scopes of IDFLOW_MCP_TOOL_SCOPES; the catalog
-// applies the policy, strips identity arguments and audits the call.
-func (s *Server) callTool(ctx context.Context, req *sdk.CallToolRequest) (res *sdk.CallToolResult) {
+// applies the policy, strips identity arguments and audits the call. The
+// only protocol error it answers is a URL elicitation (see connectURL).
+func (s *Server) callTool(ctx context.Context, req *sdk.CallToolRequest) (res sdk.Result, err error) {
 	p, info, ok := principalOf(req)
 	if !ok {
 		// Unreachable through httpapi; refuse rather than act as anyone.
-		return toolError("unauthorized: no authenticated user")
+		return toolError("unauthorized: no authenticated user"), nil
 	}
 	name := req.Params.Name
 	ctx = tools.WithChannel(idflow.WithRequestInfo(idflow.NewContext(ctx, p), info), tools.ChannelMCP)
 	if missing := s.missingScopes(p, name); len(missing) > 0 {
 		err := idflow.Errorf(idflow.EFORBIDDEN, "the tool %s needs the scope %s", name, strings.Join(missing, " "))
 		s.svc.Audit(ctx, p, tools.ActionCall, "tool/"+name, err)
-		return toolError(idflow.ErrorCode(err) + ": " + idflow.ErrorMessage(err))
+		return toolError(idflow.ErrorCode(err) + ": " + idflow.ErrorMessage(err)), nil
 	}
 	defer func() {
 		// The SDK runs calls on goroutines of its own, which nothing else
 		// would recover: a tool's bug must not end the process.
 		if r := recover(); r != nil {
 			s.log.ErrorContext(ctx, "mcp tool panicked", "tool", name, "user_id", p.UserID, "request_id", info.RequestID, "panic", r)
-			res = toolError("internal: internal error")
+			res, err = toolError("internal: internal error"), nil
 		}
 	}()
 	out := s.tools.CallTool(ctx, p, idflow.ToolCall{Name: name, Arguments: req.Params.Arguments}, nil)
 	if !out.OK {
-		return toolError(out.Content)
+		if elicit := s.connectURL(ctx, req, p, name, out.Err); elicit != nil {
+			return nil, elicit
+		}
+		return toolError(out.Content), nil
 	}
 	result := &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: out.Content}}}
 	if strings.HasPrefix(out.Content, "{") {
 		// structuredContent must be an object (MCP); every built-in answers one.
 		result.StructuredContent = json.RawMessage(out.Content)
 	}
-	return result
+	return result, nil
+}
+
+// Connector starts a user's connect flow (connections.Manager): the state
+// is bound to p, so only p's own browser session can complete it.
+type Connector interface {
+	Connect(ctx context.Context, p idflow.Principal, provider string) (string, error)
+}
+
+// connectURL answers, for a call that failed because p lacks (or must
+// renew) a downstream connection, the URL-mode elicitation of MCP
+// 2025-11-25 (JSON-RPC error -32042) carrying a connect URL started for p:
+// the client shows it, p connects in the browser, and the call can be
+// retried. It answers nil — the caller then sends the plain tool error,
+// which says how to connect — when the client did not declare URL
+// elicitation, when the failure is not about a connection, or when the
+// flow cannot be started.
+func (s *Server) connectURL(ctx context.Context, req *sdk.CallToolRequest, p idflow.Principal, tool string, cause error) error {
+	provider, needed := vault.ProviderToConnect(cause)
+	if !needed || s.connect == nil {
+		return nil
+	}
+	caps := req.ClientCapabilities()
+	if caps == nil || caps.Elicitation == nil || caps.Elicitation.URL == nil {
+		return nil
+	}
+	u, err := s.connect.Connect(ctx, p, provider)
+	if err != nil {
+		s.log.WarnContext(ctx, "mcp: the connect flow could not be started; answering the tool error", "provider", provider, "user_id", p.UserID, "err", err)
+		return nil
+	}
+	verb := "Connect"
+	if errors.Is(cause, vault.ErrNeedsConsent) {
+		verb = "Reconnect"
+	}
+	return sdk.URLElicitationRequiredError([]*sdk.ElicitParams{{
+		Mode: "url", URL: u, ElicitationID: "connect-" + rand.Text(),
+		Message: fmt.Sprintf("%s %s: the tool %s acts with your own %s account. Open the link in the browser where you are signed in to idflow, then call the tool again.",
+			verb, provider, tool, provider),
+	}})
 }
 
 // toolError is a tool-level error: the model sees it and may correct

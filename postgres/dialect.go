@@ -51,10 +51,10 @@ var dialect = sqlstore.Dialect{
 	SweepBrowserSessions: `DELETE FROM browser_sessions WHERE user_id = $1 AND expires_at < $2`,
 	// The app role cannot edit audit events: idflow_audit_erase() (SECURITY
 	// DEFINER, 0026_erasure.sql) replaces the id and re-chains.
-	EraseAudit: `SELECT idflow_audit_erase($1, $2)`,
-	EraseJobs:  `DELETE FROM river_job WHERE args->'owner'->>'user_id' = $1`,
-	EraseBlobs: `DELETE FROM document_blobs WHERE user_id = $1`,
-	DisabledUsers:        `SELECT tenant_id, user_id FROM idflow_disabled_users()`,
+	EraseAudit:    `SELECT idflow_audit_erase($1, $2)`,
+	EraseJobs:     `DELETE FROM river_job WHERE args->'owner'->>'user_id' = $1`,
+	EraseBlobs:    `DELETE FROM document_blobs WHERE user_id = $1`,
+	DisabledUsers: `SELECT tenant_id, user_id FROM idflow_disabled_users()`,
 }
 
 // listUsageSQL reads one user's rows of a range of days, in primary-key

@@ -53,9 +53,9 @@ var dialect = sqlstore.Dialect{
 	// River keeps args as JSONB; 'optimize' rewrites the full-text index
 	// into one segment, so no posting of a deleted fact's terms (which
 	// carry the owner's namespace) stays behind.
-	EraseJobs:   `DELETE FROM river_job WHERE json_extract(args, '$.owner.user_id') = $1`,
-	EraseSearch: `INSERT INTO facts_fts (facts_fts) VALUES ('optimize')`,
-	DisabledUsers:        `SELECT tenant_id, user_id FROM user_states WHERE disabled = 1`,
+	EraseJobs:     `DELETE FROM river_job WHERE json_extract(args, '$.owner.user_id') = $1`,
+	EraseSearch:   `INSERT INTO facts_fts (facts_fts) VALUES ('optimize')`,
+	DisabledUsers: `SELECT tenant_id, user_id FROM user_states WHERE disabled = 1`,
 }
 
 // insertMessages writes msgs one statement each (sqlstore.Backend).

@@ -19,7 +19,7 @@ import (
 // builtinNames are every built-in tool's name (docs/TOOLS.md), whether or not
 // this server offers it: no source may take one.
 var builtinNames = []string{
-	"add_fact", "downstream_get", "get_run", "ingest_document", "list_connections",
+	"add_fact", "disconnect", "downstream_get", "get_run", "ingest_document", "list_connections",
 	"list_sessions", "search_memory", "send_message", "start_workflow", "whoami",
 }
 
@@ -125,7 +125,7 @@ func compile(d def) (*builtin, error) {
 
 // builtins are the built-in tools d supports.
 func builtins(d Deps) ([]*builtin, error) {
-	b := &builtinTools{svc: d.Svc, runs: d.Runs, downstream: d.Downstream}
+	b := &builtinTools{svc: d.Svc, runs: d.Runs, downstream: d.Downstream, conns: d.Connections}
 	defs := []def{
 		{name: "whoami", title: "Who am I", readOnly: true,
 			desc:  "The identity every tool acts as: the signed-in user.",
@@ -180,6 +180,12 @@ func builtins(d Deps) ([]*builtin, error) {
 				"version":     integer("a published version; 0 or absent runs the draft", 0, 1<<30),
 			}, run: b.startWorkflow})
 	}
+	if d.Connections != nil {
+		defs = append(defs, def{name: "disconnect", title: "Disconnect a provider", openWorld: true,
+			desc:     "Removes your own connection to a provider: idflow revokes your tokens at the provider (where it offers revocation) and forgets them. Connect again from the web UI or when a tool asks you to.",
+			required: []string{"provider"},
+			props:    map[string]any{"provider": str("a provider you connected (see list_connections)")}, run: b.disconnect})
+	}
 	if d.Downstream != nil {
 		defs = append(defs, def{name: "downstream_get", title: "Read a downstream API", readOnly: true, openWorld: true,
 			desc:     "Sends a GET to a connected provider's API with your own credential for it, and answers its status and body.",
@@ -207,6 +213,7 @@ type builtinTools struct {
 	svc        *service.Service
 	runs       Runs
 	downstream idflow.Downstream
+	conns      Connections
 }
 
 // identity is what whoami answers: the fields of GET /api/v1/me.
@@ -369,6 +376,24 @@ func (b *builtinTools) listConnections(ctx context.Context, p idflow.Principal, 
 		items = []idflow.Connection{}
 	}
 	return connections{Items: items}, nil
+}
+
+type disconnected struct {
+	Provider     string `json:"provider"`
+	Disconnected bool   `json:"disconnected"`
+}
+
+// disconnect removes p's own connection to a provider; a provider p has no
+// connection to answers not found, as DELETE /api/v1/connections does.
+func (b *builtinTools) disconnect(ctx context.Context, p idflow.Principal, a arguments) (any, error) {
+	provider, err := a.str("provider", true)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.conns.Disconnect(ctx, p, provider); err != nil {
+		return nil, err
+	}
+	return disconnected{Provider: provider, Disconnected: true}, nil
 }
 
 // maxDownstreamBody bounds what downstream_get reads of an answer (the

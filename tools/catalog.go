@@ -86,6 +86,14 @@ type Runs interface {
 	Start(ctx context.Context, p idflow.Principal, workflowID string, input json.RawMessage, version int) (idflow.Run, error)
 }
 
+// Connections is the connect flow's disconnect (connections.Manager), the
+// same code DELETE /api/v1/connections/{provider} runs: it revokes p's
+// tokens at the provider when it offers revocation, forgets them, and
+// audits connection.delete.
+type Connections interface {
+	Disconnect(ctx context.Context, p idflow.Principal, provider string) error
+}
+
 // Deps are the catalog's collaborators.
 type Deps struct {
 	Svc *service.Service // required
@@ -95,6 +103,9 @@ type Deps struct {
 	// configured) leaves downstream_get out, and list_connections answers
 	// an empty list.
 	Downstream idflow.Downstream
+	// Connections revokes a user's own connections; nil (no provider
+	// configured) leaves disconnect out.
+	Connections Connections
 	// Sources add tools that are not built in (downstream MCP servers).
 	Sources []Source
 	Log     *slog.Logger

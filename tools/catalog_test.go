@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -42,8 +43,8 @@ var (
 	sales = authtest.User("sam", "t-one", "sales") // holds the role the test policies name
 )
 
-// builtins are the built-in tools of a catalog with runs and downstream.
-var builtins = []string{"add_fact", "downstream_get", "get_run", "ingest_document", "list_connections",
+// builtins are the built-in tools of a catalog with runs, downstream and connections.
+var builtins = []string{"add_fact", "disconnect", "downstream_get", "get_run", "ingest_document", "list_connections",
 	"list_sessions", "search_memory", "send_message", "start_workflow", "whoami"}
 
 // source is a tools.Source of test tools; each records its calls.
@@ -95,10 +96,23 @@ func (s *source) calledWith() []call {
 	return slices.Clone(s.calls)
 }
 
-// downstream is an idflow.Downstream that records whom it acts for.
+// downstream is an idflow.Downstream (and tools.Connections) that records
+// whom it acts for. connected holds "user/provider" of live connections.
 type downstream struct {
-	mu    sync.Mutex
-	users []string
+	mu        sync.Mutex
+	users     []string
+	connected map[string]bool
+}
+
+func (d *downstream) Disconnect(_ context.Context, p idflow.Principal, provider string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.users = append(d.users, p.UserID)
+	if !d.connected[p.UserID+"/"+provider] {
+		return idflow.NotFound("connection")
+	}
+	delete(d.connected, p.UserID+"/"+provider)
+	return nil
 }
 
 func (d *downstream) ListConnections(context.Context, idflow.Principal) ([]idflow.Connection, error) {
@@ -150,7 +164,7 @@ func newRig(t testing.TB, policy string, cfg tools.Config, extra ...tools.Source
 		Model: llm.Echo{}, Policy: pol})
 	r := &rig{db: db, svc: svc, src: &source{}, down: &downstream{}}
 	runs := &startRuns{}
-	r.catalog, err = tools.New(cfg, tools.Deps{Svc: svc, Runs: runs, Downstream: r.down, Sources: append([]tools.Source{r.src}, extra...)})
+	r.catalog, err = tools.New(cfg, tools.Deps{Svc: svc, Runs: runs, Downstream: r.down, Connections: r.down, Sources: append([]tools.Source{r.src}, extra...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,16 +270,18 @@ func TestToolsForListsWhatTheCallerMayUse(t *testing.T) {
 		t.Fatalf("an app-only Principal ran a tool: %+v", res)
 	}
 
-	// Without runs or downstream, start_workflow and downstream_get are not offered.
+	// Without runs, downstream or connections, start_workflow, downstream_get and disconnect are not offered.
 	bare, err := tools.New(tools.Config{}, tools.Deps{Svc: r.svc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	specs, _ = bare.ToolsFor(context.Background(), alice)
-	if got := names(specs); slices.Contains(got, "start_workflow") || slices.Contains(got, "downstream_get") || len(got) != len(builtins)-2 {
+	if got := names(specs); slices.Contains(got, "start_workflow") || slices.Contains(got, "downstream_get") ||
+		slices.Contains(got, "disconnect") || len(got) != len(builtins)-3 {
 		t.Fatalf("a catalog without runs and downstream offers %v", got)
 	}
 	refused(t, bare.CallTool(context.Background(), alice, idflow.ToolCall{Name: "downstream_get", Arguments: json.RawMessage(`{"provider":"p","path":"/x"}`)}, nil), idflow.EINVALID)
+	refused(t, bare.CallTool(context.Background(), alice, idflow.ToolCall{Name: "disconnect", Arguments: json.RawMessage(`{"provider":"p"}`)}, nil), idflow.EINVALID)
 }
 
 // metaSchema is the JSON Schema 2020-12 meta-schema, from the files the
@@ -617,6 +633,44 @@ func TestDownstreamGetActsAsTheCaller(t *testing.T) {
 	if !slices.Equal(r.down.users, []string{"alice", "alice"}) {
 		t.Fatalf("the downstream was called for %v", r.down.users)
 	}
+}
+
+// TestDisconnectActsAsTheCaller: disconnect removes the caller's own
+// connection; an argument naming another user is stripped (and audited),
+// so bob's connection survives alice's call naming him; the policy feature
+// tool.disconnect closes it like any tool.
+func TestDisconnectActsAsTheCaller(t *testing.T) {
+	r := newRig(t, `{"features": {"tool.disconnect": {"roles": ["sales"]}}}`, tools.Config{})
+	r.down.connected = map[string]bool{"alice/gh": true, "bob/gh": true, "sam/gh": true}
+	refused(t, r.call(alice, "disconnect", `{"provider":"gh"}`), idflow.EFORBIDDEN) // closed to alice by the policy
+	if specs, _ := r.catalog.ToolsFor(context.Background(), alice); slices.Contains(names(specs), "disconnect") {
+		t.Fatal("disconnect is offered to a caller the policy closes it to")
+	}
+
+	open := newRig(t, `{}`, tools.Config{})
+	open.down.connected = map[string]bool{"alice/gh": true, "bob/gh": true}
+	var out struct {
+		Provider     string `json:"provider"`
+		Disconnected bool   `json:"disconnected"`
+	}
+	open.ok(t, alice, "disconnect", `{"provider":"gh","user_id":"bob","as_user":"bob"}`, &out)
+	if out.Provider != "gh" || !out.Disconnected {
+		t.Fatalf("disconnect answered %+v", out)
+	}
+	open.down.mu.Lock()
+	users, left := slices.Clone(open.down.users), maps.Clone(open.down.connected)
+	open.down.mu.Unlock()
+	if !slices.Equal(users, []string{"alice"}) || !left["bob/gh"] || left["alice/gh"] {
+		t.Fatalf("disconnect acted for %v; connections left %v; want alice's removed, bob's kept", users, left)
+	}
+	if !slices.ContainsFunc(open.audit(t, alice), func(e idflow.AuditEvent) bool {
+		return e.Resource == "tool/disconnect/argument/user_id" && e.Outcome == idflow.OutcomeDenied
+	}) {
+		t.Fatal("the user_id argument's removal is not audited")
+	}
+	// Disconnecting again, or a provider never connected: not found.
+	refused(t, open.call(alice, "disconnect", `{"provider":"gh"}`), idflow.ENOTFOUND)
+	refused(t, open.call(alice, "disconnect", `{}`), idflow.EINVALID)
 }
 
 // TestEveryCallIsAudited: tool, outcome, channel and duration.

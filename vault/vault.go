@@ -422,13 +422,36 @@ func credential(provider, keyID string, ct []byte, t Token) idflow.SealedCredent
 	return sc
 }
 
+// ConnectError is the cause of Get's refusals that only the user can fix
+// by connecting Provider (again): it wraps ErrNotConnected or
+// ErrNeedsConsent. It names the provider so that a caller (the MCP server)
+// can start that connect flow for the user instead of only describing it.
+type ConnectError struct {
+	Provider string
+	Err      error // ErrNotConnected, or ErrNeedsConsent joined with its cause
+}
+
+func (e *ConnectError) Error() string { return fmt.Sprintf("connect %s: %v", e.Provider, e.Err) }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// ProviderToConnect returns the provider err asks the user to connect, if
+// err (at any depth) is a ConnectError.
+func ProviderToConnect(err error) (string, bool) {
+	var ce *ConnectError
+	if errors.As(err, &ce) {
+		return ce.Provider, true
+	}
+	return "", false
+}
+
 func notConnected(provider string) error {
 	return idflow.WrapError(idflow.ECONFLICT, fmt.Sprintf(
-		"you have no connection to %q: connect with POST /api/v1/connections/%s/connect", provider, provider), ErrNotConnected)
+		"you have no connection to %q: connect with POST /api/v1/connections/%s/connect", provider, provider),
+		&ConnectError{Provider: provider, Err: ErrNotConnected})
 }
 
 func needsConsent(provider string, cause error) error {
 	return idflow.WrapError(idflow.ECONFLICT, fmt.Sprintf(
 		"your connection to %q needs your consent again: reconnect with POST /api/v1/connections/%s/connect", provider, provider),
-		errors.Join(ErrNeedsConsent, cause))
+		&ConnectError{Provider: provider, Err: errors.Join(ErrNeedsConsent, cause)})
 }

@@ -390,6 +390,9 @@ func TestInvalidGrantNeedsConsent(t *testing.T) {
 		!strings.Contains(idflow.ErrorMessage(err), "POST /api/v1/connections/fake/connect") {
 		t.Fatalf("error %v (code %s, message %q); want a 409 telling the user to reconnect", err, idflow.ErrorCode(err), idflow.ErrorMessage(err))
 	}
+	if prov, ok := vault.ProviderToConnect(err); !ok || prov != "fake" {
+		t.Fatalf("ProviderToConnect = %q, %v; want the provider to reconnect", prov, ok)
+	}
 	sc, _ := w.stored(t, alice)
 	if sc.Status != idflow.ConnectionNeedsConsent {
 		t.Fatalf("status %q, want needs_consent", sc.Status)
@@ -424,6 +427,12 @@ func TestNotConnected(t *testing.T) {
 	tok, err := w.v.Get(t.Context(), alice, "fake")
 	if tok.AccessToken != "" || idflow.ErrorCode(err) != idflow.ECONFLICT || !errors.Is(err, vault.ErrNotConnected) {
 		t.Fatalf("Get without a connection = %q, %v", tok.AccessToken, err)
+	}
+	if prov, ok := vault.ProviderToConnect(err); !ok || prov != "fake" {
+		t.Fatalf("ProviderToConnect = %q, %v; want the provider to connect", prov, ok)
+	}
+	if _, ok := vault.ProviderToConnect(idflow.Errorf(idflow.ECONFLICT, "another conflict")); ok {
+		t.Fatal("ProviderToConnect names a provider for an error that is not about a connection")
 	}
 	app := authtest.App("svc")
 	if _, err := w.v.Get(t.Context(), app, "fake"); idflow.ErrorCode(err) != idflow.EFORBIDDEN {

@@ -12,6 +12,7 @@ import (
 	"github.com/idflow/idflow/connections"
 	"github.com/idflow/idflow/devidp"
 	"github.com/idflow/idflow/httpapi"
+	"github.com/idflow/idflow/mcp"
 	"github.com/idflow/idflow/metrics"
 	"github.com/idflow/idflow/service"
 	"github.com/idflow/idflow/tools"
@@ -60,11 +61,23 @@ func (d downstreamParts) Downstream() idflow.Downstream {
 	return d.mgr
 }
 
+// Connector starts the connect flow /mcp elicits (nil: none).
+func (d downstreamParts) Connector() mcp.Connector {
+	if d.mgr == nil {
+		return nil
+	}
+	return d.mgr
+}
+
 // Catalog is the one tool catalog of agent turns, workflow steps and /mcp:
 // the built-in tools (downstream_get when a provider is configured) and
 // those of sources.
 func (d downstreamParts) Catalog(svc *service.Service, runs tools.Runs, log *slog.Logger, sources ...tools.Source) (*tools.Catalog, error) {
-	return tools.New(tools.Config{}, tools.Deps{Svc: svc, Runs: runs, Downstream: d.Downstream(), Sources: sources,
+	var conns tools.Connections
+	if d.mgr != nil {
+		conns = d.mgr
+	}
+	return tools.New(tools.Config{}, tools.Deps{Svc: svc, Runs: runs, Downstream: d.Downstream(), Connections: conns, Sources: sources,
 		Log: log.With("component", "tools")})
 }
 

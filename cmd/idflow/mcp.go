@@ -15,8 +15,9 @@ const devMCPScope = "idflow"
 
 // newMCP builds the /mcp server from the configuration; its tools are
 // those of the catalog. Its metadata names the trusted issuer, and the API
-// scope when IDFLOW_MCP_SCOPES names none.
-func newMCP(cfg *config, id identity, svc *service.Service, catalog mcp.Catalog, log *slog.Logger) (*mcp.Server, error) {
+// scope when IDFLOW_MCP_SCOPES names none. connect (nil: no provider)
+// starts the connect flow a tool needing a connection elicits.
+func newMCP(cfg *config, id identity, svc *service.Service, catalog mcp.Catalog, connect mcp.Connector, log *slog.Logger) (*mcp.Server, error) {
 	toolScopes, err := parseToolScopes(cfg.MCPToolScopes)
 	if err != nil {
 		return nil, err
@@ -40,7 +41,7 @@ func newMCP(cfg *config, id identity, svc *service.Service, catalog mcp.Catalog,
 	return mcp.New(mcp.Config{
 		PublicURL: cfg.PublicURL, AuthorizationServers: issuers, ToolScopes: toolScopes, Scopes: scopes,
 		SessionTimeout: cfg.mcpIdleTimeout, MaxSessionsPerUser: cfg.mcpMaxSessions, Version: version(),
-	}, mcp.Deps{Svc: svc, Tools: catalog, Log: log.With("component", "mcp")})
+	}, mcp.Deps{Svc: svc, Tools: catalog, Connect: connect, Log: log.With("component", "mcp")})
 }
 
 // parseToolScopes reads IDFLOW_MCP_TOOL_SCOPES: comma-separated tool:scope

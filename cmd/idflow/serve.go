@@ -221,7 +221,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 		return nil, err
 	}
 	app.cleanups.add(stopRuns)
-	mcpServer, err := newMCP(cfg, id, svc, catalog, log) // mcp.go
+	mcpServer, err := newMCP(cfg, id, svc, catalog, downstream.Connector(), log) // mcp.go
 	if err != nil {
 		return nil, err
 	}
