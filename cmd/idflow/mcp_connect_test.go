@@ -20,7 +20,7 @@ import (
 	"github.com/idflow/idflow/internal/testsvc"
 )
 
-// Connect flows inside the MCP client (issue 17 item 2), over HTTP against
+// Connect flows inside the MCP client (docs/CONNECTIONS.md), over HTTP against
 // idflow --dev: its dev downstream provider "dev", idflow as the MCP
 // authorization server, the go-sdk client, and the test playing each
 // user's browser (session cookie) at idflow and at the dev issuer.
