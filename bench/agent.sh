@@ -15,6 +15,13 @@
 #   STREAMS=50 ROUNDS=10 HOLD=1000 bench/agent.sh
 set -euo pipefail
 
+# Load generators are one user's flood by design: the per-user rate
+# limits (docs/LIMITS.md) are off unless RATE_LIMITS says otherwise.
+RATE_LIMITS=${RATE_LIMITS:-read=off,write=off,turn=off,ingest=off,mcp=off,ws=off}
+export IDFLOW_RATE_LIMITS=$RATE_LIMITS
+# ... and so are the turns and streams one user may have at once.
+export IDFLOW_TURNS_PER_USER=${TURNS_PER_USER:-1000} IDFLOW_STREAMS_PER_USER=${STREAMS_PER_USER:-1000}
+
 # All of it in a function: bash reads a function whole before it runs it.
 main() {
 

@@ -23,6 +23,11 @@
 # 20 sessions), sessions-pg (the same on PostgreSQL).
 set -euo pipefail
 
+# Load generators are one user's flood by design: the per-user rate
+# limits (docs/LIMITS.md) are off unless RATE_LIMITS says otherwise.
+RATE_LIMITS=${RATE_LIMITS:-read=off,write=off,turn=off,ingest=off,mcp=off,ws=off}
+export IDFLOW_RATE_LIMITS=$RATE_LIMITS
+
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}

@@ -11,6 +11,11 @@
 # Everything else is passed to wsload, e.g. bench/ws10k.sh -json.
 set -euo pipefail
 
+# Load generators are one user's flood by design: the per-user rate
+# limits (docs/LIMITS.md) are off unless RATE_LIMITS says otherwise.
+RATE_LIMITS=${RATE_LIMITS:-read=off,write=off,turn=off,ingest=off,mcp=off,ws=off}
+export IDFLOW_RATE_LIMITS=$RATE_LIMITS
+
 CONNS=${CONNS:-10000}
 FANOUT=${FANOUT:-1000}
 RATE=${RATE:-1000}
