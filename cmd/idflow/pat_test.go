@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"mime"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -170,7 +171,13 @@ func TestAuthorizationMatrixPersonalTokens(t *testing.T) {
 					t.Errorf("%s as %s: %s; want %d", op.key(), caller, r, want)
 					continue
 				}
-				if r.Status >= 400 && (mc.ok == 0 || r.Status != mc.ok) {
+				switch {
+				case r.Status < 400 || mc.ok != 0 && r.Status == mc.ok:
+				case strings.HasPrefix(op.Path, "/scim/"): // SCIM clients read SCIM's error document
+					if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/scim+json" {
+						t.Errorf("%s as %s: %s: Content-Type %q; want application/scim+json", op.key(), caller, r, r.Header.Get("Content-Type"))
+					}
+				default:
 					checkProblem(t, r, want)
 				}
 				if r.Status == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
