@@ -17,6 +17,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -117,6 +118,15 @@ type Option func(*Issuer)
 // multi-tenant metadata does (e.g. "/{tenantid}/v2.0").
 func WithIssuerPath(path string) Option { return func(i *Issuer) { i.issuerPath = path } }
 
+// WithSignIn serves a browser sign-in (authorization code, for a client
+// such as idflow's browser login): /authorize takes the user's login from
+// its form (no password) and /token answers an access token of claims(login)
+// and an ID token for the client. claims must set what every access token
+// of the test carries besides iss, aud, sub and times (tid, name, roles…).
+func WithSignIn(claims func(login string) Claims) Option {
+	return func(i *Issuer) { i.signIn = claims }
+}
+
 // WithAudience sets the aud of tokens built by the claim helpers.
 func WithAudience(aud string) Option { return func(i *Issuer) { i.audience = aud } }
 
@@ -166,6 +176,14 @@ type Issuer struct {
 
 	jwksRequests      atomic.Int64
 	discoveryRequests atomic.Int64
+
+	signIn func(login string) Claims // nil: no /authorize or /token
+	codes  map[string]signInCode     // under mu
+}
+
+// signInCode is what an authorization code of the sign-in stands for.
+type signInCode struct {
+	login, clientID, nonce, redirectURI, challenge string
 }
 
 // NewIssuer starts a test issuer with three keys: "rsa-1" (RS256), "ec-1"
@@ -219,9 +237,63 @@ func (i *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256", "EdDSA"},
 			"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		})
+	case r.URL.Path == "/authorize" && i.signIn != nil:
+		i.authorize(w, r)
+	case r.URL.Path == "/token" && i.signIn != nil:
+		i.token(w, r)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// authorize signs the form's login in at once and sends the browser back
+// to redirect_uri with a code.
+func (i *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	q := r.Form
+	redirect, err := url.Parse(q.Get("redirect_uri"))
+	if err != nil || q.Get("login") == "" || q.Get("client_id") == "" || q.Get("code_challenge_method") != "S256" {
+		http.Error(w, "authorize: login, client_id, redirect_uri and an S256 code_challenge are required", http.StatusBadRequest)
+		return
+	}
+	code := fmt.Sprintf("code-%d", i.serial.Add(1))
+	i.mu.Lock()
+	if i.codes == nil {
+		i.codes = map[string]signInCode{}
+	}
+	i.codes[code] = signInCode{login: q.Get("login"), clientID: q.Get("client_id"), nonce: q.Get("nonce"),
+		redirectURI: q.Get("redirect_uri"), challenge: q.Get("code_challenge")}
+	i.mu.Unlock()
+	back := redirect.Query()
+	back.Set("code", code)
+	back.Set("state", q.Get("state"))
+	redirect.RawQuery = back.Encode()
+	http.Redirect(w, r, redirect.String(), http.StatusFound)
+}
+
+// token redeems a code once (PKCE checked) for an access and an ID token.
+func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	i.mu.Lock()
+	c, ok := i.codes[r.PostForm.Get("code")]
+	delete(i.codes, r.PostForm.Get("code"))
+	i.mu.Unlock()
+	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+	if !ok || r.PostForm.Get("redirect_uri") != c.redirectURI ||
+		base64.RawURLEncoding.EncodeToString(sum[:]) != c.challenge {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+		return
+	}
+	access := i.OIDC(c.login)
+	for k, v := range i.signIn(c.login) {
+		access[k] = v
+	}
+	id := i.OIDC(c.login).With("aud", c.clientID).With("nonce", c.nonce)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": i.Sign(access), "id_token": i.Sign(id),
+		"token_type": "Bearer", "expires_in": int(i.lifetime.Seconds())})
 }
 
 func (i *Issuer) jwksLocked() []byte {

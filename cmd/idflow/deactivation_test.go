@@ -24,13 +24,19 @@ import (
 // MCP session, and so does nginx whichever replica it picks; her queued
 // run is cancelled. Re-enabled on A, she is let in again on B. (The cookie
 // path goes through the same admit step: auth.TestAdmitRefusesDisabled.
-// A personal access token of hers, made on B, is refused on B too.)
+// A personal access token of hers, made on B, and her browser session are
+// refused on B too; re-enabled, she signs in again.)
 func TestDeactivationAcrossReplicas(t *testing.T) {
 	w := &deployWorld{nginxBin: testsvc.NginxPath(t)}
 	pg := testsvc.StartPostgres(t)
 	w.db = pg.NewDatabase(t)
 	redisAddr := testsvc.StartRedis(t)
-	w.iss = authtest.NewIssuer(t)
+	// The issuer also signs users in through idflow's browser login, so
+	// that alice holds a session cookie too; its tokens carry what
+	// deployToken's do.
+	w.iss = authtest.NewIssuer(t, authtest.WithSignIn(func(login string) authtest.Claims {
+		return authtest.Claims{"tid": "t-one", "name": login, "email": login + "@example.test"}
+	}))
 	w.alice, w.bob = deployToken(w.iss, "alice"), deployToken(w.iss, "bob")
 	w.admin = deployToken(w.iss, "deploy-admin", "admin")
 	w.nginxPort = testsvc.FreePort(t)
@@ -47,6 +53,7 @@ func TestDeactivationAcrossReplicas(t *testing.T) {
 		"IDFLOW_ASSERTION_KEY":        assertionKey,
 		"IDFLOW_LOG_LEVEL":            "warn",
 		"IDFLOW_RUNS_PER_USER":        "1", // alice's second run waits: a queued run to cancel
+		"IDFLOW_OIDC_CLIENT_ID":       "idflow-web",
 	}
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"migrate"}, func(k string) string { return w.base[k] }, &out, &errOut); err != nil {
@@ -109,6 +116,25 @@ func TestDeactivationAcrossReplicas(t *testing.T) {
 	if st := status(w.b.URL, pat, "GET", "/api/v1/apps"); st != 200 {
 		t.Fatalf("alice's personal access token on B before: %d", st)
 	}
+	// Her browser signs in (the callback reaches either replica through
+	// nginx); the session answers on B.
+	cookie := runsBrowserSession(t, w.b.URL, "alice")
+	cookieStatus := func() int {
+		req, err := http.NewRequest("GET", w.b.URL+"/api/v1/me", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.AddCookie(cookie)
+		resp, err := harnessClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := cookieStatus(); st != 200 {
+		t.Fatalf("alice's browser session on B before: %d", st)
+	}
 
 	// Her admin disables her on A.
 	disabledAt := time.Now()
@@ -149,6 +175,10 @@ func TestDeactivationAcrossReplicas(t *testing.T) {
 		}
 	})
 	within("personal access token refused on B", func() bool { return status(w.b.URL, pat, "GET", "/api/v1/apps") == http.StatusForbidden })
+	within("browser session refused on B", func() bool {
+		st := cookieStatus()
+		return st == http.StatusForbidden || st == http.StatusUnauthorized
+	})
 	within("MCP session on B refused", func() bool {
 		resp, _ := mcpHTTP(t, "POST", w.b.URL, w.alice, sid, mcpCallBody(t, "whoami", nil))
 		return resp.StatusCode == http.StatusForbidden
@@ -166,6 +196,14 @@ func TestDeactivationAcrossReplicas(t *testing.T) {
 	}
 	within("alice let in again on B", func() bool { return status(w.b.URL, w.alice, "GET", "/api/v1/me") == 200 })
 	within("her personal access token works again on B", func() bool { return status(w.b.URL, pat, "GET", "/api/v1/apps") == 200 })
+	// Her old session was ended; she signs in again.
+	if st := cookieStatus(); st != http.StatusUnauthorized {
+		t.Fatalf("alice's ended browser session after re-enabling: %d; want 401", st)
+	}
+	cookie = runsBrowserSession(t, w.b.URL, "alice")
+	if st := cookieStatus(); st != 200 {
+		t.Fatalf("alice signed in again on B: %d", st)
+	}
 	// Her runs were cancelled while she was disabled; re-enabling gives
 	// back access, not what was ended.
 	for _, r := range []idflow.Run{running, queued} {
