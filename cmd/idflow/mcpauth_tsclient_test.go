@@ -27,10 +27,21 @@ type oauthClientResult struct {
 	Tools           []string `json:"tools"`
 }
 
+// signInAtDevIssuer is the browser's sign-in at idflow's dev issuer: the
+// authorization URL leads there; login's button signs in, and idflow's
+// consent page follows.
+func signInAtDevIssuer(b *browser, authorize, login string) {
+	b.run("sign in as "+login+" through the client's authorization URL",
+		chromedp.Navigate(authorize),
+		chromedp.WaitVisible(chromedp.ID("login-"+login)),
+		chromedp.Click(chromedp.ID("login-"+login)),
+		chromedp.WaitVisible(chromedp.ID("allow")))
+}
+
 // runOAuthClient runs the TypeScript SDK client in mode against base; when
-// it asks for the browser, b signs login in at the authorization URL and
-// allows the client on the consent page.
-func runOAuthClient(t *testing.T, node, dir, base, mode, metadataURL string, b *browser, login string) oauthClientResult {
+// it asks for the browser, b signs login in at the authorization URL
+// (signIn: up to idflow's consent page) and allows the client there.
+func runOAuthClient(t *testing.T, node, dir, base, mode, metadataURL string, b *browser, login string, signIn func(b *browser, authorize, login string)) oauthClientResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -68,11 +79,7 @@ func runOAuthClient(t *testing.T, node, dir, base, mode, metadataURL string, b *
 				t.Fatalf("the client was sent to %q; want idflow's authorization endpoint", msg.Authorize)
 			}
 			authorized = true
-			b.run("sign in as "+login+" through the client's authorization URL",
-				chromedp.Navigate(msg.Authorize),
-				chromedp.WaitVisible(chromedp.ID("login-"+login)),
-				chromedp.Click(chromedp.ID("login-"+login)),
-				chromedp.WaitVisible(chromedp.ID("allow")))
+			signIn(b, msg.Authorize, login)
 			if host := b.text("#redirect-host"); !strings.HasPrefix(host, "127.0.0.1:") {
 				t.Fatalf("the consent page names the redirect host %q; want the client's loopback callback", host)
 			}
@@ -131,7 +138,7 @@ func TestMCPAuthTypeScriptClient(t *testing.T) {
 			if tc.mode == "cimd" {
 				meta = metadataURL
 			}
-			res := runOAuthClient(t, node, dir, srv.URL, tc.mode, meta, b, tc.login)
+			res := runOAuthClient(t, node, dir, srv.URL, tc.mode, meta, b, tc.login, signInAtDevIssuer)
 			if res.UserID != ids[tc.login] || res.RefreshedUserID != ids[tc.login] {
 				t.Fatalf("whoami through the TypeScript client: %q, after refresh %q; want %s's %q", res.UserID, res.RefreshedUserID, tc.login, ids[tc.login])
 			}
@@ -148,5 +155,58 @@ func TestMCPAuthTypeScriptClient(t *testing.T) {
 				t.Fatalf("tools %v", res.Tools)
 			}
 		})
+	}
+}
+
+// TestMCPAuthTypeScriptClientOIDCProvider: the same sign-in with idflow in
+// production mode, its browser login backed by an independent OpenID
+// provider (npm oidc-provider) as the upstream IdP: the TypeScript SDK
+// client registers, Chromium signs the user in at the provider and allows
+// the client at idflow, and whoami answers the provider's subject — alice
+// and bob each their own.
+func TestMCPAuthTypeScriptClientOIDCProvider(t *testing.T) {
+	node := testsvc.Node(t)
+	dir := testsvc.RepoDir(t, "testdata/mcpclient")
+	testsvc.NPMInstall(t, dir)
+	const audience = "https://api.idflow.test"
+	addr := freeAddr(t)
+	public := "http://" + addr
+	op := testsvc.StartOIDCProvider(t, testsvc.OIDCProviderOptions{Audiences: []string{audience}, RedirectURIs: []string{public + "/auth/callback"}})
+	contexts := newBrowsers(t)
+	vaultKey, assertionKey := deployKeys(t)
+	srv := startIdflow(t, map[string]string{
+		"IDFLOW_LISTEN": addr, "IDFLOW_PUBLIC_URL": public,
+		"IDFLOW_VAULT_KEY": vaultKey, "IDFLOW_ASSERTION_KEY": assertionKey,
+		"IDFLOW_OIDC_ISSUER": op.Issuer, "IDFLOW_OIDC_AUDIENCE": audience,
+		"IDFLOW_OIDC_CLIENT_ID": testsvc.OIDCWebClientID, "IDFLOW_OIDC_CLIENT_SECRET": testsvc.OIDCWebClientSecret,
+		"IDFLOW_MCP_AUTH": "idflow", "IDFLOW_LOG_LEVEL": "warn",
+	})
+	atProvider := func(b *browser, authorize, login string) {
+		b.run("sign in as "+login+" at the OpenID provider",
+			chromedp.Navigate(authorize),
+			chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
+			chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), login),
+			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "any"),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button[type="submit"], #allow`)))
+		// The provider asks its own consent for idflow's web client once
+		// per account, then sends the browser back to idflow's.
+		if !value(b, "idflow's consent page?", chromedp.Evaluate[bool](`document.getElementById("allow") !== null`)) {
+			b.run("the provider's consent", chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.ID("allow")))
+		}
+	}
+	seen := map[string]string{}
+	for _, login := range []string{"alice", "bob"} {
+		t.Run(login, func(t *testing.T) {
+			b := &browser{ctx: contexts(), base: srv.URL, t: t}
+			res := runOAuthClient(t, node, dir, srv.URL, "dcr", "", b, login, atProvider)
+			if res.UserID != login || res.RefreshedUserID != login {
+				t.Fatalf("whoami through the TypeScript client: %q, after refresh %q; want the provider's subject %q", res.UserID, res.RefreshedUserID, login)
+			}
+			seen[login] = res.UserID
+		})
+	}
+	if seen["alice"] == "" || seen["alice"] == seen["bob"] {
+		t.Fatalf("alice and bob: %v; want two identities", seen)
 	}
 }
