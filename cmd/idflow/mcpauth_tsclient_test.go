@@ -154,6 +154,9 @@ func TestMCPAuthTypeScriptClient(t *testing.T) {
 			if !slices.Contains(res.Tools, "whoami") || !slices.Contains(res.Tools, "list_connections") {
 				t.Fatalf("tools %v", res.Tools)
 			}
+			if tc.mode == "dcr" {
+				revokeGrantInUI(t, b, srv.URL, tc.login, res.ClientID)
+			}
 		})
 	}
 }
@@ -208,5 +211,35 @@ func TestMCPAuthTypeScriptClientOIDCProvider(t *testing.T) {
 	}
 	if seen["alice"] == "" || seen["alice"] == seen["bob"] {
 		t.Fatalf("alice and bob: %v; want two identities", seen)
+	}
+}
+
+// revokeGrantInUI: on the Tokens page, the signed-in user sees the client
+// they just allowed and revokes it; the API then lists no grant of theirs
+// for it.
+func revokeGrantInUI(t *testing.T, b *browser, base, login, clientID string) {
+	t.Helper()
+	sel := `#grants li`
+	b.run("open the Tokens page", chromedp.Navigate(base+"/#/tokens"), chromedp.WaitVisible(chromedp.CSS(sel)))
+	if txt := b.text(sel); !strings.Contains(txt, "127.0.0.1") {
+		t.Fatalf("the allowed client reads %q; want its redirect host", txt)
+	}
+	b.run("revoke it", chromedp.Click(chromedp.CSS(sel+` button.danger`)), chromedp.WaitVisible(chromedp.CSS(`#grants .empty`)))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := devToken(ctx, base, login, time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grants struct {
+		Items []struct {
+			ClientID string `json:"client_id"`
+		} `json:"items"`
+	}
+	rawDo(t, "GET", base+"/api/v1/oauth/grants", http.Header{"Authorization": {"Bearer " + tok}}, "").JSON(t, &grants)
+	for _, g := range grants.Items {
+		if g.ClientID == clientID {
+			t.Fatalf("%s's grant of %s is still listed after Revoke in the UI", login, clientID)
+		}
 	}
 }

@@ -564,7 +564,22 @@ async function viewTokens() {
       h('label', {}, 'Days', h('input', { name: 'days', type: 'number', min: '1', max: '365', value: '90', required: true })),
       h('button', { type: 'submit' }, 'Create')),
     created,
-    tokenList(items));
+    tokenList(items),
+    await grantList());
+}
+
+// grantList is the MCP clients the user allowed (idflow as the
+// authorization server of /mcp); without that mode the route is absent and
+// so is the section.
+async function grantList() {
+  let items;
+  try { ({ items } = await api('GET', '/api/v1/oauth/grants')); } catch (e) { return null; }
+  return h('section', { class: 'card', id: 'grants' }, h('h2', {}, 'MCP clients you allowed'),
+    h('p', { class: 'muted' }, 'Each acts as you on /mcp until you revoke it.'),
+    listOrEmpty(items, 'No MCP client holds a grant.', g =>
+      h('li', { 'data-grant': g.id }, h('span', {}, h('strong', {}, g.client_name || g.client_id), ' ',
+        h('span', { class: 'muted' }, 'redirects to ' + g.redirect_uri + ' · allowed ' + when(g.created_at))),
+        h('button', { class: 'danger', onclick: async () => { try { await api('DELETE', '/api/v1/oauth/grants/' + g.id); route(); } catch (e) { toast(e.message); } } }, 'Revoke'))));
 }
 
 function tokenList(items) {
