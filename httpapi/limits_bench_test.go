@@ -97,7 +97,8 @@ func BenchmarkFloodIsolation(b *testing.B) {
 			limits bool
 			ingest bool
 			rate   int
-		}{{"ingest-limits", true, true, 200}, {"ingest-nolimits", false, true, 200}, {"reads-closedloop-limits", true, false, 0}} {
+		}{{"ingest-limits", true, true, 200}, {"ingest-nolimits", false, true, 200},
+			{"reads-1000rps-limits", true, false, 1000}, {"reads-closedloop-limits", true, false, 0}} {
 			off, on := floodRun(b, run.limits, run.ingest, run.rate)
 			b.ReportMetric(float64(off.Microseconds()), run.name+"-bob-p99-µs")
 			b.ReportMetric(float64(on)/float64(off), run.name+"-p99-ratio")
