@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -9,6 +10,39 @@ import (
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/service"
 )
+
+// The by-id routes of a resource are the same three shapes; each is built
+// from the service method it calls, so the route table shows that method.
+
+// byID answers fn of the object the path's param names (200 and the
+// result): a get, or an action such as a cancel.
+func byID[T any](param string, fn func(context.Context, idflow.Principal, string) (T, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		v, err := fn(r.Context(), p, r.PathValue(param))
+		return answer(w, http.StatusOK, v, err)
+	}
+}
+
+// updateByID decodes a patch and answers update of the object the path's
+// param names.
+func updateByID[P, T any](param string, update func(context.Context, idflow.Principal, string, P) (T, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		var in P
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		v, err := update(r.Context(), p, r.PathValue(param), in)
+		return answer(w, http.StatusOK, v, err)
+	}
+}
+
+// deleteByID answers 204 once del removed the object the path's param
+// names.
+func deleteByID(param string, del func(context.Context, idflow.Principal, string) error) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return noContent(w, del(r.Context(), p, r.PathValue(param)))
+	}
+}
 
 // Request bodies. Read-only fields (id, user_id, timestamps) are ignored by decode.
 
@@ -112,30 +146,6 @@ func handleCreateApp(svc *service.Service) handler {
 	}
 }
 
-func handleGetApp(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		a, err := svc.GetApp(r.Context(), p, r.PathValue("app_id"))
-		return answer(w, http.StatusOK, a, err)
-	}
-}
-
-func handleUpdateApp(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		var in idflow.AppPatch
-		if err := decode(r, &in); err != nil {
-			return err
-		}
-		a, err := svc.UpdateApp(r.Context(), p, r.PathValue("app_id"), in)
-		return answer(w, http.StatusOK, a, err)
-	}
-}
-
-func handleDeleteApp(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.DeleteApp(r.Context(), p, r.PathValue("app_id")))
-	}
-}
-
 // Chat sessions and messages.
 
 func handleListSessions(svc *service.Service) handler {
@@ -155,30 +165,6 @@ func handleCreateSession(svc *service.Service) handler {
 		}
 		c, err := svc.CreateSession(r.Context(), p, service.SessionInput{Title: in.Title, AppID: in.AppID, AgentID: in.AgentID})
 		return answer(w, http.StatusCreated, c, err)
-	}
-}
-
-func handleGetSession(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		c, err := svc.GetSession(r.Context(), p, r.PathValue("session_id"))
-		return answer(w, http.StatusOK, c, err)
-	}
-}
-
-func handleUpdateSession(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		var in idflow.SessionPatch
-		if err := decode(r, &in); err != nil {
-			return err
-		}
-		c, err := svc.UpdateSession(r.Context(), p, r.PathValue("session_id"), in)
-		return answer(w, http.StatusOK, c, err)
-	}
-}
-
-func handleDeleteSession(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.DeleteSession(r.Context(), p, r.PathValue("session_id")))
 	}
 }
 
@@ -225,30 +211,6 @@ func handleCreateAgent(svc *service.Service) handler {
 	}
 }
 
-func handleGetAgent(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		a, err := svc.GetAgent(r.Context(), p, r.PathValue("agent_id"))
-		return answer(w, http.StatusOK, a, err)
-	}
-}
-
-func handleUpdateAgent(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		var in idflow.AgentPatch
-		if err := decode(r, &in); err != nil {
-			return err
-		}
-		a, err := svc.UpdateAgent(r.Context(), p, r.PathValue("agent_id"), in)
-		return answer(w, http.StatusOK, a, err)
-	}
-}
-
-func handleDeleteAgent(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.DeleteAgent(r.Context(), p, r.PathValue("agent_id")))
-	}
-}
-
 // Workflows.
 
 func handleListWorkflows(svc *service.Service) handler {
@@ -270,13 +232,6 @@ func handleCreateWorkflow(svc *service.Service) handler {
 	}
 }
 
-func handleGetWorkflow(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		wf, err := svc.GetWorkflow(r.Context(), p, r.PathValue("workflow_id"))
-		return answer(w, http.StatusOK, wf, err)
-	}
-}
-
 func handleReplaceWorkflow(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		var in workflowIn
@@ -284,19 +239,6 @@ func handleReplaceWorkflow(svc *service.Service) handler {
 			return err
 		}
 		wf, err := svc.ReplaceWorkflow(r.Context(), p, r.PathValue("workflow_id"), in.Name, in.Definition)
-		return answer(w, http.StatusOK, wf, err)
-	}
-}
-
-func handleDeleteWorkflow(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.DeleteWorkflow(r.Context(), p, r.PathValue("workflow_id")))
-	}
-}
-
-func handlePublishWorkflow(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		wf, err := svc.PublishWorkflow(r.Context(), p, r.PathValue("workflow_id"))
 		return answer(w, http.StatusOK, wf, err)
 	}
 }
@@ -340,13 +282,6 @@ func handleListDocuments(svc *service.Service) handler {
 	}
 }
 
-func handleGetDocument(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		d, err := svc.GetDocument(r.Context(), p, r.PathValue("document_id"))
-		return answer(w, http.StatusOK, d, err)
-	}
-}
-
 func handleDocumentContent(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		d, b, err := svc.DocumentContent(r.Context(), p, r.PathValue("document_id"))
@@ -360,12 +295,6 @@ func handleDocumentContent(svc *service.Service) handler {
 		w.Header().Set("Cache-Control", "private, no-store")
 		_, err = w.Write(b)
 		return err
-	}
-}
-
-func handleDeleteDocument(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.DeleteDocument(r.Context(), p, r.PathValue("document_id")))
 	}
 }
 
@@ -385,19 +314,6 @@ func handleCreateFact(svc *service.Service) handler {
 		}
 		f, err := svc.CreateFact(r.Context(), p, in.Content)
 		return answer(w, http.StatusCreated, f, err)
-	}
-}
-
-func handleGetFact(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		f, err := svc.GetFact(r.Context(), p, r.PathValue("fact_id"))
-		return answer(w, http.StatusOK, f, err)
-	}
-}
-
-func handleDeleteFact(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.DeleteFact(r.Context(), p, r.PathValue("fact_id")))
 	}
 }
 

@@ -45,13 +45,6 @@ func handleListRuns(svc *service.Service) handler {
 	}
 }
 
-func handleGetRun(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		run, err := svc.GetRun(r.Context(), p, r.PathValue("run_id"))
-		return answer(w, http.StatusOK, run, err)
-	}
-}
-
 func handleRunEvents(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		var after int64
@@ -78,9 +71,10 @@ func handleRunEvents(svc *service.Service) handler {
 	}
 }
 
+// handleCancelRun cancels the path's run. runs is an interface that is nil
+// in a server built without a runner, so its method is taken per request.
 func handleCancelRun(runs Runs) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		run, err := runs.Cancel(r.Context(), p, r.PathValue("run_id"))
-		return answer(w, http.StatusOK, run, err)
-	}
+	return byID("run_id", func(ctx context.Context, p idflow.Principal, id string) (idflow.Run, error) {
+		return runs.Cancel(ctx, p, id)
+	})
 }

@@ -30,15 +30,9 @@ func lifecycleRoutes(svc *service.Service, log *slog.Logger) []route {
 	return []route{
 		{method: "GET", pattern: "/api/v1/tokens", access: accessUser, noToken: true, summary: "Your personal access tokens (never the tokens themselves)", out: tokens{}, serve: handleListTokens(svc)},
 		{method: "POST", pattern: "/api/v1/tokens", access: accessUser, noToken: true, summary: "Create a personal access token {name, scopes (read, write, agent, mcp), expires_in seconds (default 90 days, at most a year)}: the token is in this answer only", in: tokenIn{}, out: tokenOut{}, status: 201, serve: handleCreateToken(svc)},
-		{method: "DELETE", pattern: "/api/v1/tokens/{token_id}", access: accessUser, noToken: true, summary: "Revoke a personal access token", status: 204, serve: handleRevokeToken(svc)},
+		{method: "DELETE", pattern: "/api/v1/tokens/{token_id}", access: accessUser, noToken: true, summary: "Revoke a personal access token", status: 204, serve: deleteByID("token_id", svc.RevokeToken)},
 		{method: "GET", pattern: "/api/v1/me/export", access: accessUser, summary: "Everything idflow holds about you, as one JSON object, streamed (documents as links to their content)", serve: handleExport(svc, log)},
-		{method: "DELETE", pattern: "/api/v1/admin/users/{user_id}", access: accessAdmin, summary: "Erase a user of your tenant (every tenant: platform admin role): rows, files, cache, vault, sessions; the audit chain keeps a keyed hash of the id (audited)", status: 204, serve: handleEraseUser(svc)},
-	}
-}
-
-func handleEraseUser(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.EraseUser(r.Context(), p, r.PathValue("user_id")))
+		{method: "DELETE", pattern: "/api/v1/admin/users/{user_id}", access: accessAdmin, summary: "Erase a user of your tenant (every tenant: platform admin role): rows, files, cache, vault, sessions; the audit chain keeps a keyed hash of the id (audited)", status: 204, serve: deleteByID("user_id", svc.EraseUser)},
 	}
 }
 
@@ -58,12 +52,6 @@ func handleCreateToken(svc *service.Service) handler {
 		}
 		t, raw, err := svc.CreateToken(r.Context(), p, service.TokenRequest{Name: in.Name, Scopes: in.Scopes, ExpiresIn: in.ExpiresIn})
 		return answer(w, http.StatusCreated, tokenOut{PersonalToken: t, Token: raw}, err)
-	}
-}
-
-func handleRevokeToken(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return noContent(w, svc.RevokeToken(r.Context(), p, r.PathValue("token_id")))
 	}
 }
 
