@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/idflow/idflow/bench/internal/devtoken"
+	"github.com/idflow/idflow/internal/devtoken"
 )
 
 func main() {
@@ -52,7 +52,7 @@ func devTokens(ctx context.Context, server, users string) ([]string, error) {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
 		}
-		tok, err := devtoken.Get(ctx, server, u, "agentload", 2*time.Hour)
+		tok, err := devtoken.Get(ctx, server, u, "agentload", 2*time.Hour, "")
 		if err != nil {
 			return nil, fmt.Errorf("dev token for %s at %s: %w", u, server, err)
 		}

@@ -38,7 +38,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/idflow/idflow"
-	"github.com/idflow/idflow/bench/internal/devtoken"
+	"github.com/idflow/idflow/internal/devtoken"
 )
 
 type options struct {
@@ -481,7 +481,7 @@ func loadTokens(ctx context.Context, o options) ([]string, error) {
 		lines = strings.Split(string(out), "\n")
 	case o.devUsers != "":
 		for _, u := range strings.Split(o.devUsers, ",") {
-			tok, err := devtoken.Get(ctx, o.server, strings.TrimSpace(u), "wsload", 2*time.Hour)
+			tok, err := devtoken.Get(ctx, o.server, strings.TrimSpace(u), "wsload", 2*time.Hour, "")
 			if err != nil {
 				return nil, fmt.Errorf("dev token for %s: %w", u, err)
 			}

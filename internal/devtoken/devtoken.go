@@ -1,5 +1,6 @@
 // Package devtoken gets users' access tokens from the dev issuer of
-// `idflow serve --dev`, for the load tools under bench/.
+// `idflow serve --dev`: for `idflow dev-token`, the tests and the load
+// tools under bench/.
 package devtoken
 
 import (
@@ -22,8 +23,9 @@ import (
 
 // Get returns login's access token from the dev issuer at
 // <server>/dev/idp through the authorization-code + PKCE flow, as
-// `idflow dev-token` does; client names the load tool in the redirect.
-func Get(ctx context.Context, server, login, client string, ttl time.Duration) (string, error) {
+// a browser would; client names the caller in the redirect; resource, when
+// set, is the RFC 8707 resource (audience) asked for.
+func Get(ctx context.Context, server, login, client string, ttl time.Duration, resource string) (string, error) {
 	hc := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	disc, err := auth.Discover(ctx, hc, server+devidp.Path)
 	if err != nil {
@@ -34,14 +36,18 @@ func Get(ctx context.Context, server, login, client string, ttl time.Duration) (
 	verifier := base64.RawURLEncoding.EncodeToString(vb[:])
 	sum := sha256.Sum256([]byte(verifier))
 	redirect := "http://127.0.0.1/" + client
-	resp, err := hc.PostForm(disc.AuthorizationEndpoint, url.Values{
+	form := url.Values{
 		"client_id": {devidp.PublicClientID}, "redirect_uri": {redirect}, "response_type": {"code"},
 		"scope": {"openid profile email idflow"}, "state": {client}, "login": {login},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 		"dev_ttl": {strconv.Itoa(int(ttl.Seconds()))},
-	})
+	}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	resp, err := hc.PostForm(disc.AuthorizationEndpoint, form)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("authorize: %w", err)
 	}
 	resp.Body.Close()
 	loc, err := url.Parse(resp.Header.Get("Location"))
@@ -53,7 +59,7 @@ func Get(ctx context.Context, server, login, client string, ttl time.Duration) (
 		"redirect_uri": {redirect}, "code_verifier": {verifier},
 	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("token: %w", err)
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -61,7 +67,7 @@ func Get(ctx context.Context, server, login, client string, ttl time.Duration) (
 		Error       string `json:"error_description"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
-		return "", err
+		return "", fmt.Errorf("token: %w", err)
 	}
 	if out.AccessToken == "" {
 		return "", errors.New("token: " + out.Error)
