@@ -97,6 +97,15 @@ func handleSCIMStatic(doc any) handler {
 	}
 }
 
+// readSCIMWrite reads a replace's or a patch's If-Match (0: none) and body.
+func readSCIMWrite(r *http.Request) (ifMatch int64, body []byte, err error) {
+	if ifMatch, err = scim.IfMatch(r.Header.Get("If-Match")); err != nil {
+		return 0, nil, err
+	}
+	body, err = readSCIM(r)
+	return ifMatch, body, err
+}
+
 // listArgs reads filter, startIndex and count.
 func listArgs(r *http.Request, kind string) (idflow.DirectoryFilter, idflow.DirectoryPage, error) {
 	q := r.URL.Query()
@@ -178,11 +187,7 @@ func handleSCIMGetUser(svc *service.Service, base string) handler {
 
 func handleSCIMReplaceUser(svc *service.Service, base string) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		ifMatch, err := scim.IfMatch(r.Header.Get("If-Match"))
-		if err != nil {
-			return err
-		}
-		body, err := readSCIM(r)
+		ifMatch, body, err := readSCIMWrite(r)
 		if err != nil {
 			return err
 		}
@@ -202,11 +207,7 @@ func handleSCIMReplaceUser(svc *service.Service, base string) handler {
 
 func handleSCIMPatchUser(svc *service.Service, base string) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		ifMatch, err := scim.IfMatch(r.Header.Get("If-Match"))
-		if err != nil {
-			return err
-		}
-		body, err := readSCIM(r)
+		ifMatch, body, err := readSCIMWrite(r)
 		if err != nil {
 			return err
 		}
@@ -285,11 +286,7 @@ func handleSCIMGetGroup(svc *service.Service, base string) handler {
 
 func handleSCIMReplaceGroup(svc *service.Service, base string) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		ifMatch, err := scim.IfMatch(r.Header.Get("If-Match"))
-		if err != nil {
-			return err
-		}
-		body, err := readSCIM(r)
+		ifMatch, body, err := readSCIMWrite(r)
 		if err != nil {
 			return err
 		}
@@ -311,11 +308,7 @@ func handleSCIMReplaceGroup(svc *service.Service, base string) handler {
 // of many members is not read back for a change of one.
 func handleSCIMPatchGroup(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		ifMatch, err := scim.IfMatch(r.Header.Get("If-Match"))
-		if err != nil {
-			return err
-		}
-		body, err := readSCIM(r)
+		ifMatch, body, err := readSCIMWrite(r)
 		if err != nil {
 			return err
 		}
