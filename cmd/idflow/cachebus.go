@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -14,22 +13,37 @@ import (
 	"github.com/idflow/idflow/redis"
 )
 
+// isRedisURL reports whether IDFLOW_CACHE_URL names Redis.
+func isRedisURL(u string) bool {
+	return strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://")
+}
+
+// sharedRedis opens the one Redis client of IDFLOW_CACHE_URL that the
+// cache, the run-event bus, the rate limits and budgets, and the lifecycle
+// announcements share (nil when the cache is not Redis).
+func sharedRedis(ctx context.Context, cfg *config) (*redis.Client, error) {
+	if !isRedisURL(cfg.CacheURL) {
+		return nil, nil
+	}
+	c, err := redis.Open(ctx, cfg.CacheURL)
+	if err != nil {
+		return nil, fmt.Errorf("IDFLOW_CACHE_URL: %w", err)
+	}
+	return c, nil
+}
+
 // cacheAndBus opens the cache backend of IDFLOW_CACHE_URL and the run-event
-// bus: Redis carries both (events reach WebSockets on every replica);
+// bus: Redis (rc) carries both (events reach WebSockets on every replica);
 // memory and memcached keep events in this process. close closes what was
 // opened (nil: nothing).
-func cacheAndBus(ctx context.Context, cfg *config, log *slog.Logger) (_ idflow.CacheBackend, _ idflow.EventBus, close func() error, _ error) {
+func cacheAndBus(cfg *config, rc *redis.Client, log *slog.Logger) (_ idflow.CacheBackend, _ idflow.EventBus, close func() error, _ error) {
 	u := cfg.CacheURL
 	switch {
 	case u == "" || u == "memory://":
 		return cache.NewMemory(10000), events.NewMemory(0), nil, nil
-	case strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://"):
-		c, err := redis.Open(ctx, u)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("IDFLOW_CACHE_URL: %w", err)
-		}
-		bus := redis.NewBus(c, log.With("component", "redis-bus"))
-		return redis.NewCache(c), bus, func() error { return errors.Join(bus.Close(), c.Close()) }, nil
+	case rc != nil:
+		bus := redis.NewBus(rc, log.With("component", "redis-bus"))
+		return redis.NewCache(rc), bus, bus.Close, nil
 	case strings.HasPrefix(u, "memcached://"):
 		c, err := memcache.Open(u)
 		if err != nil {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/authserver"
@@ -17,33 +15,19 @@ import (
 )
 
 // lifecycleSet is this replica's view of who is disabled and of directory
-// groups (package lifecycle), loaded from the database; with Redis as
-// IDFLOW_CACHE_URL, replicas announce changes to each other on it, and
+// groups (package lifecycle), loaded from the database; with Redis (rc),
+// replicas announce changes to each other on it, and
 // every replica polls besides (docs/SCIM.md, "Deactivation").
-func lifecycleSet(ctx context.Context, cfg *config, db idflow.Store, log *slog.Logger) (*lifecycle.Set, func() error, error) {
+func lifecycleSet(ctx context.Context, db idflow.Store, rc *redis.Client, log *slog.Logger) (*lifecycle.Set, error) {
 	lc := lifecycle.Config{Source: db, Log: log.With("component", "lifecycle")}
-	var closeRedis func() error
-	if u := cfg.CacheURL; strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://") {
-		c, err := redis.Open(ctx, u)
-		if err != nil {
-			return nil, nil, fmt.Errorf("IDFLOW_CACHE_URL: %w", err)
-		}
-		lc.Notifier, closeRedis = redis.NewNotifier(c), c.Close
+	if rc != nil {
+		lc.Notifier = redis.NewNotifier(rc)
 	}
 	set := lifecycle.New(lc)
 	if err := set.Start(ctx); err != nil {
-		if closeRedis != nil {
-			_ = closeRedis()
-		}
-		return nil, nil, err
+		return nil, err
 	}
-	return set, func() error {
-		_ = set.Close()
-		if closeRedis != nil {
-			return closeRedis()
-		}
-		return nil
-	}, nil
+	return set, nil
 }
 
 // wireDeactivation says what a deactivation ends. Once, on the replica

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +27,7 @@ type fairUse struct {
 	audit   func(ctx context.Context, p idflow.Principal, reason, detail string)
 }
 
-func newFairUse(ctx context.Context, cfg *config, m *metrics.Metrics, policy *authz.Policy, c *cleanups, log *slog.Logger) (*fairUse, error) {
+func newFairUse(cfg *config, m *metrics.Metrics, policy *authz.Policy, rc *redis.Client, log *slog.Logger) (*fairUse, error) {
 	hit, err := m.LimitsHit()
 	if err != nil {
 		return nil, err
@@ -37,12 +35,7 @@ func newFairUse(ctx context.Context, cfg *config, m *metrics.Metrics, policy *au
 	f := &fairUse{onLimit: hit}
 	var store ratelimit.Store
 	var counter budget.Counter
-	if u := cfg.CacheURL; strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://") {
-		rc, err := redis.Open(ctx, u)
-		if err != nil {
-			return nil, fmt.Errorf("IDFLOW_CACHE_URL (limits): %w", err)
-		}
-		c.add(rc.Close)
+	if rc != nil {
 		store, counter = redis.NewRateStore(rc), redis.NewBudgetCounter(rc)
 	}
 	f.limiter = ratelimit.New(cfg.rateLimits, store, storeFailures(log))

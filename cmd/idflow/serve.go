@@ -180,17 +180,24 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (_ *application, 
 	if err != nil {
 		return nil, err
 	}
-	life, closeLife, err := lifecycleSet(ctx, cfg, db, log) // lifecycle.go: who is disabled, directory groups
+	rc, err := sharedRedis(ctx, cfg) // cachebus.go; nil unless IDFLOW_CACHE_URL is Redis
 	if err != nil {
 		return nil, err
 	}
-	app.cleanups.add(closeLife)
-	cacheBackend, bus, closeCache, err := cacheAndBus(ctx, cfg, log)
+	if rc != nil {
+		app.cleanups.add(rc.Close) // closed after everything below that uses it
+	}
+	life, err := lifecycleSet(ctx, db, rc, log) // lifecycle.go: who is disabled, directory groups
+	if err != nil {
+		return nil, err
+	}
+	app.cleanups.add(life.Close)
+	cacheBackend, bus, closeCache, err := cacheAndBus(cfg, rc, log)
 	if err != nil {
 		return nil, err
 	}
 	app.cleanups.add(closeCache)
-	fair, err := newFairUse(ctx, cfg, m, policy, &app.cleanups, log) // limits.go
+	fair, err := newFairUse(cfg, m, policy, rc, log) // limits.go
 	if err != nil {
 		return nil, err
 	}
