@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/idflow/idflow/bench/internal/proc"
 )
 
 // holdPoint is idflow's memory with some streams held (or after release).
@@ -105,7 +107,7 @@ func cmdHold(ctx context.Context, args []string) error {
 	fail := func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		rep.Failures[shortErr(err)]++
+		rep.Failures[proc.ShortErr(err)]++
 	}
 	read := func(label string, wait time.Duration) error {
 		if err := sleepCtx(ctx, wait); err != nil {
@@ -113,7 +115,7 @@ func cmdHold(ctx context.Context, args []string) error {
 		}
 		p := holdPoint{Label: label, Streams: held.Load() - done.Load(), Load: loadAvg()}
 		var err error
-		if p.RSSKiB, err = vmRSS(*pid); err != nil {
+		if p.RSSKiB, err = proc.RSS(*pid); err != nil {
 			return err
 		}
 		p.ModelHeld = modelHeld(ctx, *model)
@@ -256,19 +258,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func shortErr(err error) string {
-	s := err.Error()
-	for _, k := range []string{"connection refused", "connection reset", "too many open files", "cannot assign requested address", "timeout", "deadline exceeded", "EOF"} {
-		if strings.Contains(s, k) {
-			return k
-		}
-	}
-	if len(s) > 80 {
-		s = s[:80]
-	}
-	return s
 }
 
 func printHoldPoint(w io.Writer, p holdPoint, header bool) {

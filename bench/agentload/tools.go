@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/idflow/idflow/bench/internal/proc"
 )
 
 // toolSeries is one kind of call the tools benchmark makes.
@@ -268,11 +270,11 @@ func toolsCPUPerCall(ctx context.Context, base, downstream string, tokens []stri
 			}
 		}
 		read := func() (time.Duration, time.Duration, error) {
-			a, err := cpuTime(pid)
+			a, err := proc.CPU(pid)
 			if err != nil || downPID == 0 {
 				return a, 0, err
 			}
-			b, err := cpuTime(downPID)
+			b, err := proc.CPU(downPID)
 			return a, b, err
 		}
 		a0, b0, err := read()

@@ -28,7 +28,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +37,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/bench/internal/proc"
 	"github.com/idflow/idflow/internal/devtoken"
 )
 
@@ -197,7 +197,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	}
 
 	if o.serverPID > 0 {
-		if rep.RSSBeforeKiB, err = vmRSS(o.serverPID); err != nil {
+		if rep.RSSBeforeKiB, err = proc.RSS(o.serverPID); err != nil {
 			return nil, err
 		}
 	}
@@ -233,7 +233,7 @@ func run(ctx context.Context, o options) (*report, error) {
 			if resp != nil {
 				fail(fmt.Sprintf("http %d", resp.StatusCode))
 			} else {
-				fail(shortErr(err))
+				fail(proc.ShortErr(err))
 			}
 			return
 		}
@@ -252,7 +252,7 @@ func run(ctx context.Context, o options) (*report, error) {
 					if s := websocket.CloseStatus(err); s != -1 {
 						closedBy(fmt.Sprintf("status %d", s))
 					} else {
-						closedBy(shortErr(err))
+						closedBy(proc.ShortErr(err))
 					}
 				}
 				return
@@ -290,7 +290,7 @@ func run(ctx context.Context, o options) (*report, error) {
 			return nil, ctx.Err()
 		case <-settle.C:
 		}
-		if rep.RSSHeldKiB, err = vmRSS(o.serverPID); err != nil {
+		if rep.RSSHeldKiB, err = proc.RSS(o.serverPID); err != nil {
 			return nil, err
 		}
 		if n := opened.Load() - closed.Load(); n > 0 {
@@ -326,8 +326,8 @@ func run(ctx context.Context, o options) (*report, error) {
 		}
 	}
 	tick.Stop()
-	serverCPU0, _ := cpuSeconds(o.serverPID)
-	loadCPU0, _ := cpuSeconds(os.Getpid())
+	serverCPU0, _ := proc.CPU(o.serverPID)
+	loadCPU0, _ := proc.CPU(os.Getpid())
 
 	// Hold; the fan-out run ends meanwhile.
 	holdTimer := time.NewTimer(o.duration)
@@ -338,7 +338,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	rep.Opened = opened.Load()
 	rep.Held = opened.Load() - closed.Load()
 	if o.serverPID > 0 {
-		if rep.RSSEndKiB, err = vmRSS(o.serverPID); err != nil {
+		if rep.RSSEndKiB, err = proc.RSS(o.serverPID); err != nil {
 			return nil, err
 		}
 		if rep.Held > 0 {
@@ -346,11 +346,11 @@ func run(ctx context.Context, o options) (*report, error) {
 		}
 	}
 	if o.fanout > 0 {
-		if c, err := cpuSeconds(o.serverPID); err == nil && o.serverPID > 0 {
-			rep.ServerCPUSeconds = c - serverCPU0
+		if c, err := proc.CPU(o.serverPID); err == nil && o.serverPID > 0 {
+			rep.ServerCPUSeconds = (c - serverCPU0).Seconds()
 		}
-		if c, err := cpuSeconds(os.Getpid()); err == nil {
-			rep.LoadCPUSeconds = c - loadCPU0
+		if c, err := proc.CPU(os.Getpid()); err == nil {
+			rep.LoadCPUSeconds = (c - loadCPU0).Seconds()
 		}
 	}
 	cancelConns()
@@ -407,60 +407,8 @@ type stamp struct {
 	At  time.Time `json:"at"`
 }
 
-func shortErr(err error) string {
-	s := err.Error()
-	for _, k := range []string{"connection refused", "connection reset", "too many open files", "cannot assign requested address", "timeout", "deadline exceeded", "EOF"} {
-		if strings.Contains(s, k) {
-			return k
-		}
-	}
-	if len(s) > 60 {
-		s = s[:60]
-	}
-	return s
-}
-
 func wsURL(base, runID string) string {
 	return "ws" + strings.TrimPrefix(base, "http") + "/ws/execution/" + runID
-}
-
-// cpuSeconds reads a process's user + system CPU time from /proc.
-func cpuSeconds(pid int) (float64, error) {
-	if pid <= 0 {
-		return 0, errors.New("no pid")
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name (which may hold spaces) start at ") ";
-	// utime and stime are fields 14 and 15, in clock ticks (100 per second
-	// on Linux).
-	_, rest, ok := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return 0, errors.New("unexpected /proc stat")
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("unexpected /proc stat")
-	}
-	return float64(ut+st) / 100, nil
-}
-
-// vmRSS reads a process's resident set size in KiB.
-func vmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
 }
 
 // loadTokens reads the token source.
