@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -202,4 +203,38 @@ func (c *AuditChainCheck) breakAt(seq int64, reason error) {
 	if c.broken == 0 || seq < c.broken {
 		c.broken, c.reason = seq, reason
 	}
+}
+
+// BackgroundAudits is a set of audit writes that run beside the work that
+// follows them, and that their caller waits for before it answers. An
+// agent turn uses one for its tool calls: each call's record is written
+// while the model reads the call's result, and the turn is stored and
+// answered only once every record of its calls is committed — so a turn
+// never ends, in success or failure, with a tool call missing from the
+// trail, and the write costs the turn no time of its own (on PostgreSQL a
+// commit is a network round trip and a WAL flush).
+type BackgroundAudits struct{ wg sync.WaitGroup }
+
+type backgroundAuditsKey struct{}
+
+// WithBackgroundAudits answers ctx under which AuditWrite runs its writes
+// in the background, and the set they are counted in.
+func WithBackgroundAudits(ctx context.Context) (context.Context, *BackgroundAudits) {
+	b := &BackgroundAudits{}
+	return context.WithValue(ctx, backgroundAuditsKey{}, b), b
+}
+
+// Wait returns when every write begun under the set's context has ended.
+func (b *BackgroundAudits) Wait() { b.wg.Wait() }
+
+// AuditWrite runs write — one audit record's write, which must not depend
+// on ctx being alive — now, or in the background when ctx carries a
+// BackgroundAudits, counted there.
+func AuditWrite(ctx context.Context, write func()) {
+	b, ok := ctx.Value(backgroundAuditsKey{}).(*BackgroundAudits)
+	if !ok {
+		write()
+		return
+	}
+	b.wg.Go(write)
 }

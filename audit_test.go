@@ -2,6 +2,7 @@ package idflow
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"unicode/utf8"
 )
@@ -54,5 +55,30 @@ func TestAuditEventBounded(t *testing.T) {
 	}
 	if !strings.HasPrefix(dirty.UserID, "sha256:") {
 		t.Errorf("a user id with NUL kept as %q", dirty.UserID)
+	}
+}
+
+// TestAuditWrite: without a BackgroundAudits a write ends before AuditWrite
+// returns; with one, AuditWrite returns while the write still runs (it
+// waits for a release only the test gives after AuditWrite returned), and
+// Wait returns only after the write has ended.
+func TestAuditWrite(t *testing.T) {
+	done := false
+	AuditWrite(t.Context(), func() { done = true })
+	if !done {
+		t.Fatal("a write without BackgroundAudits had not ended when AuditWrite returned")
+	}
+
+	ctx, audits := WithBackgroundAudits(t.Context())
+	release := make(chan struct{})
+	var ended atomic.Bool
+	AuditWrite(ctx, func() {
+		<-release
+		ended.Store(true)
+	})
+	close(release)
+	audits.Wait()
+	if !ended.Load() {
+		t.Fatal("Wait returned before the write ended")
 	}
 }

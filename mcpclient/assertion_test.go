@@ -305,6 +305,17 @@ func TestGroupsGating(t *testing.T) {
 	if bt := toolsOf(t, s, bob); len(bt) != 0 {
 		t.Fatalf("bob (no group) got %s", names(bt))
 	}
+	// Found by name (tools.Finder) as listed: alice's, never bob's.
+	for _, c := range []struct {
+		p     idflow.Principal
+		name  string
+		found bool
+	}{{alice, "eng__whoami", true}, {bob, "eng__whoami", false}, {alice, "eng__nothing", false}, {alice, "other__whoami", false}, {alice, "whoami", false}} {
+		tl, found, err := s.Tool(t.Context(), c.p, c.name)
+		if err != nil || found != c.found || found && tl.Name != c.name {
+			t.Fatalf("Tool(%s, %s) = %q, %v, %v; want found %v", c.p.UserID, c.name, tl.Name, found, err, c.found)
+		}
+	}
 	_, err := run(t.Context(), t, at["eng__whoami"], bob, `{}`)
 	if !errContains(err, idflow.EFORBIDDEN, "you may not use the tools of eng") {
 		t.Fatalf("bob calling alice's tool: %v", err)

@@ -261,6 +261,31 @@ func (s *Servers) Tools(ctx context.Context, p idflow.Principal) ([]tools.Tool, 
 	return out, nil
 }
 
+// Tool answers the tool name p may use, found on the one server its
+// prefix names (tools.Finder): a call asks that server's list (cached),
+// not every server's.
+func (s *Servers) Tool(ctx context.Context, p idflow.Principal, name string) (tools.Tool, bool, error) {
+	owner, err := ownerKey(p)
+	if err != nil {
+		return tools.Tool{}, false, err
+	}
+	prefix, _, ok := strings.Cut(name, "__")
+	if !ok {
+		return tools.Tool{}, false, nil
+	}
+	for _, srv := range s.servers {
+		if srv.Name != prefix || !srv.allows(p) {
+			continue
+		}
+		for _, t := range s.serverTools(ctx, p, owner, srv) {
+			if t.Name == name {
+				return t, true, nil
+			}
+		}
+	}
+	return tools.Tool{}, false, nil
+}
+
 func (s *Servers) serverTools(ctx context.Context, p idflow.Principal, owner string, srv *server) []tools.Tool {
 	k := listKey{owner, srv.Name}
 	defs, ok := s.lists.get(k)

@@ -169,6 +169,11 @@ type turn struct {
 func (t *turn) run(ctx context.Context, agent *idflow.Agent, nested bool) (Turn, error) {
 	s, p := t.s, t.p
 	sessionID := t.user.SessionID
+	// The audit records of the turn's tool calls are written while the
+	// model reads their results; the turn waits for them before it is
+	// stored, and before it returns on any path.
+	ctx, audits := idflow.WithBackgroundAudits(ctx)
+	defer audits.Wait()
 	if err := t.emit(TurnEvent{TurnMessage, t.user}); err != nil {
 		return Turn{}, err
 	}
@@ -255,6 +260,7 @@ func (t *turn) run(ctx context.Context, agent *idflow.Agent, nested bool) (Turn,
 		}
 	}
 
+	audits.Wait()
 	all := append(append([]idflow.Message{t.user}, produced...), idflow.Message{Role: "assistant", Content: reply})
 	saved, err := audited(s, ctx, p, "session.message", "session/"+sessionID, func() ([]idflow.Message, error) {
 		return s.store.AddMessages(ctx, p, sessionID, all...)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -684,5 +685,50 @@ func TestAgentToolNames(t *testing.T) {
 	a, err := w.svc.CreateAgent(t.Context(), alice, AgentInput{Name: "a", Tools: []string{"tickets__read", "future-tool_2"}})
 	if err != nil || !slices.Equal(a.Tools, []string{"tickets__read", "future-tool_2"}) {
 		t.Fatalf("agent %+v, %v", a, err)
+	}
+}
+
+// TestTurnWaitsForItsBackgroundAudits: a tool call's audit write runs
+// beside the model call that follows it (the write below cannot finish
+// until the model has been called again, so a write made before the call
+// answered would never end), and the turn is stored only after the write
+// has ended.
+func TestTurnWaitsForItsBackgroundAudits(t *testing.T) {
+	modelAgain := make(chan struct{})
+	w := newAgentWorld(t, Config{}, callTools(toolCall("a", "audited", `{}`)),
+		func(ctx context.Context, req idflow.ChatRequest, onDelta func(string) error) (idflow.ChatResponse, error) {
+			close(modelAgain)
+			return say("done")(ctx, req, onDelta)
+		})
+	var ses idflow.ChatSession
+	var wrote atomic.Bool
+	storedDuringWrite := -1
+	w.catalog.extra = map[string]func(context.Context, idflow.Principal, json.RawMessage) (any, error){
+		"audited": func(ctx context.Context, p idflow.Principal, _ json.RawMessage) (any, error) {
+			idflow.AuditWrite(ctx, func() {
+				select {
+				case <-modelAgain:
+				case <-time.After(10 * time.Second): // a guard against a hang, not a timing
+					t.Error("the audit write ran before the tool call answered")
+					return
+				}
+				storedDuringWrite = len(w.stored(t, p, ses.ID))
+				wrote.Store(true)
+			})
+			return "ok", nil
+		},
+	}
+	ses = w.session(t, alice, "audited")
+	if _, err := w.svc.SendMessage(t.Context(), alice, ses.ID, "go"); err != nil {
+		t.Fatal(err)
+	}
+	if !wrote.Load() {
+		t.Fatal("the turn answered before its tool call's audit write ended")
+	}
+	if storedDuringWrite != 0 {
+		t.Fatalf("%d messages were stored while the audit write ran; want none", storedDuringWrite)
+	}
+	if n := len(w.stored(t, alice, ses.ID)); n != 4 {
+		t.Fatalf("%d messages stored, want 4", n)
 	}
 }

@@ -263,13 +263,43 @@ func (c *Catalog) lookup(ctx context.Context, p idflow.Principal, name string) (
 		return b.Tool, b, nil
 	}
 	if !slices.Contains(builtinNames, name) {
-		for _, t := range c.sourceTools(ctx, p) {
-			if t.Name == name {
-				return t, nil, nil
-			}
+		if t, ok := c.findSourceTool(ctx, p, name); ok {
+			return t, nil, nil
 		}
 	}
 	return Tool{}, nil, idflow.Errorf(idflow.EINVALID, "unknown tool %q", name)
+}
+
+// findSourceTool finds the source tool name as sourceTools would list it:
+// the first source's that offers a valid one. A Finder is asked for that
+// one tool, so a call costs the same whatever the size of the catalog;
+// another source is listed.
+func (c *Catalog) findSourceTool(ctx context.Context, p idflow.Principal, name string) (Tool, bool) {
+	for i, src := range c.sources {
+		f, ok := src.(Finder)
+		if !ok {
+			for _, t := range c.sourceTools(ctx, p) {
+				if t.Name == name {
+					return t, true
+				}
+			}
+			return Tool{}, false
+		}
+		fctx, cancel := context.WithTimeout(ctx, c.cfg.SourceTimeout)
+		t, found, err := f.Tool(fctx, p, name)
+		cancel()
+		switch {
+		case err != nil:
+			c.log.WarnContext(ctx, "a tool source failed; its tools are left out", "source", i, "user_id", p.UserID, "err", err)
+		case found && t.Name == name:
+			if reason := refusal(t); reason != "" {
+				c.log.WarnContext(ctx, "a source tool is refused", "source", i, "tool", clip(t.Name, 80), "reason", reason)
+				continue
+			}
+			return serverOf(t), true
+		}
+	}
+	return Tool{}, false
 }
 
 // sourceTools merges the tools the sources offer p, asked at once and
@@ -317,31 +347,43 @@ wait:
 			ts = ts[:maxSourceTools]
 		}
 		for _, t := range ts {
-			reason := ""
-			switch {
-			case !ValidName(t.Name):
-				reason = "invalid name"
-			case slices.Contains(builtinNames, t.Name):
-				reason = "the name of a built-in tool"
-			case seen[t.Name]:
+			reason := refusal(t)
+			if reason == "" && seen[t.Name] {
 				reason = "the name of another source's tool"
-			case t.Run == nil:
-				reason = "no Run"
-			case !objectSchema(t.Parameters):
-				reason = "parameters are not a JSON Schema object"
 			}
 			if reason != "" {
 				c.log.WarnContext(ctx, "a source tool is refused", "source", i, "tool", clip(t.Name, 80), "reason", reason)
 				continue
 			}
 			seen[t.Name] = true
-			if t.Server == "" { // a source's tool is never taken for a built-in
-				t.Server, _, _ = strings.Cut(t.Name, "__")
-			}
-			out = append(out, t)
+			out = append(out, serverOf(t))
 		}
 	}
 	return out
+}
+
+// refusal is why the catalog refuses a source's tool t, or "".
+func refusal(t Tool) string {
+	switch {
+	case !ValidName(t.Name):
+		return "invalid name"
+	case slices.Contains(builtinNames, t.Name):
+		return "the name of a built-in tool"
+	case t.Run == nil:
+		return "no Run"
+	case !objectSchema(t.Parameters):
+		return "parameters are not a JSON Schema object"
+	}
+	return ""
+}
+
+// serverOf is t with its server named: a source's tool is never taken for
+// a built-in.
+func serverOf(t Tool) Tool {
+	if t.Server == "" {
+		t.Server, _, _ = strings.Cut(t.Name, "__")
+	}
+	return t
 }
 
 // objectSchema reports whether raw is a JSON object of bounded size.
@@ -438,18 +480,23 @@ func (c *Catalog) auditRemoved(ctx context.Context, p idflow.Principal, name str
 	}
 }
 
+// record writes one audit record of a call: before CallTool answers, or,
+// under idflow.WithBackgroundAudits (an agent turn), beside what follows.
 func (c *Catalog) record(ctx context.Context, p idflow.Principal, resource, outcome, detail string) {
 	if _, err := p.Owner(); err != nil {
 		return // nobody to attribute it to; the call was refused
 	}
 	info := idflow.RequestInfoFrom(ctx)
-	_, err := c.svc.Store().RecordAudit(context.WithoutCancel(ctx), idflow.AuditEvent{
-		UserID: p.UserID, TenantID: p.TenantID, Action: ActionCall, Resource: resource,
-		Outcome: outcome, RequestID: info.RequestID, Peer: info.Peer, Detail: detail,
+	wctx := context.WithoutCancel(ctx)
+	idflow.AuditWrite(ctx, func() {
+		_, err := c.svc.Store().RecordAudit(wctx, idflow.AuditEvent{
+			UserID: p.UserID, TenantID: p.TenantID, Action: ActionCall, Resource: resource,
+			Outcome: outcome, RequestID: info.RequestID, Peer: info.Peer, Detail: detail,
+		})
+		if err != nil {
+			c.log.ErrorContext(wctx, "audit write failed", "action", ActionCall, "err", err)
+		}
 	})
-	if err != nil {
-		c.log.ErrorContext(ctx, "audit write failed", "action", ActionCall, "err", err)
-	}
 }
 
 // resourceName is name as the audit trail shows it: a name that is not a

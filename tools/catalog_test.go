@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -775,5 +776,61 @@ func TestResultsAreJSON(t *testing.T) {
 	refused(t, res, idflow.EINTERNAL)
 	if bytes.Contains([]byte(res.Content), []byte("func")) {
 		t.Fatalf("an internal error leaks its cause: %q", res.Content)
+	}
+}
+
+// finder is a source that also finds one tool by name (tools.Finder), and
+// counts how often it was listed whole.
+type finder struct {
+	source
+	listed atomic.Int32
+}
+
+func (f *finder) Tools(ctx context.Context, p idflow.Principal) ([]tools.Tool, error) {
+	f.listed.Add(1)
+	return f.source.Tools(ctx, p)
+}
+
+func (f *finder) Tool(ctx context.Context, p idflow.Principal, name string) (tools.Tool, bool, error) {
+	ts, err := f.source.Tools(ctx, p)
+	for _, t := range ts {
+		if t.Name == name {
+			return t, true, err
+		}
+	}
+	return tools.Tool{}, false, err
+}
+
+// TestFinderSourcesAreAskedForOneTool: a call of a Finder's tool asks the
+// sources for that tool, in order, and lists none of them whole; the
+// choice is the one the merged list makes (a failing source is passed
+// over, an invalid tool is refused and the next source's taken).
+func TestFinderSourcesAreAskedForOneTool(t *testing.T) {
+	failing, first, second := &finder{source: source{err: fmt.Errorf("down")}}, &finder{}, &finder{}
+	r := newRig(t, `{}`, tools.Config{})
+	var err error
+	if r.catalog, err = tools.New(tools.Config{}, tools.Deps{Svc: r.svc, Sources: []tools.Source{failing, first, second}}); err != nil {
+		t.Fatal(err)
+	}
+	failing.add("tickets__search", nil)
+	first.add("tickets__search", nil)
+	first.tools[0].Parameters = json.RawMessage(`["not an object"]`)
+	first.add("github__issues", nil)
+	second.add("tickets__search", func(context.Context, idflow.Principal, json.RawMessage) (any, error) { return "second", nil })
+	var got string
+	r.ok(t, alice, "tickets__search", `{}`, &got)
+	if got != "second" || len(first.calledWith()) != 0 {
+		t.Fatalf("tickets__search answered %q; want the second source's (the first's has no object schema)", got)
+	}
+	var ran map[string]string
+	r.ok(t, bob, "github__issues", `{}`, &ran)
+	if ran["ran_as"] != "bob" {
+		t.Fatalf("github__issues ran as %v", ran)
+	}
+	refused(t, r.call(alice, "nope__x", `{}`), idflow.EINVALID)
+	for i, f := range []*finder{failing, first, second} {
+		if n := f.listed.Load(); n != 0 {
+			t.Fatalf("source %d was listed whole %d times for three calls", i, n)
+		}
 	}
 }

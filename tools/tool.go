@@ -25,3 +25,11 @@ type Tool struct {
 type Source interface {
 	Tools(ctx context.Context, p idflow.Principal) ([]Tool, error)
 }
+
+// Finder is a Source that can answer one of the tools p may use from it by
+// name (found false when it has none of that name) without listing them
+// all: a call's lookup then costs one tool's checks, not the catalog's.
+type Finder interface {
+	Source
+	Tool(ctx context.Context, p idflow.Principal, name string) (t Tool, found bool, err error)
+}
