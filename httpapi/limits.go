@@ -52,8 +52,9 @@ func callerKey(p idflow.Principal) string {
 // (an IPv6 /64 as one).
 func peerKey(r *http.Request) string { return "p:" + peerHost(r) }
 
-// admitRate counts r against its caller's bucket of class c, and answers
-// 429 when the bucket is empty. Every answer of a limited class carries
+// admitRate counts r against its caller's bucket of class c — a request
+// over the limit waits its turn when the limiter paces — and answers 429
+// when the bucket stays empty. Every answer of a limited class carries
 // the IETF RateLimit and RateLimit-Policy headers
 // (draft-ietf-httpapi-ratelimit-headers); the answer depends only on the
 // caller's own bucket, so it tells nothing of anyone else.
@@ -61,7 +62,7 @@ func (s *Server) admitRate(w http.ResponseWriter, r *http.Request, c ratelimit.C
 	if s.limiter == nil {
 		return true
 	}
-	res, limited := s.limiter.Allow(r.Context(), c, key)
+	res, limited := s.limiter.Wait(r.Context(), c, key)
 	if !limited {
 		return true
 	}

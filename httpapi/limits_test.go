@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -167,6 +168,44 @@ func TestRateLimitPerUser(t *testing.T) {
 	}
 	if got := strings.Join(f.hitLog(), ","); got != "read/rate,write/rate,read/rate" {
 		t.Fatalf("limits hit: %s", got)
+	}
+}
+
+// TestOverLimitRequestWaitsItsTurn: with pacing, alice's read past her
+// burst waits for her next token (on the injected clock: her wait moves
+// it) and is answered 200 with what is left of her bucket; a write whose
+// next token is further off than the wait is refused at once, 429; bob's
+// requests never wait.
+func TestOverLimitRequestWaitsItsTurn(t *testing.T) {
+	limits := ratelimit.Limits{}
+	limits[ratelimit.Read] = ratelimit.Limit{Count: 10, Per: time.Second, Burst: 2}
+	limits[ratelimit.Write] = ratelimit.Limit{Count: 1, Per: time.Minute, Burst: 1}
+	f := newLimitsFixture(t, limits, Config{}, nil)
+	var waits []time.Duration
+	f.s.limiter = ratelimit.New(limits, ratelimit.NewMemory(f.clock.Now), nil).Pace(time.Second, func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		f.clock.Add(d)
+		return nil
+	})
+	for i := range 3 {
+		if w := f.do("alice", "GET", "/api/v1/sessions", ""); w.Code != http.StatusOK {
+			t.Fatalf("alice's read %d: %d %s", i+1, w.Code, w.Body)
+		}
+	}
+	if !slices.Equal(waits, []time.Duration{100 * time.Millisecond}) {
+		t.Fatalf("alice's third read waited %v; want 100ms (her next token at 10/s)", waits)
+	}
+	if w := f.do("bob", "GET", "/api/v1/sessions", ""); w.Code != http.StatusOK || len(waits) != 1 {
+		t.Fatalf("bob's read: %d, waits %v", w.Code, waits)
+	}
+	if w := f.do("alice", "POST", "/api/v1/apps", `{"name":"x"}`); w.Code != http.StatusCreated {
+		t.Fatalf("alice's first write: %d %s", w.Code, w.Body)
+	}
+	if w := f.do("alice", "POST", "/api/v1/apps", `{"name":"y"}`); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "60" || len(waits) != 1 {
+		t.Fatalf("alice's second write (next token in a minute): %d Retry-After %q, waits %v", w.Code, w.Header().Get("Retry-After"), waits)
+	}
+	if got := strings.Join(f.hitLog(), ","); got != "write/rate" {
+		t.Fatalf("limits hit: %s; a request that waited its turn is not one", got)
 	}
 }
 

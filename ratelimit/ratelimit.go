@@ -238,6 +238,7 @@ type Limiter struct {
 	fallback *Memory     // when store fails
 	onError  func(error) // store failures; may be nil
 	keys     [numClasses]string
+	pace     *pacer // nil: Wait does not wait
 }
 
 // New returns a Limiter of limits over store (nil: a Memory store).

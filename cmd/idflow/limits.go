@@ -38,7 +38,7 @@ func newFairUse(cfg *config, m *metrics.Metrics, policy *authz.Policy, rc *redis
 	if rc != nil {
 		store, counter = redis.NewRateStore(rc), redis.NewBudgetCounter(rc)
 	}
-	f.limiter = ratelimit.New(cfg.rateLimits, store, storeFailures(log))
+	f.limiter = ratelimit.New(cfg.rateLimits, store, storeFailures(log)).Pace(cfg.rateLimitWait, nil)
 	f.budgets = budget.New(budget.Config{Limits: cfg.modelBudget, Policy: policy, Counter: counter,
 		OnExhausted: func(ctx context.Context, p idflow.Principal, reason, detail string) {
 			hit("model", reason)
