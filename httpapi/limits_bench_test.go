@@ -79,45 +79,62 @@ func BenchmarkRateLimitOverhead(b *testing.B) {
 // against his latency without her flood, in one run: bob sends a request
 // every 10 ms (under his limit) for 20 s, and alice's flood is on and off
 // in turns of half a second, so that both halves of bob's 2,000 samples
-// see the same machine. Alice's flood, from 8 connections: ingests of
-// 32 KB documents at 200 requests/s (her limit is 60 a minute), with the
-// default limits and without any; her reads of bob's route at 1,000/s
-// (ten times her limit); and her reads as fast as the server answers them
-// (closed loop), with the default limits as served (a request over its
-// limit waits up to IDFLOW_RATE_LIMIT_WAIT's default for its turn) and
-// with every such request refused at once (wait 0) — a flood whose every
-// refusal costs about what bob's request does (the client is in the same
-// process, on the same 2 cores):
+// see the same machine. Alice's floods, from 8 connections (the client is
+// in the same process, on the same 2 cores): her reads of bob's route as
+// fast as the server answers them (closed loop), with the default limits
+// as served (a request over its limit waits up to IDFLOW_RATE_LIMIT_WAIT's
+// default for its turn) and with every such request refused at once
+// (nowait); at 1,000/s (ten times her limit); ingests of 32 KB documents
+// at 200/s (her limit is 60 a minute), with the default limits and
+// without any. Two references: a control with no flood (the noise of the
+// ratio) and alice reading at exactly her limit:
 //
 //	go test ./httpapi -run '^$' -bench BenchmarkFloodIsolation -benchtime 1x -count 3
 //
-// *-p99-ratio is bob's p99 with the flood over his p99 without it.
+// p99-ratio is bob's p99 with the flood over his p99 without it.
 func BenchmarkFloodIsolation(b *testing.B) {
-	for b.Loop() {
-		for _, run := range []struct {
-			name   string
-			limits bool
-			wait   time.Duration
-			ingest bool
-			rate   int
-		}{{"ingest-limits", true, time.Second, true, 200}, {"ingest-nolimits", false, 0, true, 200},
-			{"reads-1000rps-limits", true, time.Second, false, 1000},
-			{"reads-closedloop-limits", true, time.Second, false, 0}, {"reads-closedloop-limits-nowait", true, 0, false, 0}} {
-			off, on := floodRun(b, run.limits, run.wait, run.ingest, run.rate)
-			b.ReportMetric(float64(off.Microseconds()), run.name+"-bob-p99-µs")
-			b.ReportMetric(float64(on)/float64(off), run.name+"-p99-ratio")
-		}
+	for _, run := range []flood{
+		{name: "control"},
+		{name: "reads-at-limit", limits: true, wait: time.Second, rate: 100},
+		{name: "reads-closedloop-limits", limits: true, wait: time.Second, rate: 0},
+		{name: "reads-closedloop-limits-nowait", limits: true, rate: 0},
+		{name: "reads-1000rps-limits", limits: true, wait: time.Second, rate: 1000},
+		{name: "ingest-limits", limits: true, wait: time.Second, ingest: true, rate: 200},
+		{name: "ingest-nolimits", ingest: true, rate: 200},
+	} {
+		b.Run(run.name, func(b *testing.B) {
+			for b.Loop() {
+				off, on := floodRun(b, run)
+				b.ReportMetric(float64(off.Microseconds()), "bob-p99-off-µs")
+				b.ReportMetric(float64(on.Microseconds()), "bob-p99-on-µs")
+				b.ReportMetric(float64(on)/float64(off), "p99-ratio")
+			}
+		})
 	}
 }
 
-// floodRun answers bob's p99 without and with alice's flood of rate
-// requests/s (0: closed loop) — ingests, or reads — on a fresh server with
-// the default limits (a request over them waiting up to wait) or none.
-func floodRun(b *testing.B, limits bool, wait time.Duration, ingest bool, rate int) (off, on time.Duration) {
+// flood is one of alice's floods: ingests or reads of bob's route, rate a
+// second (0: as fast as answered), on a server with the default limits (a
+// request over a limit waiting up to wait for its turn) or none. The
+// control floods nothing: the ratio of bob's two halves is then the
+// measurement's own noise; reads-at-limit is alice reading at exactly her
+// limit, never over it: what her limit lets her cost bob.
+type flood struct {
+	name   string
+	limits bool
+	wait   time.Duration
+	ingest bool
+	rate   int
+}
+
+// floodRun answers bob's p99 without and with alice's flood.
+func floodRun(b *testing.B, fl flood) (off, on time.Duration) {
+	limits, wait, ingest, rate := fl.limits, fl.wait, fl.ingest, fl.rate
 	f := newLimitsFixture(b, ratelimit.Limits{}, Config{}, nil)
 	f.s.limiter = nil
-	if limits { // the defaults, on the real clock
-		f.s.limiter = ratelimit.New(ratelimit.Defaults(), nil, nil).Pace(wait, nil)
+	defaults := ratelimit.Defaults()
+	if limits { // on the real clock
+		f.s.limiter = ratelimit.New(defaults, nil, nil).Pace(wait, nil)
 	}
 	for _, who := range []string{"alice", "bob"} {
 		for i := range 20 {
@@ -172,7 +189,7 @@ func floodRun(b *testing.B, limits bool, wait time.Duration, ingest bool, rate i
 				if tick != nil {
 					<-tick
 				}
-				if !flooding.Load() {
+				if !flooding.Load() || fl.name == "control" {
 					if tick == nil {
 						time.Sleep(time.Millisecond)
 					}
@@ -211,12 +228,12 @@ func floodRun(b *testing.B, limits bool, wait time.Duration, ingest bool, rate i
 	}
 	// Whether refused or made to wait, alice is served no more than her
 	// limit allows over the run.
-	lim := ratelimit.Defaults()[class]
+	lim := defaults[class]
 	if allowed := int64(lim.Burst) + int64(float64(lim.Count)*time.Since(began).Seconds()/lim.Per.Seconds()); limits && served.Load() > allowed {
 		b.Fatalf("alice was served %d requests; her %s limit allows %d in the run", served.Load(), class, allowed)
 	}
 	off, on = p99(lat[0]), p99(lat[1])
-	b.Logf("limits=%v wait=%s ingest=%v rate=%d: alice served %d, refused %d; bob p99 without the flood %s, with it %s", limits, wait, ingest, rate, served.Load(), refused.Load(), off, on)
+	b.Logf("%s: alice served %d, refused %d; bob p99 without the flood %s, with it %s", fl.name, served.Load(), refused.Load(), off, on)
 	return off, on
 }
 
