@@ -100,6 +100,7 @@ func BenchmarkFloodIsolation(b *testing.B) {
 		{name: "reads-closedloop-limits-nowait", limits: true, rate: 0},
 		{name: "reads-1000rps-limits", limits: true, wait: time.Second, rate: 1000},
 		{name: "ingest-limits", limits: true, wait: time.Second, ingest: true, rate: 200},
+		{name: "ingest-at-limit", limits: true, wait: time.Second, ingest: true, rate: 1},
 		{name: "ingest-nolimits", ingest: true, rate: 200},
 	} {
 		b.Run(run.name, func(b *testing.B) {

@@ -24,14 +24,15 @@ type pacer struct {
 
 // Pace makes Wait hold a request over its limit for up to delay until its
 // bucket allows it, instead of refusing it at once — as a proxy's request
-// queue does (nginx limit_req with a burst). A client that sends as fast
-// as it is answered is then answered at its limit and costs the server a
-// waiting goroutine, not a stream of refusals to parse, authenticate and
-// answer; a well-behaved client rarely notices. At most 16 requests of one
-// caller (4,096 in all) wait at once, and only when their wait is within
-// delay; the rest are refused at once. sleep is the wait (nil: a timer),
-// a seam for tests. Pace is called once, before l is used; delay ≤ 0
-// turns pacing off.
+// queue does (nginx limit_req with a burst) — and refuse it only when its
+// turn has not come by then. A client that sends as fast as it is answered
+// is then answered at its limit, and at most once per delay per waiting
+// place with a refusal: it costs the server a waiting goroutine, not a
+// stream of refusals to parse, authenticate and answer. A client within
+// its limit never waits. At most 16 requests of one caller (4,096 in all)
+// wait at once; the rest are refused at once. sleep is the wait (nil: a
+// timer), a seam for tests. Pace is called once, before l is used; delay
+// ≤ 0 turns pacing off.
 func (l *Limiter) Pace(delay time.Duration, sleep func(ctx context.Context, d time.Duration) error) *Limiter {
 	if delay <= 0 {
 		l.pace = nil
@@ -46,12 +47,12 @@ func (l *Limiter) Pace(delay time.Duration, sleep func(ctx context.Context, d ti
 
 // Wait is Allow, and when the request is over its limit and l paces,
 // waits up to the pacing delay for the bucket to allow it. The answer is
-// the last Allow's: a refusal when the wait would be longer than the
+// the last Allow's: a refusal when the turn did not come within the
 // delay, too many of the caller's requests already wait, or ctx ended.
 func (l *Limiter) Wait(ctx context.Context, c Class, caller string) (res Result, ok bool) {
 	res, ok = l.Allow(ctx, c, caller)
 	p := l.pace
-	if !ok || res.Allowed || p == nil || res.RetryAfter > p.delay {
+	if !ok || res.Allowed || p == nil {
 		return res, ok
 	}
 	ahead, entered := p.enter(caller)
@@ -63,9 +64,9 @@ func (l *Limiter) Wait(ctx context.Context, c Class, caller string) (res Result,
 	// for all to wake at once and all but one to sleep again.
 	interval := time.Duration(float64(time.Second) / l.Limit(c).perSecond())
 	wait := res.RetryAfter + time.Duration(ahead)*interval
-	for waited := time.Duration(0); !res.Allowed; {
-		wait = max(wait, time.Millisecond)
-		if waited+wait > p.delay || p.sleep(ctx, wait) != nil {
+	for waited := time.Duration(0); !res.Allowed && waited < p.delay; {
+		wait = min(max(wait, time.Millisecond), p.delay-waited)
+		if p.sleep(ctx, wait) != nil {
 			return res, ok
 		}
 		waited += wait

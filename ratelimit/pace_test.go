@@ -49,8 +49,9 @@ func (r *pacedRig) sleeps() []time.Duration {
 }
 
 // TestWaitPacesAnOverLimitRequest: past her burst, alice's request waits
-// for her next token (100 ms at 10/s) and is allowed; one whose wait would
-// pass the delay is refused at once, without waiting; bob's are never held.
+// for her next token (100 ms at 10/s) and is allowed; one whose turn is
+// further off than the delay waits the delay and is refused, with the time
+// still to go; bob's are never held.
 func TestWaitPacesAnOverLimitRequest(t *testing.T) {
 	ctx := context.Background()
 	r := newPacedRig(time.Second)
@@ -70,11 +71,11 @@ func TestWaitPacesAnOverLimitRequest(t *testing.T) {
 		t.Fatalf("bob's first request: %+v, waits %v", res, r.sleeps())
 	}
 
-	short := newPacedRig(50 * time.Millisecond)
+	short := newPacedRig(30 * time.Millisecond)
 	short.l.Allow(ctx, Write, "u:alice")
 	short.l.Allow(ctx, Write, "u:alice")
-	if res, _ := short.l.Wait(ctx, Write, "u:alice"); res.Allowed || res.RetryAfter != 100*time.Millisecond || len(short.sleeps()) != 0 {
-		t.Fatalf("a wait of 100ms under a delay of 50ms: %+v, waits %v; want refused at once", res, short.sleeps())
+	if res, _ := short.l.Wait(ctx, Write, "u:alice"); res.Allowed || res.RetryAfter != 70*time.Millisecond || !slices.Equal(short.sleeps(), []time.Duration{30 * time.Millisecond}) {
+		t.Fatalf("a turn 100ms off under a delay of 30ms: %+v, waits %v; want refused after waiting 30ms, 70ms still to go", res, short.sleeps())
 	}
 
 	off := New(r.l.limits, NewMemory(r.clk.Now), nil).Pace(0, nil)

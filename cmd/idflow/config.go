@@ -179,7 +179,7 @@ func (c *config) settings() []setting {
 		b("IDFLOW_INSECURE_MCP_CIMD_PRIVATE", "insecure-mcp-cimd-private", "fetch Client ID Metadata Documents from loopback and private addresses too (always so in --dev)", &c.InsecureMCPCIMDPrivate),
 		s("IDFLOW_ALLOW_VERIFY", "allow-verify", "", "let `idflow verify` run against this server (it creates and removes test objects as the users whose tokens it is given): true or false; default false, true in --dev", &c.AllowVerify),
 		s("IDFLOW_RATE_LIMITS", "rate-limits", "", "request rate limits per user and route class over the defaults, e.g. read=50/s:burst=100,write=10/s,turn=20/m,ingest=off (docs/LIMITS.md)", &c.RateLimits),
-		s("IDFLOW_RATE_LIMIT_WAIT", "rate-limit-wait", "1s", "longest a request over its rate limit waits for its turn before it is refused (at most 16 of a user's at once; 0: refused at once; docs/LIMITS.md)", &c.RateLimitWait),
+		s("IDFLOW_RATE_LIMIT_WAIT", "rate-limit-wait", "1s", "longest a request over its rate limit waits for its turn before it is refused with 429 (at most 16 of a user's wait at once; 0: refused at once; docs/LIMITS.md)", &c.RateLimitWait),
 		s("IDFLOW_TURNS_PER_USER", "turns-per-user", "4", "agent turns one user may have in progress at once", &c.TurnsPerUser),
 		s("IDFLOW_STREAMS_PER_USER", "streams-per-user", "8", "event streams (streamed agent turns) one user may have open at once", &c.StreamsPerUser),
 		s("IDFLOW_MODEL_BUDGET", "model-budget", "", "model token budgets, e.g. user.day=200k,user.month=3M,tenant.day=5M,tenant.month=100M (default none; docs/LIMITS.md)", &c.ModelBudget),
