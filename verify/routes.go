@@ -259,8 +259,10 @@ func (v *verifier) probeNotFound(ctx context.Context, category string, op operat
 
 // volatile headers differ between any two requests. The rate-limit
 // headers count the caller's own requests (one more each time), nothing
-// about the object asked for.
-var volatile = []string{"Date", "X-Request-Id", "Set-Cookie", "Age", "Expires", "Traceparent", "Tracestate",
+// about the object asked for; Connection and Keep-Alive are the
+// connection's (a proxy closes a kept-alive one after so many requests,
+// and Go's client then drops the header), not the answer's.
+var volatile = []string{"Connection", "Keep-Alive", "Date", "X-Request-Id", "Set-Cookie", "Age", "Expires", "Traceparent", "Tracestate",
 	"Server-Timing", "X-Amzn-Trace-Id", "Cf-Ray", "X-Envoy-Upstream-Service-Time", "Request-Id", "X-Correlation-Id",
 	"Ratelimit", "Ratelimit-Policy", "Retry-After", "X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"}
 
