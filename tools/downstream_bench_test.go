@@ -65,7 +65,11 @@ func BenchmarkDownstreamToolCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = downstream.Close() })
-	r := newRig(b, `{}`, tools.Config{}, downstream)
+	// The catalog as serve builds it: the downstream servers its one source.
+	r := newRig(b, `{}`, tools.Config{})
+	if r.catalog, err = tools.New(tools.Config{}, tools.Deps{Svc: r.svc, Sources: []tools.Source{downstream}}); err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	args := json.RawMessage(`{"text":"hello"}`)
 
