@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idflow/idflow"
+	"github.com/idflow/idflow/ratelimit"
 )
 
 const resource = "https://idflow.test/mcp"
@@ -173,25 +174,41 @@ func TestRegistration(t *testing.T) {
 	}
 }
 
-// TestRegistrationRateLimit: a peer gets n registrations per window; the
-// window is the injected clock's.
+// TestRegistrationRateLimit: a peer gets n registrations at once, then
+// one more per minute/n (a token bucket on the injected clock), answered
+// 429 with the seconds to wait; another peer has its own bucket. (The
+// metadata here is malformed: a registration that passed the limit is
+// refused as invalid, one that did not as rate-limited.)
 func TestRegistrationRateLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := newPeerLimiter(3, time.Minute, func() time.Time { return now })
+	s := &Server{registrations: ratelimit.NewMemory(func() time.Time { return now }),
+		registrationLimit: ratelimit.Limit{Count: 3, Per: time.Minute, Burst: 3}}
+	register := func(peer string) (retryAfter string, err error) {
+		r := httptest.NewRequest(http.MethodPost, RegisterPath, strings.NewReader("{"))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = peer + ":4000"
+		w := httptest.NewRecorder()
+		err = s.Register(w, r)
+		return w.Header().Get("Retry-After"), err
+	}
+	limited := func(err error) bool { return idflow.ErrorCode(err) == idflow.ERATELIMIT }
 	for i := range 3 {
-		if !l.allow("10.0.0.1") {
-			t.Fatalf("registration %d refused", i)
+		if _, err := register("10.0.0.1"); err == nil || limited(err) {
+			t.Fatalf("registration %d: %v; want it past the limit (and refused as malformed)", i+1, err)
 		}
 	}
-	if l.allow("10.0.0.1") {
-		t.Fatal("a fourth registration in the minute was allowed")
+	if retry, err := register("10.0.0.1"); !limited(err) || retry != "20" {
+		t.Fatalf("a fourth registration at once: %v, Retry-After %q; want rate-limited, 20 s", err, retry)
 	}
-	if !l.allow("10.0.0.2") {
+	if _, err := register("10.0.0.2"); limited(err) {
 		t.Fatal("another peer was refused")
 	}
-	now = now.Add(time.Minute)
-	if !l.allow("10.0.0.1") {
-		t.Fatal("refused in the next minute")
+	now = now.Add(20 * time.Second)
+	if _, err := register("10.0.0.1"); limited(err) {
+		t.Fatal("refused once a token was back")
+	}
+	if _, err := register("10.0.0.1"); !limited(err) {
+		t.Fatal("two registrations on one token")
 	}
 }
 

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/idflow/idflow"
 )
@@ -87,9 +87,10 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return idflow.Errorf(idflow.EMEDIATYPE, "send the client metadata as application/json")
 	}
-	if !s.limiter.allow(peer(r)) {
-		w.Header().Set("Retry-After", "60")
-		return idflow.Errorf(idflow.ERATELIMIT, "too many registrations from this address; try again in a minute")
+	if res, _ := s.registrations.Allow(r.Context(), peer(r), s.registrationLimit); !res.Allowed {
+		retry := max(1, int(math.Ceil(res.RetryAfter.Seconds())))
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		return idflow.Errorf(idflow.ERATELIMIT, "too many registrations from this address; try again in %d s", retry)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRegistrationBytes+1))
 	if err != nil {
@@ -154,33 +155,4 @@ func peer(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// peerLimiter allows n events per window per peer, in fixed windows.
-type peerLimiter struct {
-	n      int
-	window time.Duration
-	now    func() time.Time
-
-	mu    sync.Mutex
-	start time.Time
-	count map[string]int
-}
-
-func newPeerLimiter(n int, window time.Duration, now func() time.Time) *peerLimiter {
-	return &peerLimiter{n: n, window: window, now: now, count: map[string]int{}}
-}
-
-func (l *peerLimiter) allow(peer string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now := l.now(); now.Sub(l.start) >= l.window || len(l.count) > 100000 {
-		l.start = now
-		clear(l.count)
-	}
-	if l.count[peer] >= l.n {
-		return false
-	}
-	l.count[peer]++
-	return true
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/idflow/idflow"
 	"github.com/idflow/idflow/auth"
+	"github.com/idflow/idflow/ratelimit"
 )
 
 // Paths of the authorization server's endpoints.
@@ -62,7 +63,8 @@ type Config struct {
 	// MaxClients bounds the registrations kept (default 10,000).
 	MaxClients int
 	// RegistrationsPerMinute bounds the registrations per peer address and
-	// minute (default 10).
+	// minute (default 10; a token bucket of as many, refilled over the
+	// minute).
 	RegistrationsPerMinute int
 	// Fetch configures how Client ID Metadata Documents are fetched.
 	Fetch FetchConfig
@@ -83,14 +85,16 @@ type Deps struct {
 
 // Server is the authorization server.
 type Server struct {
-	cfg      Config
-	store    idflow.OAuthStore
-	tokens   *auth.Signer
-	audit    func(ctx context.Context, p idflow.Principal, action, object string, err error)
-	log      *slog.Logger
-	docs     *documents // Client ID Metadata Documents, fetched and cached
-	limiter  *peerLimiter
-	metadata []byte
+	cfg    Config
+	store  idflow.OAuthStore
+	tokens *auth.Signer
+	audit  func(ctx context.Context, p idflow.Principal, action, object string, err error)
+	log    *slog.Logger
+	docs   *documents // Client ID Metadata Documents, fetched and cached
+	// registrations are the per-peer buckets of POST /oauth/register.
+	registrations     *ratelimit.Memory
+	registrationLimit ratelimit.Limit
+	metadata          []byte
 }
 
 // Supported OIDC-only scopes a client may add to its request; they are
@@ -138,7 +142,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: d.Store, tokens: d.Tokens, audit: d.Audit, log: d.Log, docs: docs,
-		limiter: newPeerLimiter(cfg.RegistrationsPerMinute, time.Minute, cfg.Now)}
+		registrations:     ratelimit.NewMemory(cfg.Now),
+		registrationLimit: ratelimit.Limit{Count: cfg.RegistrationsPerMinute, Per: time.Minute, Burst: cfg.RegistrationsPerMinute}}
 	meta := map[string]any{
 		"issuer":                                         cfg.Issuer,
 		"authorization_endpoint":                         cfg.Issuer + AuthorizePath,
