@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -85,9 +86,11 @@ func BenchmarkRateLimitOverhead(b *testing.B) {
 // as served (a request over its limit waits up to IDFLOW_RATE_LIMIT_WAIT's
 // default for its turn) and with every such request refused at once
 // (nowait); at 1,000/s (ten times her limit); ingests of 32 KB documents
-// at 200/s (her limit is 60 a minute), with the default limits and
-// without any. Two references: a control with no flood (the noise of the
-// ratio) and alice reading at exactly her limit:
+// at 200/s (her limit is 60 a minute), with the default limits (also over
+// 60 s, past the burst of 20 her limit admits at once) and without any.
+// A flood at a rate arrives as a Poisson process. References: a control
+// with no flood (the noise of the ratio), and alice reading, and
+// ingesting, at her limit:
 //
 //	go test ./httpapi -run '^$' -bench BenchmarkFloodIsolation -benchtime 1x -count 3
 //
@@ -100,6 +103,7 @@ func BenchmarkFloodIsolation(b *testing.B) {
 		{name: "reads-closedloop-limits-nowait", limits: true, rate: 0},
 		{name: "reads-1000rps-limits", limits: true, wait: time.Second, rate: 1000},
 		{name: "ingest-limits", limits: true, wait: time.Second, ingest: true, rate: 200},
+		{name: "ingest-limits-60s", limits: true, wait: time.Second, ingest: true, rate: 200, seconds: 60},
 		{name: "ingest-at-limit", limits: true, wait: time.Second, ingest: true, rate: 1},
 		{name: "ingest-nolimits", ingest: true, rate: 200},
 	} {
@@ -126,6 +130,9 @@ type flood struct {
 	wait   time.Duration
 	ingest bool
 	rate   int
+	// seconds bob samples for (default 20); a longer run shows a sustained
+	// flood past the burst her limit admits at its start.
+	seconds int
 }
 
 // floodRun answers bob's p99 without and with alice's flood.
@@ -196,12 +203,6 @@ func floodRun(b *testing.B, fl flood) (off, on time.Duration) {
 	var refused, served atomic.Int64
 	for range 8 {
 		wg.Go(func() {
-			var tick <-chan time.Time
-			if rate > 0 {
-				t := time.NewTicker(time.Second * 8 / time.Duration(rate))
-				defer t.Stop()
-				tick = t.C
-			}
 			for {
 				open, on := floodGate()
 				select {
@@ -209,11 +210,15 @@ func floodRun(b *testing.B, fl flood) (off, on time.Duration) {
 					return
 				case <-open:
 				}
-				if tick != nil {
+				if rate > 0 {
+					// Poisson arrivals: a fixed period would fall in step
+					// with bob's 10 ms and hit every one of his requests.
+					t := time.NewTimer(time.Duration(rand.ExpFloat64() * float64(time.Second) * 8 / float64(rate)))
 					select {
 					case <-stop:
+						t.Stop()
 						return
-					case <-tick:
+					case <-t.C:
 					}
 				}
 				if !on() {
@@ -230,7 +235,11 @@ func floodRun(b *testing.B, fl flood) (off, on time.Duration) {
 	var lat [2][]time.Duration // without, with the flood
 	began := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
-	for i := range 2000 {
+	samples := 100 * fl.seconds
+	if samples == 0 {
+		samples = 2000
+	}
+	for i := range samples {
 		on := i/50%2 == 1
 		setFlood(on && fl.name != "control")
 		<-tick.C
