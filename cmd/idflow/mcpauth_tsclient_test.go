@@ -191,6 +191,9 @@ func TestMCPAuthTypeScriptClientOIDCProvider(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), login),
 			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "any"),
 			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			// The login form's own button must not pass for the next
+			// page's: wait for the form to be gone first.
+			chromedp.WaitNotPresent(chromedp.CSS(`input[name="login"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`button[type="submit"], #allow`)))
 		// The provider asks its own consent for idflow's web client once
 		// per account, then sends the browser back to idflow's.
