@@ -62,7 +62,14 @@ func (s *Server) admitRate(w http.ResponseWriter, r *http.Request, c ratelimit.C
 	if s.limiter == nil {
 		return true
 	}
-	res, limited := s.limiter.Wait(r.Context(), c, key)
+	res, limited := s.limiter.Wait(r.Context(), c, key, func() {
+		// A request waiting its turn has not begun to read its body: it
+		// gives back its place among its peer's bodies in flight (behind
+		// a proxy the peer is everyone) rather than hold it while it waits.
+		if b, ok := r.Body.(*guardedBody); ok {
+			b.release()
+		}
+	})
 	if !limited {
 		return true
 	}

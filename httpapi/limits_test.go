@@ -210,6 +210,31 @@ func TestOverLimitRequestWaitsItsTurn(t *testing.T) {
 	}
 }
 
+// TestWaitingRequestHoldsNoBodyPlace: behind one address (a proxy) with
+// room for one request body in flight, alice's write that waits its turn
+// gives its place back while it waits: bob's write, sent meanwhile, is
+// admitted, and alice's is then served too.
+func TestWaitingRequestHoldsNoBodyPlace(t *testing.T) {
+	limits := ratelimit.Limits{}
+	limits[ratelimit.Write] = ratelimit.Limit{Count: 10, Per: time.Second, Burst: 1}
+	f := newLimitsFixture(t, limits, Config{MaxBodiesPerPeer: 1}, nil)
+	bobWhileAliceWaits := 0
+	f.s.limiter = ratelimit.New(limits, ratelimit.NewMemory(f.clock.Now), nil).Pace(time.Second, func(_ context.Context, d time.Duration) error {
+		bobWhileAliceWaits = f.do("bob", "POST", "/api/v1/apps", `{"name":"bob's"}`).Code
+		f.clock.Add(d)
+		return nil
+	})
+	if w := f.do("alice", "POST", "/api/v1/apps", `{"name":"first"}`); w.Code != http.StatusCreated {
+		t.Fatalf("alice's first write: %d %s", w.Code, w.Body)
+	}
+	if w := f.do("alice", "POST", "/api/v1/apps", `{"name":"second"}`); w.Code != http.StatusCreated {
+		t.Fatalf("alice's second write, after waiting its turn: %d %s", w.Code, w.Body)
+	}
+	if bobWhileAliceWaits != http.StatusCreated {
+		t.Fatalf("bob's write while alice's waited: %d; want 201 (her waiting request holds no body place)", bobWhileAliceWaits)
+	}
+}
+
 // TestRateLimit429RevealsNothing: once alice is throttled, her request for
 // bob's session, for a session that does not exist, and for bob's facts by
 // his user id answer the same 429, byte for byte: the limit runs before

@@ -253,9 +253,6 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setBodyDeadline(r, bodyTimeout)
-		if r.Body != http.NoBody { // nothing to bound, and one allocation less per GET
-			r.Body = http.MaxBytesReader(w, r.Body, limit)
-		}
 		if rt.mcp {
 			if err := s.checkMCPOrigin(r); err != nil {
 				s.writeError(w, r, err)
@@ -294,6 +291,11 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		setLogUser(ctx, p.UserID)
 		r = r.WithContext(ctx)
+		// Bounded here, not before: until now the body is the middleware's
+		// guardedBody, which a request waiting its turn releases.
+		if r.Body != http.NoBody { // nothing to bound, and one allocation less per GET
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
 		if err := rt.serve(w, r, p); err != nil {
 			s.writeError(w, r, err)
 		}

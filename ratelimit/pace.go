@@ -46,10 +46,11 @@ func (l *Limiter) Pace(delay time.Duration, sleep func(ctx context.Context, d ti
 }
 
 // Wait is Allow, and when the request is over its limit and l paces,
-// waits up to the pacing delay for the bucket to allow it. The answer is
-// the last Allow's: a refusal when the turn did not come within the
-// delay, too many of the caller's requests already wait, or ctx ended.
-func (l *Limiter) Wait(ctx context.Context, c Class, caller string) (res Result, ok bool) {
+// waits up to the pacing delay for the bucket to allow it; waiting, if
+// not nil, is called once before it starts to. The answer is the last
+// Allow's: a refusal when the turn did not come within the delay, too many
+// of the caller's requests already wait, or ctx ended.
+func (l *Limiter) Wait(ctx context.Context, c Class, caller string, waiting func()) (res Result, ok bool) {
 	res, ok = l.Allow(ctx, c, caller)
 	p := l.pace
 	if !ok || res.Allowed || p == nil {
@@ -60,6 +61,9 @@ func (l *Limiter) Wait(ctx context.Context, c Class, caller string) (res Result,
 		return res, ok
 	}
 	defer p.leave(caller)
+	if waiting != nil {
+		waiting()
+	}
 	// Those already waiting take the next tokens: wait for one's turn, not
 	// for all to wake at once and all but one to sleep again.
 	interval := time.Duration(float64(time.Second) / l.Limit(c).perSecond())

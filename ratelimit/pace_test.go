@@ -56,32 +56,32 @@ func TestWaitPacesAnOverLimitRequest(t *testing.T) {
 	ctx := context.Background()
 	r := newPacedRig(time.Second)
 	for range 2 {
-		if res, _ := r.l.Wait(ctx, Write, "u:alice"); !res.Allowed {
+		if res, _ := r.l.Wait(ctx, Write, "u:alice", nil); !res.Allowed {
 			t.Fatal("alice's burst was refused")
 		}
 	}
 	if len(r.sleeps()) != 0 {
 		t.Fatalf("a request within the burst waited %v", r.sleeps())
 	}
-	res, ok := r.l.Wait(ctx, Write, "u:alice")
+	res, ok := r.l.Wait(ctx, Write, "u:alice", nil)
 	if !ok || !res.Allowed || !slices.Equal(r.sleeps(), []time.Duration{100 * time.Millisecond}) {
 		t.Fatalf("alice's third request: %+v after waits %v; want allowed after 100ms", res, r.sleeps())
 	}
-	if res, _ := r.l.Wait(ctx, Write, "u:bob"); !res.Allowed || len(r.sleeps()) != 1 {
+	if res, _ := r.l.Wait(ctx, Write, "u:bob", nil); !res.Allowed || len(r.sleeps()) != 1 {
 		t.Fatalf("bob's first request: %+v, waits %v", res, r.sleeps())
 	}
 
 	short := newPacedRig(30 * time.Millisecond)
 	short.l.Allow(ctx, Write, "u:alice")
 	short.l.Allow(ctx, Write, "u:alice")
-	if res, _ := short.l.Wait(ctx, Write, "u:alice"); res.Allowed || res.RetryAfter != 70*time.Millisecond || !slices.Equal(short.sleeps(), []time.Duration{30 * time.Millisecond}) {
+	if res, _ := short.l.Wait(ctx, Write, "u:alice", nil); res.Allowed || res.RetryAfter != 70*time.Millisecond || !slices.Equal(short.sleeps(), []time.Duration{30 * time.Millisecond}) {
 		t.Fatalf("a turn 100ms off under a delay of 30ms: %+v, waits %v; want refused after waiting 30ms, 70ms still to go", res, short.sleeps())
 	}
 
 	off := New(r.l.limits, NewMemory(r.clk.Now), nil).Pace(0, nil)
 	off.Allow(ctx, Write, "u:alice")
 	off.Allow(ctx, Write, "u:alice")
-	if res, _ := off.Wait(ctx, Write, "u:alice"); res.Allowed {
+	if res, _ := off.Wait(ctx, Write, "u:alice", nil); res.Allowed {
 		t.Fatal("a limiter that does not pace let a request over the limit through")
 	}
 }
@@ -99,14 +99,14 @@ func TestWaitingIsBounded(t *testing.T) {
 	results := make(chan Result, maxWaitingPerCaller)
 	for range maxWaitingPerCaller {
 		go func() {
-			res, _ := r.l.Wait(ctx, Write, "u:alice")
+			res, _ := r.l.Wait(ctx, Write, "u:alice", nil)
 			results <- res
 		}()
 	}
 	for r.l.Waiting() < maxWaitingPerCaller {
 		runtime.Gosched()
 	}
-	if res, _ := r.l.Wait(ctx, Write, "u:alice"); res.Allowed {
+	if res, _ := r.l.Wait(ctx, Write, "u:alice", nil); res.Allowed {
 		t.Fatal("a 17th request of alice's waited")
 	}
 	waits := r.sleeps()
@@ -122,7 +122,7 @@ func TestWaitingIsBounded(t *testing.T) {
 	bctx, leave := context.WithCancel(ctx)
 	bob := make(chan Result)
 	go func() {
-		res, _ := r.l.Wait(bctx, Write, "u:bob")
+		res, _ := r.l.Wait(bctx, Write, "u:bob", nil)
 		bob <- res
 	}()
 	for r.l.Waiting() < maxWaitingPerCaller+1 {
