@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -88,7 +87,7 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) error {
 		return idflow.Errorf(idflow.EMEDIATYPE, "send the client metadata as application/json")
 	}
 	if res, _ := s.registrations.Allow(r.Context(), peer(r), s.registrationLimit); !res.Allowed {
-		retry := max(1, int(math.Ceil(res.RetryAfter.Seconds())))
+		retry := res.RetryAfterSeconds()
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
 		return idflow.Errorf(idflow.ERATELIMIT, "too many registrations from this address; try again in %d s", retry)
 	}

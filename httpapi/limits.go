@@ -62,14 +62,14 @@ func (s *Server) admitRate(w http.ResponseWriter, r *http.Request, c ratelimit.C
 	if s.limiter == nil {
 		return true
 	}
-	res, limited := s.limiter.Wait(r.Context(), c, key, func() {
-		// A request waiting its turn has not begun to read its body: it
-		// gives back its place among its peer's bodies in flight (behind
-		// a proxy the peer is everyone) rather than hold it while it waits.
-		if b, ok := r.Body.(*guardedBody); ok {
-			b.release()
-		}
-	})
+	// A request waiting its turn has not begun to read its body: it gives
+	// back its place among its peer's bodies in flight (behind a proxy the
+	// peer is everyone) rather than hold it while it waits.
+	var giveBack func()
+	if b, ok := r.Body.(*guardedBody); ok {
+		giveBack = b.release
+	}
+	res, limited := s.limiter.Wait(r.Context(), c, key, giveBack)
 	if !limited {
 		return true
 	}
@@ -82,7 +82,7 @@ func (s *Server) admitRate(w http.ResponseWriter, r *http.Request, c ratelimit.C
 		return true
 	}
 	s.limitHit(name, LimitRate)
-	retry := max(1, ceilSeconds(res.RetryAfter))
+	retry := res.RetryAfterSeconds()
 	h.Set("Retry-After", strconv.Itoa(retry))
 	writeProblem(w, http.StatusTooManyRequests, idflow.ERATELIMIT,
 		fmt.Sprintf("too many %s requests: the limit is %s; retry in %d s", name, describeLimit(lim), retry))

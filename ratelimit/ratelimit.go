@@ -225,6 +225,12 @@ type Result struct {
 	ResetAfter time.Duration // until the bucket is full again
 }
 
+// RetryAfterSeconds is RetryAfter as a Retry-After header gives it: whole
+// seconds, rounded up, at least 1.
+func (r Result) RetryAfterSeconds() int {
+	return max(1, int(math.Ceil(r.RetryAfter.Seconds())))
+}
+
 // Store keeps buckets by key. Allow takes one token from key's bucket of
 // limit l if it has one.
 type Store interface {
