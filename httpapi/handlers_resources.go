@@ -23,6 +23,13 @@ func byID[T any](param string, fn func(context.Context, idflow.Principal, string
 	}
 }
 
+// listed answers the page of the caller's list that fetch reads.
+func listed[T any](fetch func(context.Context, idflow.Principal, idflow.Page) (idflow.List[T], error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
+		return list(w, r, func(pg idflow.Page) (idflow.List[T], error) { return fetch(r.Context(), p, pg) })
+	}
+}
+
 // updateByID decodes a patch and answers update of the object the path's
 // param names.
 func updateByID[P, T any](param string, update func(context.Context, idflow.Principal, string, P) (T, error)) handler {
@@ -129,12 +136,6 @@ func answer[T any](w http.ResponseWriter, status int, v T, err error) error {
 
 // Apps.
 
-func handleListApps(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.App], error) { return svc.ListApps(r.Context(), p, pg) })
-	}
-}
-
 func handleCreateApp(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		var in appIn
@@ -194,12 +195,6 @@ func handleSendMessage(svc *service.Service, log *slog.Logger) handler {
 
 // Agents.
 
-func handleListAgents(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Agent], error) { return svc.ListAgents(r.Context(), p, pg) })
-	}
-}
-
 func handleCreateAgent(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		var in agentIn
@@ -212,14 +207,6 @@ func handleCreateAgent(svc *service.Service) handler {
 }
 
 // Workflows.
-
-func handleListWorkflows(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Workflow], error) {
-			return svc.ListWorkflows(r.Context(), p, pg)
-		})
-	}
-}
 
 func handleCreateWorkflow(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
@@ -274,14 +261,6 @@ func handleIngest(svc *service.Service) handler {
 	}
 }
 
-func handleListDocuments(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Document], error) {
-			return svc.ListDocuments(r.Context(), p, pg)
-		})
-	}
-}
-
 func handleDocumentContent(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		d, b, err := svc.DocumentContent(r.Context(), p, r.PathValue("document_id"))
@@ -299,12 +278,6 @@ func handleDocumentContent(svc *service.Service) handler {
 }
 
 // Facts and memory.
-
-func handleListFacts(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Fact], error) { return svc.ListFacts(r.Context(), p, pg) })
-	}
-}
 
 func handleCreateFact(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
@@ -400,22 +373,6 @@ func handleTags(w http.ResponseWriter, r *http.Request, p idflow.Principal) erro
 
 // Audit, admin, internal.
 
-func handleAudit(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-			return svc.ListAudit(r.Context(), p, pg)
-		})
-	}
-}
-
-func handleAdminAudit(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.AuditEvent], error) {
-			return svc.AdminListAudit(r.Context(), p, pg)
-		})
-	}
-}
-
 type auditVerifyOut struct {
 	OK         bool   `json:"ok"`
 	Checked    int    `json:"checked"`     // events of the caller's scope whose hash was recomputed
@@ -437,14 +394,6 @@ func handleAuditVerify(svc *service.Service) handler {
 			out.Error = idflow.ErrorMessage(err) // never the cause: it may name SQL
 		}
 		return writeJSON(w, http.StatusOK, out)
-	}
-}
-
-func handleAdminUsers(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.User], error) {
-			return svc.AdminListUsers(r.Context(), p, pg)
-		})
 	}
 }
 

@@ -39,12 +39,6 @@ func handleStartRun(runs Runs) handler {
 	}
 }
 
-func handleListRuns(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.Run], error) { return svc.ListRuns(r.Context(), p, pg) })
-	}
-}
-
 func handleRunEvents(svc *service.Service) handler {
 	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
 		var after int64

@@ -28,19 +28,11 @@ type tokenOut struct {
 func lifecycleRoutes(svc *service.Service, log *slog.Logger) []route {
 	type tokens = idflow.List[idflow.PersonalToken]
 	return []route{
-		{method: "GET", pattern: "/api/v1/tokens", access: accessUser, noToken: true, summary: "Your personal access tokens (never the tokens themselves)", out: tokens{}, serve: handleListTokens(svc)},
+		{method: "GET", pattern: "/api/v1/tokens", access: accessUser, noToken: true, summary: "Your personal access tokens (never the tokens themselves)", out: tokens{}, serve: listed(svc.ListTokens)},
 		{method: "POST", pattern: "/api/v1/tokens", access: accessUser, noToken: true, summary: "Create a personal access token {name, scopes (read, write, agent, mcp), expires_in seconds (default 90 days, at most a year)}: the token is in this answer only", in: tokenIn{}, out: tokenOut{}, status: 201, serve: handleCreateToken(svc)},
 		{method: "DELETE", pattern: "/api/v1/tokens/{token_id}", access: accessUser, noToken: true, summary: "Revoke a personal access token", status: 204, serve: deleteByID("token_id", svc.RevokeToken)},
 		{method: "GET", pattern: "/api/v1/me/export", access: accessUser, summary: "Everything idflow holds about you, as one JSON object, streamed (documents as links to their content)", serve: handleExport(svc, log)},
 		{method: "DELETE", pattern: "/api/v1/admin/users/{user_id}", access: accessAdmin, summary: "Erase a user of your tenant (every tenant: platform admin role): rows, files, cache, vault, sessions; the audit chain keeps a keyed hash of the id (audited)", status: 204, serve: deleteByID("user_id", svc.EraseUser)},
-	}
-}
-
-func handleListTokens(svc *service.Service) handler {
-	return func(w http.ResponseWriter, r *http.Request, p idflow.Principal) error {
-		return list(w, r, func(pg idflow.Page) (idflow.List[idflow.PersonalToken], error) {
-			return svc.ListTokens(r.Context(), p, pg)
-		})
 	}
 }
 
